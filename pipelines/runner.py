@@ -1,0 +1,55 @@
+"""One run of the connector: lock the staging file, stage, summarise, pick the exit code.
+
+Shared by the scheduled command and `--demo`, so the demo exercises exactly the production path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from sources.customergauge import ExtractReport
+
+from .errors import CommandError, ExitCode, exit_code_for
+from .settings import RunSettings
+from .stage import StageResult, make_pipeline, run_stage
+from .staging import StagingStore
+from .summary import format_summary
+
+log = logging.getLogger("nps.run")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def execute(settings: RunSettings, source_options: dict[str, Any] | None = None) -> tuple[ExitCode, StageResult | None]:
+    """Run once; never raises for expected failures, returns the exit code instead."""
+    started = time.monotonic()
+    report = ExtractReport(run_id=new_run_id())
+    log.info("run %s: staging file %s", report.run_id, settings.duckdb_path)
+    try:
+        store = StagingStore.open(settings.duckdb_path, settings.dataset_name)
+    except CommandError as exc:
+        log.error("%s", exc)
+        return exc.exit_code, None
+    try:
+        pipeline = make_pipeline(settings, store)
+        result = run_stage(pipeline, store, report, source_options)
+    except Exception as exc:  # noqa: BLE001 - every failure must become a documented exit code
+        code = exit_code_for(exc)
+        if code == ExitCode.INTERNAL_ERROR:
+            log.exception("run %s failed unexpectedly", report.run_id)
+        else:
+            log.error("run %s failed: %s", report.run_id, exc)
+        return code, None
+    finally:
+        store.close()
+    code = ExitCode.QUARANTINED if report.quarantined else ExitCode.OK
+    summary = format_summary(result, time.monotonic() - started, str(settings.duckdb_path), code)
+    for line in summary.splitlines():
+        log.info("%s", line)
+    print(summary, flush=True)
+    return code, result

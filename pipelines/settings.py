@@ -1,0 +1,104 @@
+"""Where the command finds its configuration and its DuckDB file.
+
+dlt reads `.dlt/config.toml` and `.dlt/secrets.toml` from the current directory. A scheduled job
+started from the wrong directory would otherwise run on built-in defaults against an empty
+DuckDB file, re-extract everything and look healthy; so the command refuses to start without its
+config file and says where it looked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+from .errors import ConfigError
+
+SECTION = "nps_to_gainsight"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Settings of the command itself (the source reads its own from `[sources.customergauge]`)."""
+
+    duckdb_path: Path
+    pipeline_name: str
+    dataset_name: str
+    pipelines_dir: str | None
+
+
+def require_project_config() -> Path:
+    """The `.dlt` folder dlt will read, or a ConfigError naming where it looked."""
+    settings_dir = Path(dlt.current.run_context().settings_dir).resolve()
+    config_file = settings_dir / "config.toml"
+    if not config_file.is_file():
+        raise ConfigError(
+            f"no configuration found at {config_file}: run the command from the repository root "
+            "(the folder holding .dlt/config.toml), e.g. `cd /path/to/repo && python "
+            "pipelines/nps_to_gainsight.py`"
+        )
+    return settings_dir
+
+
+def load_run_settings() -> RunSettings:
+    """Resolve the command's settings from config.toml and environment overrides."""
+    credentials = dlt.config.get("destination.duckdb.credentials")
+    if not credentials or not isinstance(credentials, str):
+        raise ConfigError(
+            "destination.duckdb.credentials (the DuckDB file path) is not set: add it under "
+            "[destination.duckdb] in .dlt/config.toml or set DESTINATION__DUCKDB__CREDENTIALS"
+        )
+    path = Path(credentials.removeprefix("duckdb:///")).expanduser()
+    settings = RunSettings(
+        duckdb_path=path if path.is_absolute() else Path.cwd() / path,
+        pipeline_name=str(dlt.config.get(f"{SECTION}.pipeline_name") or "nps_to_gainsight"),
+        dataset_name=str(dlt.config.get(f"{SECTION}.dataset_name") or "nps"),
+        pipelines_dir=dlt.config.get(f"{SECTION}.pipelines_dir") or None,
+    )
+    check_names(settings)
+    return settings
+
+
+def check_names(settings: RunSettings) -> None:
+    """DuckDB names a catalog after the file; a schema of the same name makes SQL ambiguous."""
+    if settings.duckdb_path.stem == settings.dataset_name:
+        raise ConfigError(
+            f"the DuckDB file {settings.duckdb_path.name} and the dataset {settings.dataset_name!r} "
+            "share a name, which makes DuckDB references ambiguous: rename the file "
+            "(DESTINATION__DUCKDB__CREDENTIALS) or the dataset (NPS_TO_GAINSIGHT__DATASET_NAME)"
+        )
+
+
+def describe_missing(exc: ConfigFieldMissingException, section: str) -> ConfigError:
+    """Turn dlt's lookup trace into one line per missing key with its TOML and env names."""
+    lines = [
+        f"  {section}.{field}: set it under [{section}] in .dlt/"
+        f"{'secrets' if _is_secret(field) else 'config'}.toml or export {env_name(section, field)}"
+        for field in exc.fields
+    ]
+    return ConfigError("missing configuration:\n" + "\n".join(lines))
+
+
+def env_name(section: str, key: str) -> str:
+    """dlt's environment form of a config key, e.g. SOURCES__CUSTOMERGAUGE__CLIENT_ID."""
+    return "__".join(part.upper() for part in [*section.split("."), key])
+
+
+def secret_values(keys: Iterable[str]) -> list[str]:
+    """Values of secrets, so the log filter can mask them wherever they would appear."""
+    values = []
+    for key in keys:
+        try:
+            value = dlt.secrets.get(key)
+        except Exception:  # a missing secret is reported by the source itself
+            value = None
+        if isinstance(value, str):
+            values.append(value)
+    return values
+
+
+def _is_secret(field: str) -> bool:
+    return any(word in field for word in ("secret", "password", "token", "key", "client_id"))

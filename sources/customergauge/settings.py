@@ -1,0 +1,54 @@
+"""Static knowledge about CustomerGauge deployments: regions, endpoints, paging and field defaults."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .errors import InvalidSetting
+
+REGIONS: Final = ("eu", "us", "au")
+
+RESPONSES_PATH: Final = "/v7/rest/sync/responses"
+NON_RESPONSES_PATH: Final = "/v7/rest/sync/non-responses"
+
+# The documented maximum; fewer round trips is the whole point of a sync feed.
+MAX_PER_PAGE: Final = 1000
+
+# Expansions the canonical row needs. `tags` and `questions` are valid too but unused downstream,
+# and every expansion costs bytes on every page.
+DEFAULT_EXPANSIONS: Final = ("drivers", "properties")
+KNOWN_EXPANSIONS: Final = frozenset({"drivers", "questions", "tags", "properties"})
+
+# Canonical column -> CustomerGauge `properties` field label. Field sets are per tenant, so every
+# entry can be overridden in `[sources.customergauge.property_map]`.
+DEFAULT_PROPERTY_MAP: Final[dict[str, str]] = {
+    "account_id": "Account Number",
+    "touchpoint": "Touchpoint",
+    "channel": "Channel",
+    "language": "Language",
+    "country": "Country",
+    "segment": "Segment",
+    "product": "Product",
+    "survey_id": "Survey ID",
+    "case_link": "Case Link",
+}
+
+
+def default_api_base_url(region: str) -> str:
+    """API host for a region, e.g. https://api.eu.customergauge.com."""
+    return f"https://api.{_check_region(region)}.customergauge.com"
+
+
+def default_token_url(region: str) -> str:
+    """OAuth2 token endpoint for a region."""
+    return f"https://auth.{_check_region(region)}.customergauge.com/oauth2/token"
+
+
+def _check_region(region: str) -> str:
+    value = region.strip().lower()
+    if value not in REGIONS:
+        raise InvalidSetting(
+            f"sources.customergauge.region must be one of {', '.join(REGIONS)}, got {region!r} "
+            "(env SOURCES__CUSTOMERGAUGE__REGION)"
+        )
+    return value

@@ -1,0 +1,93 @@
+"""Shared fixtures: a real CustomerGauge sandbox on loopback and a real DuckDB staging file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+import pytest
+
+# No test may talk to anything but loopback: dlt's telemetry would try to.
+os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+
+from pipelines.errors import ExitCode  # noqa: E402
+from pipelines.runner import execute  # noqa: E402
+from pipelines.settings import RunSettings  # noqa: E402
+from pipelines.stage import StageResult  # noqa: E402
+from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENT_ID = "test-client-id"
+CLIENT_SECRET = "test-client-secret-4f9a2c"
+
+
+@pytest.fixture
+def cg_sandbox() -> Iterator[Any]:
+    """Factory: start a sandbox with a given seed; all are stopped at the end of the test."""
+    started: list[CustomerGaugeSandbox] = []
+
+    def start(responses: int = 300, days: int = 20, accounts: int = 12, invalid: int = 0, **kwargs: Any) -> CustomerGaugeSandbox:
+        spec = SeedSpec(responses=responses, days=days, accounts=accounts, invalid=invalid, seed=kwargs.pop("seed", 11))
+        sandbox = CustomerGaugeSandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, seed=spec, **kwargs)
+        sandbox.__enter__()
+        started.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in started:
+        sandbox.__exit__(None, None, None)
+
+
+@dataclass
+class Staging:
+    """A staging setup in a temp folder: the DuckDB file and dlt's working folder."""
+
+    settings: RunSettings
+    sandbox: CustomerGaugeSandbox
+    initial_days: int
+
+    def options(self, **overrides: Any) -> dict[str, Any]:
+        return {
+            "api_base_url": self.sandbox.base_url,
+            "token_url": self.sandbox.token_url,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "initial_response_date": (date.today() - timedelta(days=self.initial_days)).isoformat(),
+            "lookback_days": 3,
+            "retry_backoff_seconds": 0.05,
+            **overrides,
+        }
+
+    def run(self, **overrides: Any) -> tuple[ExitCode, StageResult | None]:
+        return execute(self.settings, self.options(**overrides))
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        with duckdb.connect(str(self.settings.duckdb_path), read_only=True) as conn:
+            return conn.execute(sql, params or []).fetchall()
+
+    def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        return self.query(sql, params)[0][0]
+
+    def response_requests(self) -> list[dict[str, list[str]]]:
+        """Query strings of every page request the sandbox saw, in order."""
+        return [entry.query for entry in self.sandbox.requests(path="/v7/rest/sync/responses")]
+
+
+@pytest.fixture
+def staging_for(tmp_path: Path):
+    """Factory: a Staging bound to a sandbox, with files under this test's temp folder."""
+
+    def make(sandbox: CustomerGaugeSandbox, initial_days: int = 40, name: str = "nps") -> Staging:
+        settings = RunSettings(
+            duckdb_path=tmp_path / f"staging_{name}.duckdb",
+            pipeline_name=f"test_{name}",
+            dataset_name="nps",
+            pipelines_dir=str(tmp_path / f"{name}_pipelines"),
+        )
+        return Staging(settings, sandbox, initial_days)
+
+    return make
