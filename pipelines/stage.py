@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dlt
+import duckdb
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -44,7 +45,7 @@ def make_pipeline(settings: RunSettings, store: StagingStore) -> dlt.Pipeline:
     )
 
 
-def finish_pending(pipeline: dlt.Pipeline) -> int:
+def finish_pending(pipeline: dlt.Pipeline, store: StagingStore) -> int:
     """Load packages an interrupted run left behind; returns how many there were."""
     pending = len(pipeline.list_extracted_load_packages()) + len(pipeline.list_normalized_load_packages())
     if not pending:
@@ -52,10 +53,43 @@ def finish_pending(pipeline: dlt.Pipeline) -> int:
     log.warning("stage: finishing %d load package(s) left pending by an interrupted run", pending)
     try:
         pipeline.normalize()
-        pipeline.load()
+        load(pipeline, store)
     except PipelineStepFailed as exc:
         raise _unwrap(exc) from None
     return pending
+
+
+def load(pipeline: dlt.Pipeline, store: StagingStore) -> None:
+    """Load normalized packages; if DuckDB runs out of its memory budget, retry once with more.
+
+    The budget keeps a run's memory predictable, but how much a merge needs depends on the data
+    (very long comments, many properties). A run that hit the limit would otherwise leave its
+    package pending and fail the same way every hour.
+    """
+    try:
+        pipeline.load()
+    except PipelineStepFailed as exc:
+        if not _out_of_memory(exc):
+            raise
+        previous = store.memory_limit
+        raised = store.raise_memory_limit()
+        log.warning(
+            "stage: DuckDB needed more than %s to merge this part; retrying with %s. Raise "
+            "nps_to_gainsight.duckdb_memory_limit (or lower sources.customergauge.rows_per_load) "
+            "to avoid the retry",
+            previous,
+            raised,
+        )
+        pipeline.load()
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, duckdb.OutOfMemoryException) or "Out of Memory Error" in str(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def run_stage(
@@ -64,25 +98,56 @@ def run_stage(
     report: ExtractReport,
     source_options: dict[str, Any] | None = None,
 ) -> StageResult:
-    """Extract from CustomerGauge, merge into DuckDB, refresh the views."""
+    """Extract from CustomerGauge, merge into DuckDB, refresh the views.
+
+    The steps are dlt's `run()` spelled out, for two reasons: the run counts new and changed
+    responses in the normalized files before they are merged, and a large window is loaded in
+    parts (`rows_per_load`), each its own load package, so a merge never needs more memory than
+    one part and a crash keeps every part already loaded.
+    """
     result = StageResult(report=report)
-    result.finished_pending = finish_pending(pipeline)
-    try:
-        source = customergauge(report=report, **(source_options or {}))
-    except ConfigFieldMissingException as exc:
-        raise describe_missing(exc, "sources.customergauge") from None
-    store.snapshot_response_hashes()
-    try:
-        pipeline.run(source)
-    except PipelineStepFailed as exc:
-        raise _unwrap(exc) from None
-    except ConfigFieldMissingException as exc:
-        raise describe_missing(exc, "sources.customergauge") from None
-    result.changes = store.changes_since_snapshot()
+    # What `pipeline.run()` would do first: restore state and schema from DuckDB when the working
+    # folder is new (wiped, new machine), so the cursor survives.
+    pipeline.sync_destination()
+    result.finished_pending = finish_pending(pipeline, store)
+    tables: list[str] = []
+    while True:
+        try:
+            source = customergauge(report=report, **(source_options or {}))
+            if tables:
+                source = source.with_resources(*tables)
+            pipeline.extract(source)
+            pipeline.normalize()
+            changes = store.count_changes(_staged_files(pipeline, RESPONSES))
+            load(pipeline, store)
+        except PipelineStepFailed as exc:
+            raise _unwrap(exc) from None
+        except ConfigFieldMissingException as exc:
+            raise describe_missing(exc, "sources.customergauge") from None
+        result.changes.new += changes.new
+        result.changes.updated += changes.updated
+        tables = report.unfinished
+        if not tables:
+            break
+        log.info(
+            "stage: part %d loaded (%s rows fetched so far); continuing %s",
+            max(feed.loads for feed in report.feeds.values()),
+            f"{sum(feed.fetched for feed in report.feeds.values()):,}",
+            ", ".join(tables),
+        )
     store.ensure_views()
     result.staged_rows = store.count(RESPONSES)
     result.quarantine_rows = store.count(QUARANTINE)
     return result
+
+
+def _staged_files(pipeline: dlt.Pipeline, table: str) -> list[str]:
+    """Files of `table` in the package normalized for this run and not yet loaded."""
+    files = []
+    for load_id in pipeline.list_normalized_load_packages():
+        jobs = pipeline.get_load_package_info(load_id).jobs.get("new_jobs", [])
+        files += [job.file_path for job in jobs if job.job_file_info.table_name == table]
+    return files
 
 
 def _unwrap(exc: PipelineStepFailed) -> Exception:

@@ -8,16 +8,18 @@ that same connection to dlt, so holding it *is* the run lock: a second run (or a
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from .errors import StagingFailed, StagingLocked
+from .errors import ConfigError, StagingFailed, StagingLocked
 
 log = logging.getLogger("nps.staging")
 
 RESPONSES = "nps_responses"
+DEFAULT_MEMORY_LIMIT = "128MB"
 QUARANTINE = "quarantine"
 
 # Views are recreated after every run; they are plain SQL so anyone can read and change them.
@@ -59,6 +61,18 @@ WHERE FALSE
 """
 
 
+def megabytes(limit: str) -> int:
+    """'128MB', '1GB', '512MiB' -> megabytes (DuckDB's memory_limit notation)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", limit, re.IGNORECASE)
+    if not match:
+        raise ConfigError(
+            f"nps_to_gainsight.duckdb_memory_limit must look like '128MB' or '1GB', got {limit!r} "
+            "(env NPS_TO_GAINSIGHT__DUCKDB_MEMORY_LIMIT)"
+        )
+    scale = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[match.group(2)[0].upper()]
+    return max(1, int(float(match.group(1)) * scale))
+
+
 @dataclass
 class ChangeCounts:
     new: int = 0
@@ -68,16 +82,20 @@ class ChangeCounts:
 class StagingStore:
     """One open DuckDB file for the duration of a run."""
 
-    def __init__(self, path: Path, dataset: str, connection: duckdb.DuckDBPyConnection):
+    def __init__(self, path: Path, dataset: str, connection: duckdb.DuckDBPyConnection, memory_limit: str):
         self.path = path
         self.dataset = dataset
         self.connection = connection
+        self.memory_limit = memory_limit
 
     @classmethod
-    def open(cls, path: Path, dataset: str) -> "StagingStore":
+    def open(cls, path: Path, dataset: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> "StagingStore":
+        megabytes(memory_limit)  # fail on a malformed limit before touching the file
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            connection = duckdb.connect(str(path))
+            # DuckDB would otherwise size its buffer pool to 80% of RAM; a merge of a large
+            # backfill spills to disk past this limit instead of growing the process.
+            connection = duckdb.connect(str(path), config={"memory_limit": memory_limit})
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StagingLocked(
@@ -86,10 +104,16 @@ class StagingStore:
                     f"DuckDB says: {exc}"
                 ) from None
             raise StagingFailed(f"cannot open the DuckDB file {path}: {exc}") from None
-        return cls(path, dataset, connection)
+        return cls(path, dataset, connection, memory_limit)
 
     def close(self) -> None:
         self.connection.close()
+
+    def raise_memory_limit(self) -> str:
+        """Raise DuckDB's memory limit for the rest of this run (4x, at least 512MB); returns it."""
+        self.memory_limit = f"{max(megabytes(self.memory_limit) * 4, 512)}MB"
+        self.connection.execute(f"SET memory_limit = '{self.memory_limit}'")
+        return self.memory_limit
 
     def table_exists(self, table: str) -> bool:
         found = self.connection.execute(
@@ -104,26 +128,30 @@ class StagingStore:
         row = self.connection.execute(f'SELECT count(*) FROM "{self.dataset}"."{table}"').fetchone()
         return int(row[0]) if row else 0
 
-    def snapshot_response_hashes(self) -> None:
-        """Remember (response_id, content_hash) before loading, to count new and changed rows."""
-        self.connection.execute("DROP TABLE IF EXISTS temp.run_before")
-        if self.table_exists(RESPONSES):
-            self.connection.execute(
-                f'CREATE TEMP TABLE run_before AS SELECT response_id, content_hash FROM "{self.dataset}".{RESPONSES}'
-            )
-        else:
-            self.connection.execute("CREATE TEMP TABLE run_before (response_id VARCHAR, content_hash VARCHAR)")
+    def count_changes(self, staged_files: list[str]) -> ChangeCounts:
+        """New and changed responses in a run's files, compared with what is staged now.
 
-    def changes_since_snapshot(self) -> ChangeCounts:
-        if not self.table_exists(RESPONSES):
+        Runs on the files dlt is about to load, so the cost follows the run's size, not the
+        table's. A response fetched twice in one run counts once, in its latest version.
+        """
+        if not staged_files:
             return ChangeCounts()
+        if not self.table_exists(RESPONSES):
+            row = self.connection.execute(
+                "SELECT count(DISTINCT response_id) FROM read_parquet(?)", [staged_files]
+            ).fetchone()
+            return ChangeCounts(new=int(row[0]) if row else 0)
         new, updated = self.connection.execute(
             f"""
-            SELECT count(*) FILTER (WHERE b.response_id IS NULL),
-                   count(*) FILTER (WHERE b.response_id IS NOT NULL AND b.content_hash <> r.content_hash)
-            FROM "{self.dataset}".{RESPONSES} r
-            LEFT JOIN temp.run_before b USING (response_id)
-            """
+            WITH incoming AS (
+                SELECT response_id, content_hash FROM read_parquet(?)
+                QUALIFY row_number() OVER (PARTITION BY response_id ORDER BY fetched_at DESC) = 1
+            )
+            SELECT count(*) FILTER (WHERE s.response_id IS NULL),
+                   count(*) FILTER (WHERE s.response_id IS NOT NULL AND s.content_hash <> i.content_hash)
+            FROM incoming i LEFT JOIN "{self.dataset}".{RESPONSES} s USING (response_id)
+            """,
+            [staged_files],
         ).fetchone()
         return ChangeCounts(new=int(new), updated=int(updated))
 

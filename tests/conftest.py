@@ -81,12 +81,13 @@ class Staging:
 def staging_for(tmp_path: Path):
     """Factory: a Staging bound to a sandbox, with files under this test's temp folder."""
 
-    def make(sandbox: CustomerGaugeSandbox, initial_days: int = 40, name: str = "nps") -> Staging:
+    def make(sandbox: CustomerGaugeSandbox, initial_days: int = 40, name: str = "nps", **settings_overrides: Any) -> Staging:
         settings = RunSettings(
             duckdb_path=tmp_path / f"staging_{name}.duckdb",
             pipeline_name=f"test_{name}",
             dataset_name="nps",
             pipelines_dir=str(tmp_path / f"{name}_pipelines"),
+            **settings_overrides,
         )
         return Staging(settings, sandbox, initial_days)
 

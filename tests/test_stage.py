@@ -302,23 +302,50 @@ def test_wiping_the_pipelines_dir_restores_the_cursor_from_duckdb(cg_sandbox, st
     assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 603
 
 
-def test_run_killed_between_extract_and_load_is_finished_by_the_next_run(cg_sandbox, staging_for):
-    sandbox = cg_sandbox(responses=1500)
-    staging = staging_for(sandbox)
+def crash_after_normalize(staging, run_id: str) -> None:
+    """A run that dies after dlt extracted and normalized, before anything was loaded."""
     store = StagingStore.open(staging.settings.duckdb_path, "nps")
     pipeline = make_pipeline(staging.settings, store)
-    pipeline.extract(customergauge(report=ExtractReport(run_id="crashed"), **staging.options()))
+    pipeline.sync_destination()
+    pipeline.extract(customergauge(report=ExtractReport(run_id=run_id), **staging.options()))
     pipeline.normalize()
-    store.close()  # the process "dies" here: data and cursor sit in a pending package
+    store.close()
+
+
+def test_run_killed_between_extract_and_load_is_finished_by_the_next_run(cg_sandbox, staging_for):
+    sandbox = cg_sandbox(responses=1500, days=20)
+    staging = staging_for(sandbox)
+    staging.run()
+    added = sandbox.add_responses(7)
+    crash_after_normalize(staging, "crashed")  # data and the advanced cursor sit in a pending package
 
     code, result = staging.run()
 
     assert code == ExitCode.OK
     assert result.finished_pending == 1
-    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 1500
+    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 1507
+    assert staging.scalar("SELECT count(DISTINCT response_id) FROM nps.nps_responses") == 1507
+    assert set(map(str, added)) <= set(staged_ids(staging))
+    # the pending package carried the cursor: this run's window starts from it
+    assert result.report.feeds["nps_responses"].cursor_before == staging.scalar(
+        "SELECT max(responded_at) FROM nps.nps_responses"
+    )
+
+
+def test_first_run_killed_before_any_load_starts_over_cleanly(cg_sandbox, staging_for):
+    sandbox = cg_sandbox(responses=1500, days=20)
+    staging = staging_for(sandbox)
+    crash_after_normalize(staging, "crashed")
+
+    code, result = staging.run()
+
+    # nothing reached DuckDB, so dlt discards the orphaned package and this run starts from the
+    # initial date again: everything arrives once
+    assert code == ExitCode.OK
+    initial = date.fromisoformat(staging.options()["initial_response_date"])
+    assert result.report.feeds["nps_responses"].cursor_before.date() == initial
     assert staging.scalar("SELECT count(DISTINCT response_id) FROM nps.nps_responses") == 1500
-    # the pending package carried the cursor, so this run already read only the lookback window
-    assert result.report.feeds["nps_responses"].cursor_before is not None
+    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 1500
 
 
 def test_second_process_fails_fast_on_the_lock(cg_sandbox, staging_for):
@@ -356,3 +383,63 @@ def test_invalid_options_are_config_errors(cg_sandbox, staging_for, caplog, opti
     code, _ = staging.run(**{option: value})
     assert code == ExitCode.CONFIG_ERROR
     assert message in caplog.text
+
+
+def test_large_window_is_loaded_in_parts_and_late_rows_are_kept(cg_sandbox, staging_for):
+    sandbox = cg_sandbox(responses=3500, days=30)
+    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    # late arrivals: old response dates at the very end of the feed, so they land in the last part,
+    # after earlier parts already moved the cursor to recent dates
+    late = sandbox.add_responses(3, responded_at=now - timedelta(days=25))
+    staging = staging_for(sandbox)
+
+    code, result = staging.run(rows_per_load=1000)
+
+    assert code == ExitCode.OK
+    feed = result.report.feeds["nps_responses"]
+    assert feed.loads == 4 and feed.complete
+    assert feed.fetched == 3503 and result.changes.new == 3503
+    ids = staged_ids(staging)
+    assert len(ids) == len(set(ids)) == 3503
+    assert set(map(str, late)) <= set(ids)
+    loads = staging.scalar("SELECT count(*) FROM nps._dlt_loads WHERE status = 0")
+    assert loads == 4
+    # every part after the first continued the same window at the feed position it reached
+    first_pages = [q for q in staging.response_requests() if "cursor" not in q]
+    assert len(first_pages) == 1
+
+
+def test_run_killed_mid_window_resumes_at_the_feed_position(cg_sandbox, staging_for, caplog):
+    sandbox = cg_sandbox(responses=3500, days=30)
+    staging = staging_for(sandbox)
+    sandbox.add_fault(kind="status", status=503, path=RESPONSES, skip=2, times=100)
+
+    code, result = staging.run(rows_per_load=1000, decode_workers=0, max_attempts=2)
+
+    assert code == ExitCode.SOURCE_API_ERROR
+    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 2000  # two parts made it
+    stopped_at = int(staging.response_requests()[-1]["cursor"][0])
+    sandbox.clear_faults()
+    sandbox.clear_log()
+
+    code, result = staging.run(rows_per_load=1000, decode_workers=0)
+
+    assert code == ExitCode.OK
+    feed = result.report.feeds["nps_responses"]
+    assert feed.resumed and feed.fetched == 1500
+    first = staging.response_requests()[0]
+    assert first["cursor"] == [str(stopped_at)]
+    assert first["period[start]"] == [(date.today() - timedelta(days=40)).isoformat()]
+    assert staging.scalar("SELECT count(DISTINCT response_id) FROM nps.nps_responses") == 3500
+    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 3500
+
+
+def test_merge_that_outgrows_the_duckdb_memory_budget_is_retried_with_more(cg_sandbox, staging_for, caplog):
+    sandbox = cg_sandbox(responses=3000, days=20)
+    staging = staging_for(sandbox, duckdb_memory_limit="4MB")
+
+    code, result = staging.run()
+
+    assert code == ExitCode.OK
+    assert "DuckDB needed more than 4MB to merge this part; retrying with 512MB" in caplog.text
+    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 3000

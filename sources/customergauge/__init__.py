@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, Optional, Sequence
 
 import dlt
+import pyarrow as pa
 from dlt.sources import DltResource
 
 from .auth import ClientCredentials
@@ -26,7 +27,7 @@ from .client import CustomerGaugeClient, RetryPolicy
 from .decoding import DecodePool, PageDecoder
 from .errors import ContractViolation
 from .options import FeedOptions
-from .paging import feed_params, iter_pages
+from .paging import Period, feed_params, iter_pages
 from .report import ExtractReport
 from .settings import NON_RESPONSES_PATH, RESPONSES_PATH, default_api_base_url, default_token_url
 
@@ -38,6 +39,9 @@ RESPONSES_TABLE = "nps_responses"
 NON_RESPONSES_TABLE = "nps_non_responses"
 QUARANTINE_TABLE = "quarantine"
 PROGRESS_EVERY_SECONDS = 15.0
+# Pages are handed to dlt in batches of about this many rows: dlt's per-item work (cursor
+# bookkeeping, schema checks, a parquet row group) is then paid once per batch, not per page.
+ROWS_PER_BATCH = 10_000
 
 
 @dlt.source(name="customergauge", section="customergauge")
@@ -57,6 +61,7 @@ def customergauge(
     retry_backoff_seconds: float = 1.0,
     max_retry_wait_seconds: float = 120.0,
     decode_workers: Optional[int] = None,
+    rows_per_load: int = 100_000,
     backfill_start: Optional[str] = None,
     backfill_end: Optional[str] = None,
     report: Optional[ExtractReport] = None,
@@ -74,8 +79,11 @@ def customergauge(
         expansions: `with[]` values requested on every page.
         include_non_responses: also stage invitations without an answer.
         max_attempts, retry_backoff_seconds, max_retry_wait_seconds: the retry policy.
-        decode_workers: processes that validate and map pages in parallel (None: by core count,
+        decode_workers: threads that parse and map pages in parallel (None: by core count,
             0: all inline).
+        rows_per_load: a window larger than this is extracted and loaded in parts of about this
+            many rows, which bounds the memory a merge needs; an interrupted run resumes at the
+            part it had reached.
         backfill_start, backfill_end: YYYY-MM-DD range to re-load without moving the cursor.
         report: filled with counts for the run summary (passed by the command, not config).
     """
@@ -88,6 +96,7 @@ def customergauge(
         backfill_start=backfill_start,
         backfill_end=backfill_end,
         decode_workers=decode_workers,
+        rows_per_load=rows_per_load,
     )
     client = CustomerGaugeClient(
         api_base_url or default_api_base_url(region),
@@ -96,6 +105,7 @@ def customergauge(
         RetryPolicy(max_attempts=max_attempts, backoff=retry_backoff_seconds, max_wait=max_retry_wait_seconds),
     )
     report = report or ExtractReport(run_id=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    report.clients.append(client)
     resources = [responses(client, options, report, responded_at=_cursor("responded_at", options))]
     if include_non_responses:
         resources.append(non_responses(client, options, report, sent_at=_cursor("sent_at", options)))
@@ -105,9 +115,11 @@ def customergauge(
 def _cursor(column: str, options: FeedOptions) -> dlt.sources.incremental[datetime]:
     """The incremental cursor of a feed.
 
-    `lag` re-admits rows up to `lookback_days` behind the cursor (they are re-read on purpose);
-    quarantined rows may carry no date (`on_cursor_value_missing="include"`); deduplication at the
-    boundary is off (`primary_key=()`) because merging on the primary key already handles it.
+    The API's period filter chooses the rows; the cursor keeps the highest response date seen,
+    from which the next window starts. `lag` keeps dlt from filtering on its own (see
+    `FeedOptions.lag_seconds`); quarantined rows may carry no date
+    (`on_cursor_value_missing="include"`); deduplication at the boundary is off (`primary_key=()`)
+    because merging on the primary key already handles it.
     """
     return dlt.sources.incremental(
         column,
@@ -119,14 +131,13 @@ def _cursor(column: str, options: FeedOptions) -> dlt.sources.incremental[dateti
     )
 
 
-@dlt.resource(
-    name=RESPONSES_TABLE,
-    primary_key="response_id",
-    write_disposition="merge",
-    # The same response can arrive twice in one load (edited between two pages); keep the copy
-    # fetched last.
-    columns={"fetched_at": {"dedup_sort": "desc"}},
-)
+# Each load package holds every response at most once (see `_feed`), which lets the merge skip
+# deduplicating the staged rows: a window function over full rows that made DuckDB's memory grow
+# with the size of the load.
+MERGE_UNIQUE_ROWS = {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
+
+
+@dlt.resource(name=RESPONSES_TABLE, primary_key="response_id", write_disposition=MERGE_UNIQUE_ROWS)
 def responses(
     client: CustomerGaugeClient,
     options: FeedOptions,
@@ -137,12 +148,7 @@ def responses(
     yield from _feed(client, options, report, responded_at, RESPONSES_TABLE, RESPONSES_PATH, "date_survey_response", "response", "date_survey_response")
 
 
-@dlt.resource(
-    name=NON_RESPONSES_TABLE,
-    primary_key="response_id",
-    write_disposition="merge",
-    columns={"fetched_at": {"dedup_sort": "desc"}},
-)
+@dlt.resource(name=NON_RESPONSES_TABLE, primary_key="response_id", write_disposition=MERGE_UNIQUE_ROWS)
 def non_responses(
     client: CustomerGaugeClient,
     options: FeedOptions,
@@ -164,18 +170,36 @@ def _feed(
     record_kind: str,
     date_key: str,
 ) -> Iterator[Any]:
-    """Shared body of both feeds: page, decode (validate + map), route rejects to quarantine."""
-    period = options.window(period_field, None if options.backfilling else cursor.start_value)
+    """Shared body of both feeds: page, decode (validate + map), route rejects to quarantine.
+
+    Stops after about `rows_per_load` rows and records where it stopped in the resource state,
+    which dlt commits together with the rows: the next extract (in this run, or the next run
+    after a crash) continues the same window from there.
+
+    A load package never holds a response twice. A response edited while its window is being
+    paged comes back at a later feed position; when a page repeats a response this part already
+    holds, the part ends before that page, and the next part merges the newer copy over it.
+    """
     feed = report.feed(table)
-    feed.window_start, feed.window_end = period.start, period.end
-    if not options.backfilling:
-        feed.cursor_before = cursor.get_state().get("last_value")
+    positions = dlt.current.resource_state().setdefault("positions", {})
+    saved = positions.get(options.position_key)
+    last_seen = None if options.backfilling else cursor.get_state().get("last_value")
+    if saved:
+        period, start_cursor = Period.from_state(saved), int(saved["cursor"])
+    else:
+        period, start_cursor = options.window(period_field, last_seen), None
+    if feed.loads == 0:
+        feed.window_start, feed.window_end = period.start, period.end
+        feed.cursor_before = last_seen
+        feed.resumed = saved is not None
+    feed.loads += 1
     log.info(
-        "extract %s: %s %s..%s%s",
+        "extract %s: %s %s..%s%s%s",
         table,
         period.field,
         period.start,
         period.end,
+        f", continuing at feed position {start_cursor}" if start_cursor is not None else "",
         " (backfill; cursor untouched)" if options.backfilling else "",
     )
     decoder = PageDecoder(
@@ -186,43 +210,79 @@ def _feed(
         tenant_tz=options.tenant_tz,
         run_id=report.run_id,
     )
-    pages = iter_pages(client, path, feed_params(options.expansions, period))
+    pages = iter_pages(client, path, feed_params(options.expansions, period), start_cursor)
     progress_at = time.monotonic() + PROGRESS_EVERY_SECONDS
-    try:
-        with DecodePool(options.decode_workers) as pool:
-            for page, decoded in pool.map_ordered(decoder, pages):
-                if decoded.next_cursor != page.next_cursor or decoded.valid + decoded.rejected == 0:
-                    raise ContractViolation(
-                        f"CustomerGauge page on {path} decoded to cursor {decoded.next_cursor} with "
-                        f"{decoded.valid + decoded.rejected} records, but its envelope said {page.next_cursor}"
-                    )
-                feed.pages += 1
-                feed.fetched += decoded.valid + decoded.rejected
-                feed.valid += decoded.valid
-                if decoded.rows is not None:
-                    yield decoded.rows
-                if decoded.quarantine is not None:
-                    feed.quarantined += decoded.rejected
-                    for reason in decoded.reasons:
-                        log.warning("quarantined a %s record: %s", table, reason)
-                    yield _as_quarantine(decoded.quarantine)
-                if time.monotonic() >= progress_at:
-                    progress_at = time.monotonic() + PROGRESS_EVERY_SECONDS
-                    log.info("extract %s: %d pages, %d records so far (%d quarantined)", table, feed.pages, feed.fetched, feed.quarantined)
-    finally:
-        if not options.backfilling:
-            feed.cursor_after = cursor.last_value
-        report.api_calls = client.stats.calls
-        report.retries = client.stats.retries
-        report.token_grants = client.token_grants
+    batch: list[pa.Table] = []
+    extracted = 0
+    part_ids: set[str] = set()
+    resume_at = start_cursor
+    feed.complete = False
+    with DecodePool(options.decode_workers) as pool:
+        for page, decoded in pool.map_ordered(decoder, pages):
+            _check(page.next_cursor, decoded, path)
+            if decoded.rows is not None:
+                decoded.rows = _latest_copies(decoded.rows)
+                ids = decoded.rows.column("response_id").to_pylist()
+                if not part_ids.isdisjoint(ids):
+                    positions[options.position_key] = {**period.to_state(), "cursor": resume_at}
+                    log.info("extract %s: a response came back edited mid-window; it goes to the next part", table)
+                    break
+                part_ids.update(ids)
+            resume_at = page.next_cursor
+            feed.pages += 1
+            feed.fetched += decoded.valid + decoded.rejected
+            feed.valid += decoded.valid
+            extracted += decoded.valid + decoded.rejected
+            if decoded.rows is not None:
+                batch.append(decoded.rows)
+                if sum(rows.num_rows for rows in batch) >= ROWS_PER_BATCH:
+                    yield pa.concat_tables(batch)
+                    batch = []
+            if decoded.quarantine is not None:
+                feed.quarantined += decoded.rejected
+                for reason in decoded.reasons:
+                    log.warning("quarantined a %s record: %s", table, reason)
+                yield _as_quarantine(decoded.quarantine)
+            if time.monotonic() >= progress_at:
+                progress_at = time.monotonic() + PROGRESS_EVERY_SECONDS
+                log.info("extract %s: %d pages, %d records so far (%d quarantined)", table, feed.pages, feed.fetched, feed.quarantined)
+            if extracted >= options.rows_per_load:
+                positions[options.position_key] = {**period.to_state(), "cursor": page.next_cursor}
+                break
+        else:
+            positions.pop(options.position_key, None)
+            feed.complete = True
+    if batch:
+        yield pa.concat_tables(batch)
+    if not options.backfilling:
+        feed.cursor_after = cursor.get_state().get("last_value")
     log.info(
-        "extract %s: %d pages, %d records fetched, %d valid, %d quarantined",
+        "extract %s: %d records in this part (%d pages, %d valid, %d quarantined so far)%s",
         table,
+        extracted,
         feed.pages,
-        feed.fetched,
         feed.valid,
         feed.quarantined,
+        "" if feed.complete else "; more to come in the next part",
     )
+
+
+def _latest_copies(rows: pa.Table) -> pa.Table:
+    """A page with the same response twice keeps only its later copy (defensive; not seen)."""
+    ids = rows.column("response_id").to_pylist()
+    if len(set(ids)) == len(ids):
+        return rows
+    last = {response_id: index for index, response_id in enumerate(ids)}
+    return rows.take(sorted(last.values()))
+
+
+def _check(expected_cursor: int, decoded: Any, path: str) -> None:
+    """The decoded page must agree with the cursor its envelope was read for."""
+    if decoded.next_cursor != expected_cursor or decoded.valid + decoded.rejected == 0:
+        raise ContractViolation(
+            f"CustomerGauge page on {path} decoded to cursor {decoded.next_cursor} with "
+            f"{decoded.valid + decoded.rejected} records, but its envelope said {expected_cursor}"
+        )
 
 
 def _as_quarantine(rows: Any) -> Any:

@@ -9,16 +9,18 @@ in the form body, tokens in a header, and messages only name the method and path
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import requests
 import tenacity
+import urllib3
 
 from .auth import ClientCredentials, TokenCache
 from .errors import ApiUnavailable, CredentialsRejected, RequestRejected
@@ -42,6 +44,21 @@ class RetryPolicy:
     max_wait: float = 120.0
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Status, headers and the whole body of one HTTP response."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
 
 
 @dataclass
@@ -91,20 +108,20 @@ class CustomerGaugeClient:
         for renewed in (False, True):
             headers = {"Authorization": f"Bearer {self._tokens.get()}"}
             response = self._send("GET", url, params=list(params), headers=headers)
-            if response.status_code == 401 and not renewed:
+            if response.status == 401 and not renewed:
                 log.info("CustomerGauge answered 401 on GET %s: renewing the access token", path)
                 self._tokens.invalidate()
                 continue
             break
-        if response.status_code == 401:
+        if response.status == 401:
             raise CredentialsRejected(
                 f"CustomerGauge refused a freshly issued access token on GET {path} (HTTP 401): "
                 "the Connected App may lack access to this endpoint"
             )
-        if response.status_code != 200:
+        if response.status != 200:
             raise _rejection("GET", path, response)
         self.stats.pages += 1
-        return response.content
+        return response.body
 
     def close(self) -> None:
         self._session.close()
@@ -113,25 +130,25 @@ class CustomerGaugeClient:
 
     def _request_token(self) -> dict[str, Any]:
         response = self._send("POST", self.token_url, data=self._credentials.grant_form())
-        if response.status_code == 200:
-            body = _json_or_none(response)
+        if response.status == 200:
+            body = response.json()
             if not isinstance(body, dict) or not body.get("access_token"):
                 raise RequestRejected(
                     f"CustomerGauge token endpoint {self.token_url} answered 200 without an "
                     "access_token",
-                    response.status_code,
+                    response.status,
                 )
             return body
-        body = _json_or_none(response)
+        body = response.json()
         error = body.get("error") if isinstance(body, dict) else None
-        if response.status_code in (400, 401) and error in (None, "invalid_client", "unauthorized_client"):
+        if response.status in (400, 401) and error in (None, "invalid_client", "unauthorized_client"):
             raise CredentialsRejected(
                 f"CustomerGauge token endpoint {self.token_url} rejected the client credentials "
-                f"(HTTP {response.status_code}, {error or 'no error code'})"
+                f"(HTTP {response.status}, {error or 'no error code'})"
             )
         raise _rejection("POST", urlsplit(self.token_url).path, response)
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _send(self, method: str, url: str, **kwargs: Any) -> Answer:
         policy = self.retry
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Transient),
@@ -153,24 +170,29 @@ class CustomerGaugeClient:
                 f"CustomerGauge still failing after {policy.max_attempts} attempts: {exc.reason}"
             ) from None
 
-    def _attempt(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _attempt(self, method: str, url: str, **kwargs: Any) -> Answer:
+        """One request, body included: a connection dropped mid-body is as transient as a 503."""
         path = urlsplit(url).path
         self.stats.calls += 1
         try:
-            response = self._session.request(
+            with self._session.request(
                 method,
                 url,
                 timeout=(self.retry.connect_timeout, self.retry.read_timeout),
+                stream=True,
                 **kwargs,
-            )
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            ) as response:
+                # One read of the whole body: requests' default 10 KB chunking costs more than
+                # the transfer on a fast link.
+                answer = Answer(response.status_code, response.headers, response.raw.read(decode_content=True))
+        except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as exc:
             raise _Transient(f"{type(exc).__name__} on {method} {path}") from None
-        if response.status_code == 429 or response.status_code >= 500:
+        if answer.status == 429 or answer.status >= 500:
             raise _Transient(
-                f"HTTP {response.status_code} on {method} {path}",
-                _parse_retry_after(response.headers.get("Retry-After")),
+                f"HTTP {answer.status} on {method} {path}",
+                _parse_retry_after(answer.headers.get("Retry-After")),
             )
-        return response
+        return answer
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         self.stats.retries += 1
@@ -224,22 +246,15 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _rejection(method: str, path: str, response: requests.Response) -> RequestRejected:
+def _rejection(method: str, path: str, response: Answer) -> RequestRejected:
     """Turn a non-retryable answer into an error naming what CustomerGauge objected to."""
-    body = _json_or_none(response)
+    body = response.json()
     message = body.get("message") if isinstance(body, dict) else None
     errors = body.get("errors") if isinstance(body, dict) and isinstance(body.get("errors"), dict) else {}
     details = "; ".join(f"{key}: {' '.join(map(str, msgs))}" for key, msgs in errors.items())
-    text = f"CustomerGauge rejected {method} {path} with HTTP {response.status_code}"
+    text = f"CustomerGauge rejected {method} {path} with HTTP {response.status}"
     if message:
         text += f": {message}"
     if details:
         text += f" ({details})"
-    return RequestRejected(text, response.status_code, errors)
+    return RequestRejected(text, response.status, errors)

@@ -29,6 +29,7 @@ class FeedOptions:
     expansions: tuple[str, ...]
     backfill: Optional[tuple[date, date]]
     decode_workers: int
+    rows_per_load: int
 
     @classmethod
     def build(
@@ -42,6 +43,7 @@ class FeedOptions:
         backfill_start: Optional[str],
         backfill_end: Optional[str],
         decode_workers: Optional[int],
+        rows_per_load: Any,
     ) -> "FeedOptions":
         zone = _zone(tenant_timezone)
         initial_day = _day(initial_response_date, "sources.customergauge.initial_response_date")
@@ -66,6 +68,15 @@ class FeedOptions:
                 f"sources.customergauge.expansions may only hold {sorted(KNOWN_EXPANSIONS)} and must "
                 f"include 'properties' (segments come from it), got {list(chosen)}"
             )
+        try:
+            per_load = int(rows_per_load)
+        except (TypeError, ValueError):
+            per_load = 0
+        if per_load < 1000:
+            raise InvalidSetting(
+                f"sources.customergauge.rows_per_load must be an integer >= 1000, got {rows_per_load!r} "
+                "(env SOURCES__CUSTOMERGAUGE__ROWS_PER_LOAD)"
+            )
         backfill = _backfill(backfill_start, backfill_end)
         first_day = backfill[0] if backfill else initial_day
         return cls(
@@ -76,6 +87,7 @@ class FeedOptions:
             expansions=chosen,
             backfill=backfill,
             decode_workers=default_workers() if decode_workers is None else max(0, int(decode_workers)),
+            rows_per_load=per_load,
         )
 
     @property
@@ -84,8 +96,17 @@ class FeedOptions:
 
     @property
     def lag_seconds(self) -> Optional[float]:
-        """dlt's `lag`: re-admit rows up to `lookback_days` before the cursor (not in backfills)."""
-        return None if self.backfilling else self.lookback_days * 86400.0
+        """dlt's `lag`, wide enough that dlt never drops a row the API returned.
+
+        The API's period filter already bounds what arrives; dlt's incremental only keeps the
+        high-water mark of response dates. Without this, a window paged over several loads would
+        lose late responses: the second load's dlt filter would start at the first load's maximum.
+        dlt never lets the lag cross `initial`, so nothing older than the first day is admitted.
+        """
+        if self.backfilling:
+            return None  # dlt ignores lag when end_value is set
+        span = datetime.now(timezone.utc) - self.initial
+        return span.total_seconds() + (self.lookback_days + 1) * 86400.0
 
     @property
     def backfill_end_exclusive(self) -> Optional[datetime]:
@@ -95,16 +116,26 @@ class FeedOptions:
         next_day = datetime.combine(self.backfill[1] + timedelta(days=1), datetime.min.time(), ZoneInfo(self.tenant_tz))
         return next_day.astimezone(timezone.utc)
 
-    def window(self, period_field: str, start_value: Optional[datetime]) -> Period:
-        """The day range to request: the backfill range, or (cursor − lookback) .. today.
+    @property
+    def position_key(self) -> str:
+        """Where an unfinished window's paging position is kept in the resource state; a
+        backfill keeps its own, so it never disturbs a scheduled window in progress."""
+        if self.backfill is None:
+            return "scheduled"
+        return f"backfill {self.backfill[0]}..{self.backfill[1]}"
 
-        `start_value` is dlt's lag-adjusted cursor (last seen − lookback), or None on a first run.
+    def window(self, period_field: str, last_seen: Optional[datetime]) -> Period:
+        """The day range to request: the backfill range, or (last seen − lookback) .. today.
+
+        `last_seen` is the highest response date staged so far (dlt's raw cursor value).
         """
         if self.backfill is not None:
             return Period(period_field, *self.backfill)
         today = day_in(datetime.now(timezone.utc), self.tenant_tz)
-        start = day_in(start_value or self.initial, self.tenant_tz)
-        return Period(period_field, min(start, today), today)
+        start = self.initial
+        if last_seen is not None and last_seen - timedelta(days=self.lookback_days) > self.initial:
+            start = last_seen - timedelta(days=self.lookback_days)
+        return Period(period_field, min(day_in(start, self.tenant_tz), today), today)
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -34,6 +34,13 @@ class Period:
     start: date
     end: date
 
+    def to_state(self) -> dict[str, str]:
+        return {"field": self.field, "start": self.start.isoformat(), "end": self.end.isoformat()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, str]) -> "Period":
+        return cls(state["field"], date.fromisoformat(state["start"]), date.fromisoformat(state["end"]))
+
     def params(self) -> list[tuple[str, str]]:
         return [
             ("period[field]", self.field),
@@ -58,9 +65,10 @@ def feed_params(expansions: Sequence[str], period: Period | None, per_page: int 
     return params
 
 
-def iter_pages(client: CustomerGaugeClient, path: str, params: Sequence[tuple[str, str]]) -> Iterator[FetchedPage]:
-    """Yield raw non-empty pages until CustomerGauge returns an empty one."""
-    cursor: int | None = None
+def iter_pages(
+    client: CustomerGaugeClient, path: str, params: Sequence[tuple[str, str]], cursor: int | None = None
+) -> Iterator[FetchedPage]:
+    """Yield raw non-empty pages until CustomerGauge returns an empty one, from `cursor` if given."""
     while True:
         query = list(params) if cursor is None else [*params, ("cursor", str(cursor))]
         body = client.get_page(path, query)

@@ -1,9 +1,15 @@
-"""What one extract did, for the run summary and the exit code."""
+"""What one run's extracts did, for the run summary and the exit code.
+
+A run may extract several times (a large window is loaded in bounded parts), so the counts here
+accumulate over all of them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+
+from .client import CustomerGaugeClient
 
 
 @dataclass
@@ -19,6 +25,9 @@ class FeedReport:
     fetched: int = 0
     valid: int = 0
     quarantined: int = 0
+    loads: int = 0  # extracts of this feed in the run (a large window is paged over several)
+    complete: bool = False  # the window was paged to its end
+    resumed: bool = False  # the run continued a window an earlier load left unfinished
 
 
 @dataclass
@@ -27,12 +36,27 @@ class ExtractReport:
 
     run_id: str
     feeds: dict[str, FeedReport] = field(default_factory=dict)
-    api_calls: int = 0
-    retries: int = 0
-    token_grants: int = 0
+    clients: list[CustomerGaugeClient] = field(default_factory=list)
 
     def feed(self, table: str) -> FeedReport:
         return self.feeds.setdefault(table, FeedReport(table))
+
+    @property
+    def api_calls(self) -> int:
+        return sum(client.stats.calls for client in self.clients)
+
+    @property
+    def retries(self) -> int:
+        return sum(client.stats.retries for client in self.clients)
+
+    @property
+    def token_grants(self) -> int:
+        return sum(client.token_grants for client in self.clients)
+
+    @property
+    def unfinished(self) -> list[str]:
+        """Tables whose window still has pages to fetch."""
+        return [feed.table for feed in self.feeds.values() if not feed.complete]
 
     @property
     def quarantined(self) -> int:
