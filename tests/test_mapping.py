@@ -91,8 +91,19 @@ def test_golden_record_maps_to_canonical_row():
     assert row["responded_at"] == datetime(2024, 5, 2, 14, 3, 11, tzinfo=UTC)
     assert row["created_at"] == datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
     assert row["drivers"] == ["Value for Money", "Delivery"]
-    assert {"field": "Country", "reference": "NL"} in row["properties"]
+    assert row["properties"] == []  # every pair of the golden record is mapped to a column
     assert row["fetched_at"] == FETCHED
+
+
+def test_unmapped_properties_are_kept_and_mapped_ones_not_repeated():
+    extra = [*GOLDEN["properties"], {"field": "Region", "reference": "EMEA"}, {"field": "Tier", "reference": None}]
+    [row] = rows({**GOLDEN, "properties": extra})
+    assert row["properties"] == [{"field": "Region", "reference": "EMEA"}, {"field": "Tier", "reference": None}]
+    assert row["country"] == "NL"
+    # remapping a column to an unmapped label moves that pair out of `properties`
+    [row] = rows({**GOLDEN, "properties": extra}, property_map={"segment": "Region"})
+    assert row["segment"] == "EMEA"
+    assert row["properties"] == [{"field": "Segment", "reference": None}, {"field": "Tier", "reference": None}]
 
 
 def test_property_map_is_configurable():

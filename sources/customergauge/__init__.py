@@ -61,7 +61,7 @@ def customergauge(
     retry_backoff_seconds: float = 1.0,
     max_retry_wait_seconds: float = 120.0,
     decode_workers: Optional[int] = None,
-    rows_per_load: int = 100_000,
+    rows_per_load: int = 250_000,
     backfill_start: Optional[str] = None,
     backfill_end: Optional[str] = None,
     report: Optional[ExtractReport] = None,

@@ -167,11 +167,30 @@ def _person_columns(raw: pa.Table, property_map: Mapping[str, str]) -> dict[str,
         "first_name": pc.struct_field(contact, "first_name"),
         "last_name": pc.struct_field(contact, "last_name"),
         "account_name": pc.struct_field(raw.column("account").combine_chunks(), "name"),
-        "properties": properties,
+        "properties": unmapped_properties(properties, [property_map[column] for column in SEGMENT_COLUMNS]),
     }
     for column in SEGMENT_COLUMNS:
         columns[column] = property_values(properties, property_map[column])
     return columns
+
+
+def unmapped_properties(properties: pa.ListArray, mapped_labels: list[str]) -> pa.ListArray:
+    """The property pairs no canonical column holds, so nothing CustomerGauge sent is lost.
+
+    Pairs already mapped to a column are not repeated here: they were more than half of every
+    staged row's bytes, and writing them twice roughly doubled the DuckDB load time and file.
+    """
+    pairs = pc.list_flatten(properties)
+    keep = pc.invert(pc.is_in(pc.struct_field(pairs, "field"), value_set=pa.array(mapped_labels, pa.string())))
+    before = _offsets(pc.list_value_length(properties))
+    kept_before = _offsets(keep)
+    offsets = pc.cast(pc.take(kept_before, before), pa.int32())
+    return pa.ListArray.from_arrays(offsets, pairs.filter(keep), type=PROPERTY_PAIRS)
+
+
+def _offsets(lengths: pa.Array) -> pa.Array:
+    """List offsets (n + 1 values, starting at 0) from list lengths."""
+    return pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum(pc.cast(lengths, pa.int64()))])
 
 
 def property_values(properties: pa.ListArray, label: str) -> pa.Array:
