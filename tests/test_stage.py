@@ -443,3 +443,15 @@ def test_merge_that_outgrows_the_duckdb_memory_budget_is_retried_with_more(cg_sa
     assert code == ExitCode.OK
     assert "DuckDB needed more than 4MB to merge this part; retrying with 512MB" in caplog.text
     assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 3000
+
+
+def test_window_ending_exactly_at_a_part_boundary_needs_no_empty_part(cg_sandbox, staging_for):
+    sandbox = cg_sandbox(responses=3000, days=30)
+    staging = staging_for(sandbox)
+
+    code, result = staging.run(rows_per_load=1000, decode_workers=2)
+
+    feed = result.report.feeds["nps_responses"]
+    assert code == ExitCode.OK and feed.complete
+    assert feed.loads == 3
+    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 3000

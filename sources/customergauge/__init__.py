@@ -61,7 +61,7 @@ def customergauge(
     retry_backoff_seconds: float = 1.0,
     max_retry_wait_seconds: float = 120.0,
     decode_workers: Optional[int] = None,
-    rows_per_load: int = 250_000,
+    rows_per_load: int = 100_000,
     backfill_start: Optional[str] = None,
     backfill_end: Optional[str] = None,
     report: Optional[ExtractReport] = None,
@@ -246,7 +246,7 @@ def _feed(
             if time.monotonic() >= progress_at:
                 progress_at = time.monotonic() + PROGRESS_EVERY_SECONDS
                 log.info("extract %s: %d pages, %d records so far (%d quarantined)", table, feed.pages, feed.fetched, feed.quarantined)
-            if extracted >= options.rows_per_load:
+            if extracted >= options.rows_per_load and not pool.drained:
                 positions[options.position_key] = {**period.to_state(), "cursor": page.next_cursor}
                 break
         else:

@@ -99,6 +99,7 @@ class DecodePool:
     def __init__(self, workers: int):
         self.workers = workers
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="cg-decode") if workers else None
+        self.drained = False  # every page was fetched and the one just yielded was the last
 
     def map_ordered(self, decode: PageDecoder, pages: Iterable[FetchedPage]) -> Iterator[tuple[FetchedPage, DecodedPage]]:
         """Decode pages, yielding (page, decoded) in page order with a few pages in flight."""
@@ -114,6 +115,7 @@ class DecodePool:
                 yield done, future.result()
         while in_flight:
             done, future = in_flight.popleft()
+            self.drained = not in_flight
             yield done, future.result()
 
     def close(self) -> None:
