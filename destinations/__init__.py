@@ -1,0 +1,1 @@
+"""Gainsight CS destination (Companies, People, NPS custom object, Timeline): the next issue."""

@@ -1,7 +1,7 @@
 """Operator-facing logging: one line per step, UTC timestamps, secrets masked.
 
-Every line goes to stderr so cron mail and orchestrator logs capture it; the final summary goes to
-stdout as well, so `... > last_run.txt` keeps just the outcome.
+Log lines go to stderr, ending with one summary line per run; the full multi-line summary goes to
+stdout, so `... > last_run.txt 2>> runs.log` keeps the outcome and the history apart.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pathlib import Path
 # Allow `python pipelines/nps_to_gainsight.py` from a checkout even without an editable install.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.errors import CommandError, ExitCode  # noqa: E402
+from pipelines.errors import CommandError  # noqa: E402
 from pipelines.logs import setup_logging  # noqa: E402
 
 

@@ -18,7 +18,7 @@ from .errors import CommandError, ExitCode, exit_code_for
 from .settings import RunSettings
 from .stage import StageResult, make_pipeline, run_stage
 from .staging import StagingStore
-from .summary import format_summary
+from .summary import format_summary, one_line_summary
 
 log = logging.getLogger("nps.run")
 
@@ -61,8 +61,7 @@ def execute(settings: RunSettings, source_options: dict[str, Any] | None = None)
     finally:
         store.close()
     code = ExitCode.QUARANTINED if report.quarantined else ExitCode.OK
-    summary = format_summary(result, time.monotonic() - started, str(settings.duckdb_path), code)
-    for line in summary.splitlines():
-        log.info("%s", line)
-    print(summary, flush=True)
+    duration = time.monotonic() - started
+    log.info("%s", one_line_summary(result, duration, code))
+    print(format_summary(result, duration, str(settings.duckdb_path), code), flush=True)
     return code, result

@@ -50,6 +50,7 @@ SELECT
     q.raw
 FROM {ds}.quarantine q
 LEFT JOIN {ds}.nps_responses r ON r.response_id = q.response_id
+ORDER BY q.quarantined_at DESC
 """
 
 EMPTY_QUARANTINE_VIEW = """

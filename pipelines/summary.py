@@ -40,6 +40,17 @@ def format_summary(result: "StageResult", duration: float, staging_path: str, ex
     return "\n".join(lines)
 
 
+def one_line_summary(result: "StageResult", duration: float, exit_code: ExitCode) -> str:
+    """The log line that ends every run: greppable, with the counts that matter."""
+    report = result.report
+    fetched = sum(feed.fetched for feed in report.feeds.values())
+    return (
+        f"run {report.run_id} finished: exit {int(exit_code)} in {duration:.1f} s; fetched {fetched}, "
+        f"new {result.changes.new}, updated {result.changes.updated}, quarantined {report.quarantined}, "
+        f"API calls {report.api_calls} (full summary on stdout)"
+    )
+
+
 def _verdict(exit_code: ExitCode, quarantined: int) -> str:
     if exit_code == ExitCode.QUARANTINED:
         return f"completed with {quarantined} quarantined record(s) (see quarantine_report)"

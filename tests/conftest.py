@@ -30,8 +30,17 @@ def cg_sandbox() -> Iterator[Any]:
     """Factory: start a sandbox with a given seed; all are stopped at the end of the test."""
     started: list[CustomerGaugeSandbox] = []
 
-    def start(responses: int = 300, days: int = 20, accounts: int = 12, invalid: int = 0, **kwargs: Any) -> CustomerGaugeSandbox:
-        spec = SeedSpec(responses=responses, days=days, accounts=accounts, invalid=invalid, seed=kwargs.pop("seed", 11))
+    def start(
+        responses: int = 300, days: int = 20, accounts: int = 12, invalid: int = 0, non_responses: int = 0, **kwargs: Any
+    ) -> CustomerGaugeSandbox:
+        spec = SeedSpec(
+            responses=responses,
+            days=days,
+            accounts=accounts,
+            invalid=invalid,
+            non_responses=non_responses,
+            seed=kwargs.pop("seed", 11),
+        )
         sandbox = CustomerGaugeSandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, seed=spec, **kwargs)
         sandbox.__enter__()
         started.append(sandbox)

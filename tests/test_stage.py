@@ -455,3 +455,22 @@ def test_window_ending_exactly_at_a_part_boundary_needs_no_empty_part(cg_sandbox
     assert code == ExitCode.OK and feed.complete
     assert feed.loads == 3
     assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 3000
+
+
+def test_non_responses_are_staged_when_enabled(cg_sandbox, staging_for):
+    sandbox = cg_sandbox(responses=200, days=10, non_responses=150)
+    staging = staging_for(sandbox)
+
+    code, result = staging.run(include_non_responses=True)
+
+    assert code == ExitCode.OK
+    feed = result.report.feeds["nps_non_responses"]
+    assert feed.valid == 150 and feed.complete
+    assert staging.scalar("SELECT count(DISTINCT response_id) FROM nps.nps_non_responses") == 150
+    assert staging.scalar("SELECT count(*) FROM nps.nps_non_responses WHERE sent_at IS NULL") == 0
+    [query] = [e.query for e in sandbox.requests(path="/v7/rest/sync/non-responses")][:1]
+    assert query["period[field]"] == ["date_sent"]
+    # off by default: the scheduled run does not touch the endpoint
+    sandbox.clear_log()
+    staging.run()
+    assert sandbox.count(path="/v7/rest/sync/non-responses") == 0

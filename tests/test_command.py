@@ -1,0 +1,158 @@
+"""The command as operators run it: a subprocess, configured through .dlt files and env vars."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from .conftest import CLIENT_ID, CLIENT_SECRET, REPO
+
+COMMAND = str(REPO / "pipelines" / "nps_to_gainsight.py")
+RESPONSES = "/v7/rest/sync/responses"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A folder laid out like the repository root: .dlt/config.toml, no secrets.toml."""
+    (tmp_path / ".dlt").mkdir()
+    shutil.copy(REPO / ".dlt" / "config.toml", tmp_path / ".dlt" / "config.toml")
+    return tmp_path
+
+
+def cli_env(sandbox=None, project: Path | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__", "NPS_TO_GAINSIGHT__"))}
+    env["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+    if sandbox is not None:
+        env.update(
+            SOURCES__CUSTOMERGAUGE__API_BASE_URL=sandbox.base_url,
+            SOURCES__CUSTOMERGAUGE__TOKEN_URL=sandbox.token_url,
+            SOURCES__CUSTOMERGAUGE__CLIENT_ID=CLIENT_ID,
+            SOURCES__CUSTOMERGAUGE__CLIENT_SECRET=CLIENT_SECRET,
+            SOURCES__CUSTOMERGAUGE__INITIAL_RESPONSE_DATE="2025-06-01",
+            SOURCES__CUSTOMERGAUGE__LOOKBACK_DAYS="3",
+            SOURCES__CUSTOMERGAUGE__RETRY_BACKOFF_SECONDS="0.05",
+        )
+    if project is not None:
+        env["DESTINATION__DUCKDB__CREDENTIALS"] = str(project / "staging.duckdb")
+        env["NPS_TO_GAINSIGHT__PIPELINES_DIR"] = str(project / "pipelines")
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, COMMAND, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, COMMAND, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def test_scheduled_run_configured_by_environment(cg_sandbox, project):
+    sandbox = cg_sandbox(responses=1200, days=30)
+    result = run_cli(cwd=project, env=cli_env(sandbox, project))
+
+    assert result.returncode == 0, result.stderr
+    assert "nps_responses: window 2025-06-01.." in result.stdout
+    assert "fetched 1,200" in result.stdout and "new 1,200" in result.stdout
+    assert "finished: exit 0" in result.stderr
+    for stream in (result.stdout, result.stderr):
+        assert CLIENT_SECRET not in stream
+    with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM nps.nps_responses").fetchone()[0] == 1200
+        assert conn.execute("SELECT sum(responses) FROM nps.nps_daily").fetchone()[0] == 1200
+    # nothing secret was written next to the DuckDB file or into dlt's working folder
+    for path in project.rglob("*"):
+        if path.is_file() and path.suffix not in (".duckdb", ".parquet", ".wal"):
+            assert CLIENT_SECRET not in path.read_text(errors="ignore"), path
+
+
+def test_without_config_file_the_command_refuses_to_run(tmp_path):
+    result = run_cli(cwd=tmp_path, env=cli_env())
+    assert result.returncode == 2
+    assert "no configuration found at" in result.stderr and "repository root" in result.stderr
+
+
+def test_missing_secrets_are_named_with_their_env_vars(project):
+    result = run_cli(cwd=project, env=cli_env(project=project))
+    assert result.returncode == 2
+    assert "sources.customergauge.client_id" in result.stderr
+    assert "SOURCES__CUSTOMERGAUGE__CLIENT_ID" in result.stderr
+    assert "SOURCES__CUSTOMERGAUGE__CLIENT_SECRET" in result.stderr
+
+
+def test_rejected_credentials_exit_3(cg_sandbox, project):
+    sandbox = cg_sandbox(responses=10)
+    env = cli_env(sandbox, project, SOURCES__CUSTOMERGAUGE__CLIENT_SECRET="not-the-secret-8841")
+    result = run_cli(cwd=project, env=env)
+    assert result.returncode == 3
+    assert "rejected the client credentials" in result.stderr
+    assert "not-the-secret-8841" not in result.stderr + result.stdout
+
+
+def test_bad_backfill_arguments_are_usage_errors(project):
+    result = run_cli("--start", "2025-01-01", cwd=project, env=cli_env())
+    assert result.returncode == 2 and "--start and --end go together" in result.stderr
+    result = run_cli("--start", "2025-02-01", "--end", "2025-01-01", cwd=project, env=cli_env())
+    assert result.returncode == 2
+
+
+def test_second_concurrent_run_fails_fast_on_the_lock(cg_sandbox, project):
+    sandbox = cg_sandbox(responses=3000)
+    sandbox.add_fault(kind="delay", delay=1.0, path=RESPONSES, times=3)
+    env = cli_env(sandbox, project)
+    first = start_cli(cwd=project, env=env)
+    try:
+        wait_for(lambda: sandbox.count(path=RESPONSES) >= 1)
+        started = time.monotonic()
+        second = run_cli(cwd=project, env=env, timeout=30)
+        assert second.returncode == 4
+        assert "in use by another process" in second.stderr
+        assert time.monotonic() - started < 15
+        assert first.wait(timeout=60) == 0
+    finally:
+        first.kill()
+        first.wait()
+    with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT response_id) FROM nps.nps_responses").fetchone() == (3000, 3000)
+
+
+@pytest.mark.parametrize("kill_after_requests", [2, 5])
+def test_killed_run_is_completed_by_the_next_with_no_duplicates(cg_sandbox, project, kill_after_requests):
+    sandbox = cg_sandbox(responses=6000, days=30)
+    sandbox.add_fault(kind="delay", delay=0.3, path=RESPONSES, times=50)
+    env = cli_env(sandbox, project, SOURCES__CUSTOMERGAUGE__ROWS_PER_LOAD="1000")
+    victim = start_cli(cwd=project, env=env)
+    wait_for(lambda: sandbox.count(path=RESPONSES) >= kill_after_requests)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    sandbox.clear_faults()
+
+    result = run_cli(cwd=project, env=env)
+
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT response_id) FROM nps.nps_responses").fetchone() == (6000, 6000)
+
+
+def test_demo_runs_on_a_fresh_folder(tmp_path):
+    result = run_cli("--demo", cwd=tmp_path, env=cli_env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "new 27, updated 3" in result.stdout
+    assert "Last five days in nps.nps_daily" in result.stdout
+    assert (tmp_path / ".demo" / "nps_demo.duckdb").exists()
