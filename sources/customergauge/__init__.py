@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional, Sequence
 
@@ -145,7 +146,7 @@ def responses(
     responded_at: dlt.sources.incremental[datetime] = dlt.sources.incremental("responded_at"),
 ) -> Iterator[Any]:
     """Completed surveys, merged on `response_id` (latest version wins)."""
-    yield from _feed(client, options, report, responded_at, RESPONSES_TABLE, RESPONSES_PATH, "date_survey_response", "response", "date_survey_response")
+    yield from _feed(client, options, report, responded_at, RESPONSES_FEED)
 
 
 @dlt.resource(name=NON_RESPONSES_TABLE, primary_key="response_id", write_disposition=MERGE_UNIQUE_ROWS)
@@ -156,7 +157,22 @@ def non_responses(
     sent_at: dlt.sources.incremental[datetime] = dlt.sources.incremental("sent_at"),
 ) -> Iterator[Any]:
     """Invitations without an answer, filtered on the send date (`period[field]=date_sent`)."""
-    yield from _feed(client, options, report, sent_at, NON_RESPONSES_TABLE, NON_RESPONSES_PATH, "date_sent", "non_response", "date_email_sent")
+    yield from _feed(client, options, report, sent_at, NON_RESPONSES_FEED)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """What tells the two sync endpoints apart."""
+
+    table: str
+    path: str
+    period_field: str  # the `period[field]` the window filters on
+    record_kind: str  # "response" | "non_response" (decoding.py)
+    date_key: str  # the record key holding that date
+
+
+RESPONSES_FEED = Feed(RESPONSES_TABLE, RESPONSES_PATH, "date_survey_response", "response", "date_survey_response")
+NON_RESPONSES_FEED = Feed(NON_RESPONSES_TABLE, NON_RESPONSES_PATH, "date_sent", "non_response", "date_email_sent")
 
 
 def _feed(
@@ -164,11 +180,7 @@ def _feed(
     options: FeedOptions,
     report: ExtractReport,
     cursor: dlt.sources.incremental[datetime],
-    table: str,
-    path: str,
-    period_field: str,
-    record_kind: str,
-    date_key: str,
+    spec: Feed,
 ) -> Iterator[Any]:
     """Shared body of both feeds: page, decode (validate + map), route rejects to quarantine.
 
@@ -180,6 +192,7 @@ def _feed(
     paged comes back at a later feed position; when a page repeats a response this part already
     holds, the part ends before that page, and the next part merges the newer copy over it.
     """
+    table = spec.table
     feed = report.feed(table)
     positions = dlt.current.resource_state().setdefault("positions", {})
     saved = positions.get(options.position_key)
@@ -187,7 +200,7 @@ def _feed(
     if saved:
         period, start_cursor = Period.from_state(saved), int(saved["cursor"])
     else:
-        period, start_cursor = options.window(period_field, last_seen), None
+        period, start_cursor = options.window(spec.period_field, last_seen), None
     if feed.loads == 0:
         feed.window_start, feed.window_end = period.start, period.end
         feed.cursor_before = last_seen
@@ -203,14 +216,14 @@ def _feed(
         " (backfill; cursor untouched)" if options.backfilling else "",
     )
     decoder = PageDecoder(
-        record_kind=record_kind,
+        record_kind=spec.record_kind,
         table=table,
-        date_key=date_key,
+        date_key=spec.date_key,
         property_map=tuple(options.property_map.items()),
         tenant_tz=options.tenant_tz,
         run_id=report.run_id,
     )
-    pages = iter_pages(client, path, feed_params(options.expansions, period), start_cursor)
+    pages = iter_pages(client, spec.path, feed_params(options.expansions, period), start_cursor)
     progress_at = time.monotonic() + PROGRESS_EVERY_SECONDS
     batch: list[pa.Table] = []
     extracted = 0
@@ -219,7 +232,7 @@ def _feed(
     feed.complete = False
     with DecodePool(options.decode_workers) as pool:
         for page, decoded in pool.map_ordered(decoder, pages):
-            _check(page.next_cursor, decoded, path)
+            _check(page.next_cursor, decoded, spec.path)
             if decoded.rows is not None:
                 decoded.rows = _latest_copies(decoded.rows)
                 ids = decoded.rows.column("response_id").to_pylist()

@@ -18,22 +18,13 @@ import pyarrow.compute as pc
 from pydantic import TypeAdapter, ValidationError
 
 from .models import Reject
+from .settings import DEFAULT_PROPERTY_MAP
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 PROPERTY_PAIRS = pa.list_(pa.struct([("field", pa.string()), ("reference", pa.string())]))
 
 # Segment columns filled from `properties` through the configurable property map.
-SEGMENT_COLUMNS: tuple[str, ...] = (
-    "account_id",
-    "survey_id",
-    "touchpoint",
-    "channel",
-    "language",
-    "country",
-    "segment",
-    "product",
-    "case_link",
-)
+SEGMENT_COLUMNS: tuple[str, ...] = tuple(DEFAULT_PROPERTY_MAP)
 
 # Fields that reach Gainsight. Their hash tells the push side whether a re-fetched response
 # changed since it was last pushed; `properties`, `created_at` and `fetched_at` are not pushed.
@@ -43,16 +34,8 @@ PUSHED_FIELDS: tuple[str, ...] = (
     "email",
     "first_name",
     "last_name",
-    "account_id",
     "account_name",
-    "survey_id",
-    "touchpoint",
-    "channel",
-    "language",
-    "country",
-    "segment",
-    "product",
-    "case_link",
+    *SEGMENT_COLUMNS,
     "responded_at",
     "drivers",
 )
