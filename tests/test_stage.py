@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import date, datetime, timedelta, timezone
 
+import duckdb
 import pytest
 
 from pipelines.errors import ExitCode
@@ -474,3 +475,17 @@ def test_non_responses_are_staged_when_enabled(cg_sandbox, staging_for):
     sandbox.clear_log()
     staging.run()
     assert sandbox.count(path="/v7/rest/sync/non-responses") == 0
+
+
+def test_a_rejected_request_stops_the_run_with_the_vendor_message(cg_sandbox, staging_for, caplog):
+    sandbox = cg_sandbox(responses=2500)
+    sandbox.add_fault(kind="status", status=422, path=RESPONSES, skip=1)
+    staging = staging_for(sandbox)
+
+    code, result = staging.run()
+
+    assert code == ExitCode.SOURCE_API_ERROR and result is None
+    assert "CustomerGauge rejected GET /v7/rest/sync/responses with HTTP 422: Unprocessable Entity" in caplog.text
+    assert sandbox.count(path=RESPONSES, status=422) == 1  # a 422 is never retried
+    with pytest.raises(duckdb.CatalogException):  # nothing was loaded: the part failed before its load
+        staging.scalar("SELECT count(*) FROM nps.nps_responses")
