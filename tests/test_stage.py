@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 
@@ -172,7 +174,7 @@ def test_invalid_rows_are_quarantined_with_reasons_while_valid_rows_load(cg_sand
     assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == feed.valid
     rows = staging.query("SELECT response_id, reason, raw FROM nps.quarantine_report")
     assert len(rows) == feed.quarantined
-    for response_id, reason, raw in rows:
+    for _, reason, raw in rows:
         assert reason
         # the payload is kept verbatim: it is one of the served records (which carry only the
         # requested expansions)
@@ -489,3 +491,29 @@ def test_a_rejected_request_stops_the_run_with_the_vendor_message(cg_sandbox, st
     assert sandbox.count(path=RESPONSES, status=422) == 1  # a 422 is never retried
     with pytest.raises(duckdb.CatalogException):  # nothing was loaded: the part failed before its load
         staging.scalar("SELECT count(*) FROM nps.nps_responses")
+
+
+def test_response_edited_while_its_window_is_paged_lands_once_in_its_latest_version(cg_sandbox, staging_for, caplog):
+    caplog.set_level(logging.INFO)
+    sandbox = cg_sandbox(responses=3500, days=20)
+    sandbox.add_fault(kind="delay", delay=0.4, path=RESPONSES, times=10)
+    staging = staging_for(sandbox)
+    first_page_record = sandbox.records[10]["number_customergauge"]
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=staging.run(decode_workers=0)))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while sandbox.count(path=RESPONSES) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # page one is served: the record moves to the end of the feed, which this run has not read yet
+    sandbox.edit_response(first_page_record, comment="edited during the run")
+    runner.join(timeout=60)
+
+    code, result = outcome["result"]
+    assert code == ExitCode.OK
+    assert "came back edited mid-window; it goes to the next part" in caplog.text
+    assert result.report.feeds["nps_responses"].loads == 2
+    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 3500
+    assert staging.scalar(
+        "SELECT comment FROM nps.nps_responses WHERE response_id = ?", [str(first_page_record)]
+    ) == "edited during the run"
