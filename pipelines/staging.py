@@ -43,21 +43,22 @@ SELECT
     q.quarantined_at AS last_seen_at,
     q.source_table,
     q.response_id,
-    q.responded_at,
+    {responded_at} AS responded_at,
+    {sent_at} AS sent_at,
     q.reason,
     r.response_id IS NOT NULL AS fixed_upstream,
     q.run_id,
     q.raw
 FROM {ds}.quarantine q
-LEFT JOIN {ds}.nps_responses r ON r.response_id = q.response_id
+LEFT JOIN {ds}.{fixed_in} r ON r.response_id = q.response_id AND q.source_table = '{fixed_in}'
 ORDER BY q.quarantined_at DESC
 """
 
 EMPTY_QUARANTINE_VIEW = """
 CREATE OR REPLACE VIEW {ds}.quarantine_report AS
 SELECT NULL::TIMESTAMPTZ AS last_seen_at, NULL::VARCHAR AS source_table,
-       NULL::VARCHAR AS response_id, NULL::TIMESTAMPTZ AS responded_at, NULL::VARCHAR AS reason,
-       NULL::BOOLEAN AS fixed_upstream, NULL::VARCHAR AS run_id, NULL::VARCHAR AS raw
+       NULL::VARCHAR AS response_id, NULL::TIMESTAMPTZ AS responded_at, NULL::TIMESTAMPTZ AS sent_at,
+       NULL::VARCHAR AS reason, NULL::BOOLEAN AS fixed_upstream, NULL::VARCHAR AS run_id, NULL::VARCHAR AS raw
 WHERE FALSE
 """
 
@@ -157,10 +158,25 @@ class StagingStore:
         return ChangeCounts(new=int(new), updated=int(updated))
 
     def ensure_views(self) -> None:
-        """(Re)create the inspection views once the responses table exists."""
+        """(Re)create the inspection views once the responses table exists.
+
+        The quarantine table gains a date column per feed that ever quarantined something
+        (`responded_at`, `sent_at`); the view shows both, null where a feed has none yet.
+        """
         if not self.table_exists(RESPONSES):
             return
         ds = f'"{self.dataset}"'
         self.connection.execute(NPS_DAILY_VIEW.format(ds=ds))
-        quarantine_sql = QUARANTINE_VIEW if self.table_exists(QUARANTINE) else EMPTY_QUARANTINE_VIEW
-        self.connection.execute(quarantine_sql.format(ds=ds))
+        if not self.table_exists(QUARANTINE):
+            self.connection.execute(EMPTY_QUARANTINE_VIEW.format(ds=ds))
+            return
+        columns = self.columns(QUARANTINE)
+        dates = {name: f"q.{name}" if name in columns else "NULL::TIMESTAMPTZ" for name in ("responded_at", "sent_at")}
+        self.connection.execute(QUARANTINE_VIEW.format(ds=ds, fixed_in=RESPONSES, **dates))
+
+    def columns(self, table: str) -> set[str]:
+        rows = self.connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [self.dataset, table],
+        ).fetchall()
+        return {row[0] for row in rows}

@@ -55,7 +55,9 @@ FETCHED = datetime(2026, 1, 1, tzinfo=UTC)
 
 def decoder(property_map=None, tz="UTC") -> PageDecoder:
     mapping = {**DEFAULT_PROPERTY_MAP, **(property_map or {})}
-    return PageDecoder("response", "nps_responses", "date_survey_response", tuple(mapping.items()), tz, "run-1")
+    return PageDecoder(
+        "response", "nps_responses", "date_survey_response", "responded_at", tuple(mapping.items()), tz, "run-1"
+    )
 
 
 def rows(*records, **kwargs) -> list[dict]:
@@ -247,11 +249,11 @@ def test_quarantine_rows_keep_raw_payload_and_are_stable():
     bad = {**GOLDEN, "nps": 11}
     [reject] = validate(bad).rejects
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    first = quarantine_table([reject], "nps_responses", "run-1", at, "UTC", "date_survey_response").to_pylist()[0]
-    again = quarantine_table([reject], "nps_responses", "run-2", at, "UTC", "date_survey_response").to_pylist()[0]
+    first = quarantine_table([reject], "nps_responses", "run-1", at, "UTC", "date_survey_response", "responded_at").to_pylist()[0]
+    again = quarantine_table([reject], "nps_responses", "run-2", at, "UTC", "date_survey_response", "responded_at").to_pylist()[0]
     assert first["quarantine_id"] == again["quarantine_id"]
     assert json.loads(first["raw"]) == bad
     assert first["response_id"] == "185341"
     assert first["responded_at"] == datetime(2024, 5, 2, 14, 3, 11, tzinfo=UTC)
     assert "nps" in first["reason"]
-    assert quarantine_table([reject], "t", "r", at, "UTC", "x").column("responded_at").to_pylist() == [None]
+    assert quarantine_table([reject], "t", "r", at, "UTC", "x", "sent_at").column("sent_at").to_pylist() == [None]

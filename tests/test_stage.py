@@ -473,6 +473,15 @@ def test_non_responses_are_staged_when_enabled(cg_sandbox, staging_for):
     assert staging.scalar("SELECT count(*) FROM nps.nps_non_responses WHERE sent_at IS NULL") == 0
     [query] = [e.query for e in sandbox.requests(path="/v7/rest/sync/non-responses")][:1]
     assert query["period[field]"] == ["date_sent"]
+    # an invalid invitation is quarantined like an invalid response
+    sandbox.add_raw_non_response({"number_customergauge": 999001, "email": "x@y.z", "date_email_sent": "not a date"})
+    sandbox.add_raw_non_response({"email": "no-id@y.z", "date_email_sent": "2026-11-27 10:00:00"})
+    code, result = staging.run(include_non_responses=True, backfill_start="2026-11-27", backfill_end=date.today().isoformat())
+    assert code == ExitCode.QUARANTINED
+    reasons = staging.query("SELECT source_table, reason, sent_at FROM nps.quarantine ORDER BY reason")
+    assert [r[0] for r in reasons] == ["nps_non_responses"]
+    assert "number_customergauge: Field required" in reasons[0][1]
+    assert reasons[0][2] is not None
     # off by default: the scheduled run does not touch the endpoint
     sandbox.clear_log()
     staging.run()

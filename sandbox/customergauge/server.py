@@ -105,6 +105,10 @@ class CustomerGaugeSandbox(SandboxServer):
         A record carrying the CGID of an existing one replaces it (one version per CGID)."""
         return self._responses.append(record)
 
+    def add_raw_non_response(self, record: dict[str, Any]) -> int:
+        """Emulator-only: like ``add_raw_response``, on the non-responses feed."""
+        return self._non_responses.append(record)
+
     def revoke_tokens(self) -> None:
         """Emulator-only: invalidate every issued token (the next API call gets 401)."""
         self._tokens.revoke_all()

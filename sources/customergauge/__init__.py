@@ -169,10 +169,15 @@ class Feed:
     period_field: str  # the `period[field]` the window filters on
     record_kind: str  # "response" | "non_response" (decoding.py)
     date_key: str  # the record key holding that date
+    cursor_column: str  # the canonical column holding it, the resource's incremental cursor
 
 
-RESPONSES_FEED = Feed(RESPONSES_TABLE, RESPONSES_PATH, "date_survey_response", "response", "date_survey_response")
-NON_RESPONSES_FEED = Feed(NON_RESPONSES_TABLE, NON_RESPONSES_PATH, "date_sent", "non_response", "date_email_sent")
+RESPONSES_FEED = Feed(
+    RESPONSES_TABLE, RESPONSES_PATH, "date_survey_response", "response", "date_survey_response", "responded_at"
+)
+NON_RESPONSES_FEED = Feed(
+    NON_RESPONSES_TABLE, NON_RESPONSES_PATH, "date_sent", "non_response", "date_email_sent", "sent_at"
+)
 
 
 def _feed(
@@ -219,6 +224,7 @@ def _feed(
         record_kind=spec.record_kind,
         table=table,
         date_key=spec.date_key,
+        cursor_column=spec.cursor_column,
         property_map=tuple(options.property_map.items()),
         tenant_tz=options.tenant_tz,
         run_id=report.run_id,

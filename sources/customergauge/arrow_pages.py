@@ -101,16 +101,16 @@ def records_to_arrow(records: Sequence[Mapping[str, Any]], record_kind: str, ten
     """pydantic-validated records in the same raw layout the fast path produces."""
     dates = [name for name, kind in _FIELDS[record_kind] if pa.types.is_timestamp(kind)]
     zone = ZoneInfo(tenant_tz)
-    rows = []
-    for record in records:
-        row = dict(record)
-        for name in dates:
-            value = row.get(name)
-            if isinstance(value, datetime) and value.tzinfo is not None:
-                # An explicit offset in the payload wins over the tenant zone.
-                row[name] = value.astimezone(zone).replace(tzinfo=None)
-        rows.append(row)
+    rows = [{**record, **{name: tenant_wall_time(record.get(name), zone) for name in dates}} for record in records]
     return pa.Table.from_pylist(rows, schema=pa.schema(list(raw_record_type(record_kind))))
+
+
+def tenant_wall_time(value: Optional[datetime], zone: ZoneInfo) -> Optional[datetime]:
+    """A naive datetime in the tenant's zone. Payload datetimes are naive already; one that
+    carries an explicit offset is converted, because the offset wins over the tenant setting."""
+    if value is not None and value.tzinfo is not None:
+        return value.astimezone(zone).replace(tzinfo=None)
+    return value
 
 
 def _page_schema(record_kind: str) -> pa.Schema:

@@ -51,6 +51,7 @@ class PageDecoder:
     record_kind: str  # "response" | "non_response"
     table: str
     date_key: str
+    cursor_column: str
     property_map: tuple[tuple[str, str], ...]
     tenant_tz: str
     run_id: str
@@ -73,7 +74,9 @@ class PageDecoder:
             rows = self._canonical(records_to_arrow(page.records, self.record_kind, self.tenant_tz), fetched_at)
         quarantine = None
         if page.rejects:
-            quarantine = quarantine_table(page.rejects, self.table, self.run_id, fetched_at, self.tenant_tz, self.date_key)
+            quarantine = quarantine_table(
+                page.rejects, self.table, self.run_id, fetched_at, self.tenant_tz, self.date_key, self.cursor_column
+            )
         return DecodedPage(
             rows=rows,
             quarantine=quarantine,

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import TypeAdapter, ValidationError
 
+from .arrow_pages import tenant_wall_time
 from .models import Reject
 from .settings import DEFAULT_PROPERTY_MAP
 
@@ -77,19 +78,21 @@ NON_RESPONSE_SCHEMA = pa.schema(
     ]
 )
 
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        pa.field("quarantine_id", pa.string(), nullable=False),
-        pa.field("source_table", pa.string()),
-        pa.field("response_id", pa.string()),
-        # Named like the incremental cursor so dlt's cursor sees a (possibly null) value here too.
-        pa.field("responded_at", UTC_TS),
-        pa.field("reason", pa.string()),
-        pa.field("raw", pa.string()),
-        pa.field("run_id", pa.string()),
-        pa.field("quarantined_at", UTC_TS),
-    ]
-)
+def quarantine_schema(cursor_column: str) -> pa.Schema:
+    """Quarantine rows carry the record's date under the feed's cursor column (`responded_at` or
+    `sent_at`), because dlt's incremental cursor reads every table its resource yields."""
+    return pa.schema(
+        [
+            pa.field("quarantine_id", pa.string(), nullable=False),
+            pa.field("source_table", pa.string()),
+            pa.field("response_id", pa.string()),
+            pa.field(cursor_column, UTC_TS),
+            pa.field("reason", pa.string()),
+            pa.field("raw", pa.string()),
+            pa.field("run_id", pa.string()),
+            pa.field("quarantined_at", UTC_TS),
+        ]
+    )
 
 
 def responses_table(raw: pa.Table, property_map: Mapping[str, str], tenant_tz: str, fetched_at: datetime) -> pa.Table:
@@ -230,13 +233,21 @@ _lenient_datetime = TypeAdapter(datetime)
 
 
 def quarantine_table(
-    rejects: Sequence[Reject], source_table: str, run_id: str, at: datetime, tenant_tz: str, date_key: str
+    rejects: Sequence[Reject],
+    source_table: str,
+    run_id: str,
+    at: datetime,
+    tenant_tz: str,
+    date_key: str,
+    cursor_column: str,
 ) -> pa.Table:
     """Arrow rows for records that failed validation, raw payload kept verbatim.
 
     `quarantine_id` hashes the table and the raw payload, so the same bad record seen again in a
-    lookback window updates its row instead of piling up duplicates.
+    lookback window updates its row instead of piling up duplicates. The record's date (from
+    `date_key`, when readable) lands in `cursor_column`.
     """
+    zone = ZoneInfo(tenant_tz)
     raws = [json.dumps(reject.raw, ensure_ascii=False, sort_keys=True, default=str) for reject in rejects]
     payloads = [reject.raw if isinstance(reject.raw, dict) else {} for reject in rejects]
     columns = {
@@ -245,15 +256,18 @@ def quarantine_table(
         ),
         "source_table": pa.array([source_table] * len(rejects), pa.string()),
         "response_id": pa.array([_id_or_none(p.get("number_customergauge")) for p in payloads], pa.string()),
-        "responded_at": _utc(
-            pa.chunked_array([_naive_local([_date_or_none(p.get(date_key)) for p in payloads], tenant_tz)]), tenant_tz
+        cursor_column: _utc(
+            pa.chunked_array(
+                [pa.array([tenant_wall_time(_date_or_none(p.get(date_key)), zone) for p in payloads], pa.timestamp("us"))]
+            ),
+            tenant_tz,
         ),
         "reason": pa.array([reject.reason for reject in rejects], pa.string()),
         "raw": pa.array(raws, pa.string()),
         "run_id": pa.array([run_id] * len(rejects), pa.string()),
         "quarantined_at": pa.array([at] * len(rejects), UTC_TS),
     }
-    return pa.Table.from_pydict(columns, schema=QUARANTINE_SCHEMA)
+    return pa.Table.from_pydict(columns, schema=quarantine_schema(cursor_column))
 
 
 def day_in(moment: datetime, tenant_tz: str) -> date:
@@ -267,14 +281,6 @@ def _id_or_none(value: Any) -> str | None:
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
         return str(int(value))
     return None
-
-
-def _naive_local(values: list[datetime | None], tenant_tz: str) -> pa.Array:
-    zone = ZoneInfo(tenant_tz)
-    return pa.array(
-        [value.astimezone(zone).replace(tzinfo=None) if value and value.tzinfo else value for value in values],
-        pa.timestamp("us"),
-    )
 
 
 def _date_or_none(value: Any) -> datetime | None:
