@@ -16,6 +16,7 @@ import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
 from .errors import ConfigError
+from .staging import DEFAULT_MEMORY_LIMIT
 
 SECTION = "nps_to_gainsight"
 
@@ -28,7 +29,7 @@ class RunSettings:
     pipeline_name: str
     dataset_name: str
     pipelines_dir: str | None
-    duckdb_memory_limit: str = "128MB"
+    duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
 
 
 def require_project_config() -> Path:
@@ -58,7 +59,7 @@ def load_run_settings() -> RunSettings:
         pipeline_name=str(dlt.config.get(f"{SECTION}.pipeline_name") or "nps_to_gainsight"),
         dataset_name=str(dlt.config.get(f"{SECTION}.dataset_name") or "nps"),
         pipelines_dir=dlt.config.get(f"{SECTION}.pipelines_dir") or None,
-        duckdb_memory_limit=str(dlt.config.get(f"{SECTION}.duckdb_memory_limit") or "128MB"),
+        duckdb_memory_limit=str(dlt.config.get(f"{SECTION}.duckdb_memory_limit") or DEFAULT_MEMORY_LIMIT),
     )
     check_names(settings)
     return settings

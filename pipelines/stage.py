@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import dlt
 import duckdb
@@ -83,13 +83,18 @@ def load(pipeline: dlt.Pipeline, store: StagingStore) -> None:
         pipeline.load()
 
 
-def _out_of_memory(exc: BaseException) -> bool:
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it was raised from, outermost first."""
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, duckdb.OutOfMemoryException) or "Out of Memory Error" in str(cause):
-            return True
+        yield cause
         cause = cause.__cause__ or cause.__context__
-    return False
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return any(
+        isinstance(cause, duckdb.OutOfMemoryException) or "Out of Memory Error" in str(cause) for cause in _causes(exc)
+    )
 
 
 def run_stage(
@@ -152,13 +157,11 @@ def _staged_files(pipeline: dlt.Pipeline, table: str) -> list[str]:
 
 def _unwrap(exc: PipelineStepFailed) -> Exception:
     """Surface the CustomerGauge / config error inside dlt's step wrapper; name load failures."""
-    cause: BaseException | None = exc
-    while cause is not None:
+    for cause in _causes(exc):
         if isinstance(cause, (CustomerGaugeError, ConfigError, InvalidSetting)):
             return cause  # type: ignore[return-value]
         if isinstance(cause, ConfigFieldMissingException):
             return describe_missing(cause, "sources.customergauge")
-        cause = cause.__cause__ or cause.__context__
     if exc.step in ("load", "normalize"):
         return StagingFailed(
             f"writing to DuckDB failed in the {exc.step} step ({exc.exception}); the load package "
