@@ -1,16 +1,13 @@
-"""OAuth2 client-credentials tokens for CustomerGauge.
+"""OAuth2 client-credentials for CustomerGauge.
 
-CustomerGauge tokens live one hour (`expires_in`). We renew a little before expiry so a token does
-not die between being checked and being used on a slow page, and the client renews once more on a
-401 (tokens can be revoked server-side). This module only holds the grant and the cache; the HTTP
-call itself goes through the client, the single choke point for CustomerGauge traffic.
+CustomerGauge tokens live one hour (`expires_in`); `connector_common.tokens.TokenCache` renews them
+a little before expiry and the client renews once more on a 401. This module only holds the grant;
+the HTTP call itself goes through the client, the single choke point for CustomerGauge traffic.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -27,48 +24,3 @@ class ClientCredentials:
             "client_id": self.client_id,
             "client_secret": self.client_secret,
         }
-
-
-@dataclass
-class AccessToken:
-    value: str = field(repr=False)
-    issued_at: float  # clock() seconds when the grant was requested
-    lifetime: float  # seconds, from `expires_in`
-
-    def usable(self, now: float) -> bool:
-        """True while the token is safely inside its lifetime.
-
-        The safety margin is 60 s against a one-hour token but never more than a tenth of the
-        lifetime, so very short-lived tokens still get used.
-        """
-        margin = min(60.0, self.lifetime / 10)
-        return now < self.issued_at + self.lifetime - margin
-
-
-class TokenCache:
-    """Holds the current token and decides when a new one is needed."""
-
-    def __init__(self, fetch: Callable[[], dict[str, Any]], clock: Callable[[], float] = time.monotonic):
-        self._fetch = fetch
-        self._clock = clock
-        self._token: AccessToken | None = None
-        self.grants = 0
-
-    def get(self) -> str:
-        if self._token is None or not self._token.usable(self._clock()):
-            self._token = self._grant()
-        return self._token.value
-
-    def invalidate(self) -> None:
-        """Forget the token, e.g. after the API answered 401 to it."""
-        self._token = None
-
-    def _grant(self) -> AccessToken:
-        issued_at = self._clock()
-        body = self._fetch()
-        self.grants += 1
-        return AccessToken(
-            value=str(body["access_token"]),
-            issued_at=issued_at,
-            lifetime=float(body.get("expires_in") or 3600),
-        )

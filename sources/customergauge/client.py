@@ -22,7 +22,9 @@ import requests
 import tenacity
 import urllib3
 
-from .auth import ClientCredentials, TokenCache
+from connector_common.tokens import TokenCache
+
+from .auth import ClientCredentials
 from .errors import ApiUnavailable, CredentialsRejected, RequestRejected
 
 log = logging.getLogger("nps.customergauge")
