@@ -11,8 +11,8 @@ import threading
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-FaultKind = Literal["status", "drop", "delay", "revoke_tokens"]
-FAULT_KINDS: frozenset[str] = frozenset({"status", "drop", "delay", "revoke_tokens"})
+FaultKind = Literal["status", "result_false", "drop", "delay", "revoke_tokens"]
+FAULT_KINDS: frozenset[str] = frozenset({"status", "result_false", "drop", "delay", "revoke_tokens"})
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,11 @@ class Fault:
       connection without a single response byte (the client sees a connection error); ``"delay"``
       handles the request on arrival and sends the normal response ``delay`` seconds later (a slow
       server: auth is checked at arrival); ``"revoke_tokens"`` invalidates every issued
-      token just before the request is authenticated (token expiry mid-run, deterministically).
+      token just before the request is authenticated (token expiry mid-run, deterministically);
+      ``"result_false"`` answers HTTP 200 with a body that reports failure (Gainsight's envelope with
+      ``result: false``), for vendors that do that; servers list the kinds they support.
+    - ``error_code``: the vendor error code a ``status`` or ``result_false`` fault reports; ``None``
+      lets the server pick its usual code for that status.
     - ``retry_after``: seconds for the ``Retry-After`` header of a status fault; ``None`` sends none.
     - ``skip``: let this many matching requests pass untouched first.
     - ``times``: how many matching requests the fault hits before it is used up.
@@ -37,6 +41,7 @@ class Fault:
     delay: float = 0.0
     skip: int = 0
     times: int = 1
+    error_code: Optional[str] = None
 
     def __post_init__(self) -> None:
         # Reject nonsense when the fault is planned, not when a request happens to hit it.
@@ -46,6 +51,8 @@ class Fault:
             raise ValueError(f"a status fault needs a 4xx or 5xx status, got {self.status!r}")
         if self.path is not None and not self.path.startswith("/"):
             raise ValueError(f"fault path must start with '/', got {self.path!r}")
+        if self.error_code is not None and not (isinstance(self.error_code, str) and self.error_code):
+            raise ValueError(f"error_code must be a non-empty string or None, got {self.error_code!r}")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be >= 0 or None")
         if self.delay < 0 or self.skip < 0 or self.times < 1:

@@ -6,7 +6,8 @@ speaks HTTP/1.1 with keep-alive, disables Nagle, sends each body in one write an
 stderr per request: a benchmark measures the client, so serving must stay cheap.
 
 Subclasses register routes (``route``) and may override the vendor-specific envelopes
-(``render_fault``, ``not_found``, ``method_not_allowed``). Every non-control request is logged
+(``render_fault``, ``not_found``, ``method_not_allowed``, ``server_error``) and extend
+``fault_kinds``. Every non-control request is logged
 (``requests``/``count``) and passes through the fault plan before routing. Paths under
 ``/_sandbox/`` are emulator-only controls: never logged, never faulted.
 """
@@ -52,11 +53,13 @@ class Request:
 
 @dataclass
 class Response:
-    """A complete JSON response; ``body`` is sent in one write with ``Content-Length`` always set."""
+    """A complete response, JSON unless told otherwise (a gateway may answer HTML); ``body`` is sent in
+    one write with ``Content-Length`` always set."""
 
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
 
 
 def json_response(status: int, payload: Any, headers: Optional[dict[str, str]] = None) -> Response:
@@ -122,6 +125,8 @@ class SandboxServer:
 
     #: Value of ``X-RateLimit-Limit`` on injected 429s (the real limits are unknown).
     rate_limit = 60
+    #: Fault kinds this server can apply; vendor-specific kinds are added by subclasses.
+    fault_kinds: frozenset[str] = frozenset({"status", "drop", "delay", "revoke_tokens"})
 
     def __init__(self, port: int = 0) -> None:
         self._requested_port = port
@@ -214,6 +219,8 @@ class SandboxServer:
         if fault is not None and fields:
             raise TypeError("pass either a Fault or its fields, not both")
         planned = fault if fault is not None else Fault(**fields)
+        if planned.kind not in self.fault_kinds:
+            raise ValueError(f"{type(self).__name__} supports fault kinds {sorted(self.fault_kinds)}, not {planned.kind!r}")
         self._faults.add(planned)
         return planned
 
@@ -227,6 +234,10 @@ class SandboxServer:
 
     def revoke_tokens(self) -> None:
         """Invalidate every issued token; servers that issue tokens override this (here: none)."""
+
+    def server_error(self) -> Response:
+        """What a crashed handler answers (a sandbox bug shows up as the vendor's 500)."""
+        return json_response(500, {"message": "Server Error"})
 
     def render_fault(self, fault: Fault) -> Response:
         """The response of a ``status`` fault, in the Laravel shape CustomerGauge is assumed to use."""
@@ -266,7 +277,7 @@ class SandboxServer:
         if fault is not None:
             if fault.kind == "revoke_tokens":
                 self.revoke_tokens()
-            elif fault.kind == "status":
+            elif fault.kind in ("status", "result_false"):
                 response = self.render_fault(fault)
         if fault is None or fault.kind != "drop":
             response = response or self._safely_route(request)
@@ -290,7 +301,7 @@ class SandboxServer:
             return self._route(request)
         except Exception:  # a sandbox bug: answer like a crashed server and show where it broke
             traceback.print_exc(file=sys.stderr)
-            return json_response(500, {"message": "Server Error"})
+            return self.server_error()
 
     # -- emulator-only controls shared by every sandbox -------------------------------------------
 
@@ -412,7 +423,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         for name, value in response.headers.items():
             self.send_header(name, value)

@@ -7,20 +7,18 @@ envelopes, so a client that passes against the sandbox does not rely on leniency
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import random
 import threading
 from datetime import datetime
 from typing import Any, Optional
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 
 from sandbox.common.server import Request, Response, SandboxServer, json_response
+from sandbox.common.tokens import TokenIssuer, basic_credentials
 from sandbox.customergauge.data import RecordFactory, SeedSpec
 from sandbox.customergauge.query import InvalidQuery, parse_sync_query
 from sandbox.customergauge.store import RecordStore
-from sandbox.customergauge.tokens import TokenIssuer
 
 RESPONSES_PATH = "/v7/rest/sync/responses"
 NON_RESPONSES_PATH = "/v7/rest/sync/non-responses"
@@ -151,7 +149,7 @@ class CustomerGaugeSandbox(SandboxServer):
         if authorization[:6].lower() == "basic ":
             if "client_secret" in params:  # RFC 6749 §2.3: one client authentication method per request
                 return _oauth_error("invalid_request")
-            basic = _basic_credentials(authorization[6:])
+            basic = basic_credentials(authorization)
             if basic is None:
                 return _oauth_error("invalid_client")
             client_id, client_secret = basic
@@ -221,18 +219,6 @@ def _oauth_params(request: Request) -> Optional[dict[str, str]]:
                 return None
             params[name] = values[0]
     return params
-
-
-def _basic_credentials(encoded: str) -> Optional[tuple[str, str]]:
-    """``base64(urlencode(id):urlencode(secret))`` per RFC 6749 §2.3.1, or ``None`` if malformed."""
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    client_id, colon, secret = decoded.partition(":")
-    if not colon:
-        return None
-    return unquote(client_id), unquote(secret)
 
 
 def _oauth_error(code: str) -> Response:
