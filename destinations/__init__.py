@@ -1,1 +1,1 @@
-"""Gainsight CS destination (Companies, People, NPS custom object, Timeline): the next issue."""
+"""Destinations of the connector: Gainsight CS (Companies, People, the NPS object, Timeline)."""

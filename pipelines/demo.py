@@ -1,9 +1,12 @@
-"""`--demo`: the real command path against the bundled CustomerGauge sandbox.
+"""`--demo`: the real command path against the bundled CustomerGauge and Gainsight sandboxes.
 
-Starts the sandbox in-process with seeded data, stages it into a throw-away DuckDB file, then
-changes the sandbox the way a real day does (new responses, edited comments, late arrivals) and
-runs again to show the incremental pass. The demo never reads `.dlt/secrets.toml` and never talks
-to a real vendor host.
+Starts both sandboxes in-process with seeded data, stages into a throw-away DuckDB file and pushes
+into the Gainsight sandbox (companies, people, the NPS object through a Bulk job, Timeline), then
+changes CustomerGauge the way a real day does (new responses, edited comments, late arrivals, one
+response with an e-mail Gainsight refuses) and runs again to show the incremental pass. The demo
+never reads `.dlt/secrets.toml` and never talks to a real vendor host. Quotas are off in the demo
+(at Gainsight's 100 calls a minute, upserting its 2,000 people alone takes 20 minutes); the
+benchmark (`bench/push.py`) shows what they cost.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
+from sandbox.gainsight import BulkJob, GainsightSandbox
 
 from .errors import ExitCode
 from .runner import execute
@@ -27,6 +31,12 @@ DEMO_DIR = Path(".demo")
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret-not-for-production"
 SEED = SeedSpec(responses=3000, days=45, accounts=40, invalid=4, seed=20261128)
+DEMO_ACCESS_KEY = "demo-gainsight-access-key"
+DEMO_BULK_JOB = "demo-nps-responses-upsert"
+DEMO_AUTHOR = "nps.connector@example.com"
+RESPONSE_OBJECT = "CG_NPS_Response__gc"
+NO_QUOTAS = {"sync_per_minute": 10**6, "sync_per_day": 10**7, "bulk_per_hour": 10**3, "timeline_per_minute": 10**6}
+COMPLETED = (ExitCode.OK, ExitCode.QUARANTINED, ExitCode.DEAD_LETTERED)
 
 
 def run_demo(workdir: Path = DEMO_DIR) -> ExitCode:
@@ -38,7 +48,11 @@ def run_demo(workdir: Path = DEMO_DIR) -> ExitCode:
         dataset_name="nps",
         pipelines_dir=str((workdir / "pipelines").resolve()),
     )
-    with CustomerGaugeSandbox(client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET, seed=SEED) as sandbox:
+    job = BulkJob(DEMO_BULK_JOB, RESPONSE_OBJECT, "UPSERT", keys=("ResponseId__gc",))
+    with (
+        CustomerGaugeSandbox(client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET, seed=SEED) as sandbox,
+        GainsightSandbox(DEMO_ACCESS_KEY, bulk_jobs=[job], quotas=False) as gainsight,
+    ):
         options = {
             "api_base_url": sandbox.base_url,
             "token_url": sandbox.token_url,
@@ -48,17 +62,27 @@ def run_demo(workdir: Path = DEMO_DIR) -> ExitCode:
             "lookback_days": 3,
             "retry_backoff_seconds": 0.2,
         }
+        destination = {
+            "base_url": gainsight.base_url,
+            "access_key": DEMO_ACCESS_KEY,
+            "response_bulk_job_id": DEMO_BULK_JOB,
+            "timeline_author_email": DEMO_AUTHOR,
+            "bulk_poll_interval_seconds": 0.2,
+            "quotas": NO_QUOTAS,
+        }
         log.info("demo: CustomerGauge sandbox at %s with %d seeded responses", sandbox.base_url, SEED.responses)
-        log.info("demo: run 1 of 2 (first load)")
-        first, _ = execute(settings, options)
-        if first not in (ExitCode.OK, ExitCode.QUARANTINED):
+        log.info("demo: Gainsight sandbox at %s (Bulk job %s)", gainsight.base_url, DEMO_BULK_JOB)
+        log.info("demo: run 1 of 2 (first load: stage, then push through the Bulk job)")
+        first, _ = execute(settings, options, destination)
+        if first not in COMPLETED:
             return first
         _simulate_a_day(sandbox)
         log.info("demo: run 2 of 2 (incremental: lookback window plus what changed)")
-        second, _ = execute(settings, options)
-        if second not in (ExitCode.OK, ExitCode.QUARANTINED):
+        second, _ = execute(settings, options, destination)
+        if second not in COMPLETED:
             return second
-    _show(settings)
+        _show(settings)
+        _show_gainsight(settings, gainsight)
     return ExitCode.OK
 
 
@@ -70,12 +94,51 @@ def _simulate_a_day(sandbox: CustomerGaugeSandbox) -> None:
         sandbox.edit_response(record["number_customergauge"], comment="Edited after a follow-up call: resolved.")
     two_days_ago = (datetime.now(timezone.utc) - timedelta(days=2)).replace(tzinfo=None, microsecond=0)
     late_ids = sandbox.add_responses(2, responded_at=two_days_ago)
+    # A typo CustomerGauge accepts and Gainsight's Email field does not: it ends up dead-lettered.
+    sandbox.edit_response(new_ids[0], email="jane.doe at example")
     log.info(
         "demo: sandbox changed: %d new responses, %d edited, %d late arrivals dated %s",
         len(new_ids),
         len(recent),
         len(late_ids),
         two_days_ago.date(),
+    )
+
+
+def _show_gainsight(settings: RunSettings, gainsight: GainsightSandbox) -> None:
+    print("\nIn the Gainsight sandbox:")
+    for label, obj in (
+        ("companies", "Company"),
+        ("people", "Person"),
+        ("company-person links", "Company_Person"),
+        (f"{RESPONSE_OBJECT} records", RESPONSE_OBJECT),
+        ("timeline activities", "activity_timeline"),
+    ):
+        print(f"  {label:<34}{gainsight.count_records(obj):>7,}")
+    activity = max(gainsight.records("activity_timeline"), key=lambda a: a["ActivityDate"], default=None)
+    if activity is not None:
+        print(f"  latest timeline entry: {activity['Subject']!r}")
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as conn:
+        dead = conn.execute(
+            "SELECT object, record_key, error_code, error_message FROM gainsight.dead_letter_report"
+        ).fetchall()
+        detractor = conn.execute(
+            "SELECT response_id, email, score, gainsight_status, gainsight_gsid, timeline_status "
+            "FROM gainsight.response_status WHERE category = 'detractor' AND email IS NOT NULL "
+            "ORDER BY responded_at DESC LIMIT 1"
+        ).fetchone()
+    print("\nDead-lettered on purpose (Gainsight refused the record; a scheduled run exits 11 for these):")
+    for obj, key, code, message in dead:
+        print(f"  {obj} {key}: {code} {message[:110]}")
+    if detractor:
+        rid, email, score, status, gsid, timeline = detractor
+        print(
+            f"\nDid {email}'s detractor response ({score}) reach Gainsight? gainsight.response_status says: "
+            f"{status}, record {gsid}, timeline {timeline or 'none (older than the timeline window)'}"
+        )
+    print(
+        f"  duckdb -readonly {settings.duckdb_path} \"SELECT * FROM gainsight.response_status "
+        "WHERE email = 'jane@acme.com'\""
     )
 
 

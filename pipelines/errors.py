@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from destinations.gainsight.errors import GainsightCredentialsRejected, GainsightError, GainsightSettingError
 from sources.customergauge.errors import (
     ApiUnavailable,
     ContractViolation,
@@ -25,7 +26,11 @@ class ExitCode(IntEnum):
     LOCKED = 4  # another process holds the DuckDB file
     SOURCE_API_ERROR = 5  # CustomerGauge unavailable or rejected a request; retry next run
     STAGING_ERROR = 6  # writing to DuckDB failed; the next run finishes the pending load
-    QUARANTINED = 10  # the run completed but some records were quarantined
+    GAINSIGHT_CREDENTIALS_REJECTED = 7  # Gainsight refused the access key / OAuth client
+    GAINSIGHT_API_ERROR = 8  # Gainsight unavailable or refused a request; the next run continues
+    QUARANTINED = 10  # completed, but CustomerGauge records were quarantined (see quarantine_report)
+    DEAD_LETTERED = 11  # completed, but Gainsight rejected records (see gainsight.dead_letter_report)
+    DEFERRED = 12  # completed what the Gainsight quota allowed; the next run continues
 
 
 class CommandError(Exception):
@@ -46,12 +51,27 @@ class StagingFailed(CommandError):
     exit_code = ExitCode.STAGING_ERROR
 
 
+def outcome_code(quarantined: int, dead_lettered: int, quota_deferred: bool) -> ExitCode:
+    """The exit code of a run that completed: what needs a human outranks what heals itself."""
+    if dead_lettered:
+        return ExitCode.DEAD_LETTERED
+    if quarantined:
+        return ExitCode.QUARANTINED
+    if quota_deferred:
+        return ExitCode.DEFERRED
+    return ExitCode.OK
+
+
 def exit_code_for(exc: BaseException) -> ExitCode:
     """Map any exception escaping a run to its documented exit code."""
     if isinstance(exc, CommandError):
         return exc.exit_code
-    if isinstance(exc, InvalidSetting):
+    if isinstance(exc, (InvalidSetting, GainsightSettingError)):
         return ExitCode.CONFIG_ERROR
+    if isinstance(exc, GainsightCredentialsRejected):
+        return ExitCode.GAINSIGHT_CREDENTIALS_REJECTED
+    if isinstance(exc, GainsightError):
+        return ExitCode.GAINSIGHT_API_ERROR
     if isinstance(exc, CredentialsRejected):
         return ExitCode.CREDENTIALS_REJECTED
     if isinstance(exc, (ApiUnavailable, RequestRejected, ContractViolation, CustomerGaugeError)):

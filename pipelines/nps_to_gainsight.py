@@ -2,7 +2,8 @@
 
 Run from the repository root (it reads .dlt/config.toml and .dlt/secrets.toml from there):
 
-    python pipelines/nps_to_gainsight.py                 # the scheduled, incremental run
+    python pipelines/nps_to_gainsight.py                 # the scheduled run: stage, then push
+    python pipelines/nps_to_gainsight.py --dry-run       # stage, then show what the push would do
     python pipelines/nps_to_gainsight.py --start 2025-01-01 --end 2025-03-31   # backfill a range
     python pipelines/nps_to_gainsight.py --demo          # against bundled sandboxes, no setup
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -26,19 +28,27 @@ from pipelines.logs import setup_logging  # noqa: E402
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="nps_to_gainsight.py",
-        description="CustomerGauge NPS responses -> DuckDB staging (-> Gainsight CS).",
+        description="CustomerGauge NPS responses -> DuckDB staging -> Gainsight CS.",
     )
     parser.add_argument("--demo", action="store_true", help="run twice against in-process sandboxes with seeded data")
     parser.add_argument("--start", type=_day, help="backfill from this day (YYYY-MM-DD); leaves the cursor untouched")
     parser.add_argument("--end", type=_day, help="backfill up to and including this day (YYYY-MM-DD)")
+    parser.add_argument("--stage-only", action="store_true", help="stage into DuckDB without pushing to Gainsight")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="stage as usual, then plan the push (create/update/unchanged per object) without writing to Gainsight",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     if (args.start is None) != (args.end is None):
         parser.error("--start and --end go together")
     if args.start and args.start > args.end:
         parser.error(f"--start {args.start} is after --end {args.end}")
-    if args.demo and args.start:
-        parser.error("--demo does not take a backfill range")
+    if args.demo and (args.start or args.stage_only or args.dry_run):
+        parser.error("--demo takes no other options")
+    if args.stage_only and args.dry_run:
+        parser.error("--dry-run plans a push; --stage-only skips it: pick one")
     return args
 
 
@@ -59,11 +69,24 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
-    redactor.add(secret_values(["sources.customergauge.client_secret", "sources.customergauge.client_id"]))
+    redactor.add(
+        secret_values(
+            [
+                "sources.customergauge.client_secret",
+                "sources.customergauge.client_id",
+                "destination.gainsight.access_key",
+                "destination.gainsight.client_id",
+                "destination.gainsight.client_secret",
+                "destination.gainsight.bulk_access_key",
+            ]
+        )
+    )
+    if args.stage_only:
+        settings = replace(settings, stage_only=True)
     options = {}
     if args.start:
         options = {"backfill_start": args.start.isoformat(), "backfill_end": args.end.isoformat()}
-    code, _ = execute(settings, options)
+    code, _ = execute(settings, options, dry_run=args.dry_run)
     return int(code)
 
 

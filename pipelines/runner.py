@@ -12,9 +12,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from destinations.gainsight import GainsightSettingError, load_settings
 from sources.customergauge import ExtractReport
 
-from .errors import CommandError, ExitCode, exit_code_for
+from .errors import CommandError, ExitCode, exit_code_for, outcome_code
+from .push import run_push
 from .settings import RunSettings
 from .stage import StageResult, make_pipeline, run_stage
 from .staging import StagingStore
@@ -37,20 +39,29 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
-def execute(settings: RunSettings, source_options: dict[str, Any] | None = None) -> tuple[ExitCode, StageResult | None]:
-    """Run once; never raises for expected failures, returns the exit code instead."""
+def execute(
+    settings: RunSettings,
+    source_options: dict[str, Any] | None = None,
+    gainsight_options: dict[str, Any] | None = None,
+    dry_run: bool = False,
+) -> tuple[ExitCode, StageResult | None]:
+    """Stage, then push; never raises for expected failures, returns the exit code instead."""
     started = time.monotonic()
     report = ExtractReport(run_id=new_run_id())
     log.info("run %s: staging file %s", report.run_id, settings.duckdb_path)
     _return_freed_memory()
     try:
+        # Checked before anything is fetched: a typo in the Gainsight settings should not cost an extract.
+        destination = None if settings.stage_only else load_settings(gainsight_options)
         store = StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit)
-    except CommandError as exc:
+    except (CommandError, GainsightSettingError) as exc:
         log.error("%s", exc)
-        return exc.exit_code, None
+        return exit_code_for(exc), None
     try:
         pipeline = make_pipeline(settings, store)
         result = run_stage(pipeline, store, report, source_options)
+        if destination is not None:
+            result.push = run_push(settings, store, report.run_id, destination, dry_run)
     except Exception as exc:  # noqa: BLE001 - every failure must become a documented exit code
         code = exit_code_for(exc)
         if code == ExitCode.INTERNAL_ERROR:
@@ -60,8 +71,10 @@ def execute(settings: RunSettings, source_options: dict[str, Any] | None = None)
         return code, None
     finally:
         store.close()
-    code = ExitCode.QUARANTINED if report.quarantined else ExitCode.OK
+    push = result.push
+    code = outcome_code(report.quarantined, push.failed if push else 0, bool(push and push.deferrals))
     duration = time.monotonic() - started
     log.info("%s", one_line_summary(result, duration, code))
     print(format_summary(result, duration, str(settings.duckdb_path), code), flush=True)
     return code, result
+

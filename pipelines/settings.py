@@ -30,6 +30,7 @@ class RunSettings:
     dataset_name: str
     pipelines_dir: str | None
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    stage_only: bool = False  # stage into DuckDB, do not push to Gainsight
 
 
 def require_project_config() -> Path:

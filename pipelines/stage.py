@@ -16,6 +16,7 @@ import duckdb
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from destinations.gainsight import PushReport
 from sources.customergauge import ExtractReport, customergauge
 from sources.customergauge.errors import CustomerGaugeError, InvalidSetting
 
@@ -33,6 +34,7 @@ class StageResult:
     finished_pending: int = 0
     staged_rows: int = 0
     quarantine_rows: int = 0
+    push: PushReport | None = None  # None when the run only staged
 
 
 def make_pipeline(settings: RunSettings, store: StagingStore) -> dlt.Pipeline:

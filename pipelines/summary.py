@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from .errors import ExitCode
 
 if TYPE_CHECKING:
+    from destinations.gainsight import PushReport
+
     from .stage import StageResult
 
 
@@ -36,24 +38,69 @@ def format_summary(result: "StageResult", duration: float, staging_path: str, ex
     lines.append(
         f"  staging: {staging_path} ({result.staged_rows:,} responses, {result.quarantine_rows:,} quarantined records)"
     )
+    if result.push is not None:
+        lines += _push_lines(result.push)
     lines.append(f"  exit code {int(exit_code)}")
     return "\n".join(lines)
+
+
+def _push_lines(push: "PushReport") -> list[str]:
+    """Per object what happened in Gainsight, then calls and quota left per family."""
+    title = "gainsight (dry run: planned, nothing sent)" if push.dry_run else "gainsight"
+    lines = [f"  {title}:{'':<{max(1, 14 - len(title))}}{'created':>9}{'updated':>9}{'unchanged':>11}{'failed':>8}{'deferred':>10}"]
+    for name, counts in push.objects.items():
+        row = f"    {name:<12}{counts.created:>9,}{counts.updated:>9,}{counts.unchanged:>11,}{counts.failed:>8,}{counts.deferred:>10,}"
+        if counts.given_up:
+            row += f"  ({counts.given_up:,} given up after max_attempts)"
+        lines.append(row)
+    if push.bulk_uploads or push.recovered_uploads:
+        lines.append(
+            f"  bulk: {push.bulk_uploads} upload(s) carrying {push.bulk_rows:,} responses"
+            + (f"; finished {push.recovered_uploads} left open by an earlier run" if push.recovered_uploads else "")
+        )
+    if not push.dry_run:
+        calls = ", ".join(f"{family} {n:,}" for family, n in sorted(push.calls.items())) or "none"
+        lines.append(f"  gainsight API calls: {calls} ({push.retries} retries)")
+        quota = "; ".join(
+            f"{family} " + ", ".join(f"{left:,}/{window}" for window, left in windows.items())
+            for family, windows in push.quota_left.items()
+        )
+        lines.append(f"  quota left: {quota}")
+    for deferral in push.deferrals:
+        lines.append(
+            f"  deferred: the {deferral.family} quota ({deferral.window} window) is used up; the next run after "
+            f"{_ts(deferral.resume_at)} continues"
+        )
+    if push.failed:
+        lines.append(f"  dead-lettered: {push.failed} record(s) this run; see gainsight.dead_letter_report")
+    return lines
 
 
 def one_line_summary(result: "StageResult", duration: float, exit_code: ExitCode) -> str:
     """The log line that ends every run: greppable, with the counts that matter."""
     report = result.report
     fetched = sum(feed.fetched for feed in report.feeds.values())
-    return (
+    line = (
         f"run {report.run_id} finished: exit {int(exit_code)} in {duration:.1f} s; fetched {fetched}, "
         f"new {result.changes.new}, updated {result.changes.updated}, quarantined {report.quarantined}, "
-        f"API calls {report.api_calls} (full summary on stdout)"
+        f"API calls {report.api_calls}"
     )
+    push = result.push
+    if push is not None and not push.dry_run:
+        line += (
+            f"; gainsight: responses created {push['responses'].created}, updated {push['responses'].updated}, "
+            f"dead-lettered {push.failed}, deferred {push.deferred}, API calls {sum(push.calls.values())}"
+        )
+    return line + " (full summary on stdout)"
 
 
 def _verdict(exit_code: ExitCode, quarantined: int) -> str:
     if exit_code == ExitCode.QUARANTINED:
         return f"completed with {quarantined} quarantined record(s) (see quarantine_report)"
+    if exit_code == ExitCode.DEAD_LETTERED:
+        return "completed; Gainsight rejected some records (see gainsight.dead_letter_report)"
+    if exit_code == ExitCode.DEFERRED:
+        return "completed what the Gainsight quota allowed; the rest is deferred to the next run"
     return "completed" if exit_code == ExitCode.OK else f"failed ({exit_code.name})"
 
 

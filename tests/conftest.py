@@ -96,8 +96,84 @@ def staging_for(tmp_path: Path):
             pipeline_name=f"test_{name}",
             dataset_name="nps",
             pipelines_dir=str(tmp_path / f"{name}_pipelines"),
-            **settings_overrides,
+            **{"stage_only": True, **settings_overrides},
         )
         return Staging(settings, sandbox, initial_days)
+
+    return make
+
+
+# --- Gainsight -------------------------------------------------------------------------------------
+
+ACCESS_KEY = "test-gainsight-access-key-7d3e"
+GS_CLIENT_ID = "test-gainsight-client"
+GS_CLIENT_SECRET = "test-gainsight-secret-91af"
+BULK_JOB = "job-nps-responses-upsert"
+AUTHOR = "nps.connector@example.com"
+RESPONSE_OBJECT = "CG_NPS_Response__gc"
+
+# Tests of behaviour other than quotas run without them; quota tests switch them on.
+NO_CLIENT_QUOTAS = {"sync_per_minute": 10**6, "sync_per_day": 10**7, "bulk_per_hour": 1000, "bulk_per_day": 1000, "timeline_per_minute": 10**6}
+
+
+@pytest.fixture
+def gs_sandbox() -> Iterator[Any]:
+    """Factory: a Gainsight sandbox with the NPS Upsert Bulk job seeded; stopped after the test."""
+    from sandbox.gainsight import BulkJob, GainsightSandbox
+
+    started: list[Any] = []
+
+    def start(**kwargs: Any) -> Any:
+        kwargs.setdefault("bulk_jobs", [BulkJob(BULK_JOB, RESPONSE_OBJECT, "UPSERT", keys=("ResponseId__gc",))])
+        kwargs.setdefault("quotas", False)
+        sandbox = GainsightSandbox(ACCESS_KEY, GS_CLIENT_ID, GS_CLIENT_SECRET, **kwargs)
+        sandbox.start()
+        started.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in started:
+        sandbox.close()
+
+
+@dataclass
+class Connector:
+    """Stage and push end to end against both sandboxes, in-process."""
+
+    staging: Staging
+    gainsight: Any
+
+    def gs_options(self, **overrides: Any) -> dict[str, Any]:
+        return {
+            "base_url": self.gainsight.base_url,
+            "access_key": ACCESS_KEY,
+            "response_bulk_job_id": BULK_JOB,
+            "timeline_author_email": AUTHOR,
+            "timeline_max_age_days": 14,
+            "retry_backoff_seconds": 0.01,
+            "bulk_poll_interval_seconds": 0.05,
+            "bulk_poll_timeout_seconds": 60,
+            "max_rate_limit_wait_seconds": 2,
+            "quotas": NO_CLIENT_QUOTAS,
+            **overrides,
+        }
+
+    def run(self, dry_run: bool = False, cg: dict[str, Any] | None = None, **gs: Any) -> tuple[ExitCode, StageResult | None]:
+        return execute(self.staging.settings, self.staging.options(**(cg or {})), self.gs_options(**gs), dry_run)
+
+    def records(self, obj: str = RESPONSE_OBJECT) -> list[dict[str, Any]]:
+        return self.gainsight.records(obj)
+
+    def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        return self.staging.scalar(sql, params)
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        return self.staging.query(sql, params)
+
+
+@pytest.fixture
+def connector_for(staging_for):
+    def make(cg: CustomerGaugeSandbox, gs: Any, name: str = "push", **settings: Any) -> Connector:
+        return Connector(staging_for(cg, name=name, stage_only=False, **settings), gs)
 
     return make

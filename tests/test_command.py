@@ -65,7 +65,7 @@ def wait_for(condition, timeout: float = 30.0) -> None:
 
 def test_scheduled_run_configured_by_environment(cg_sandbox, project):
     sandbox = cg_sandbox(responses=1200, days=30)
-    result = run_cli(cwd=project, env=cli_env(sandbox, project))
+    result = run_cli("--stage-only", cwd=project, env=cli_env(sandbox, project))
 
     assert result.returncode == 0, result.stderr
     assert "nps_responses: window 2025-06-01.." in result.stdout
@@ -89,7 +89,7 @@ def test_without_config_file_the_command_refuses_to_run(tmp_path):
 
 
 def test_missing_secrets_are_named_with_their_env_vars(project):
-    result = run_cli(cwd=project, env=cli_env(project=project))
+    result = run_cli("--stage-only", cwd=project, env=cli_env(project=project))
     assert result.returncode == 2
     assert "sources.customergauge.client_id" in result.stderr
     assert "SOURCES__CUSTOMERGAUGE__CLIENT_ID" in result.stderr
@@ -99,7 +99,7 @@ def test_missing_secrets_are_named_with_their_env_vars(project):
 def test_rejected_credentials_exit_3(cg_sandbox, project):
     sandbox = cg_sandbox(responses=10)
     env = cli_env(sandbox, project, SOURCES__CUSTOMERGAUGE__CLIENT_SECRET="not-the-secret-8841")
-    result = run_cli(cwd=project, env=env)
+    result = run_cli("--stage-only", cwd=project, env=env)
     assert result.returncode == 3
     assert "rejected the client credentials" in result.stderr
     assert "not-the-secret-8841" not in result.stderr + result.stdout
@@ -116,11 +116,11 @@ def test_second_concurrent_run_fails_fast_on_the_lock(cg_sandbox, project):
     sandbox = cg_sandbox(responses=3000)
     sandbox.add_fault(kind="delay", delay=1.0, path=RESPONSES, times=3)
     env = cli_env(sandbox, project)
-    first = start_cli(cwd=project, env=env)
+    first = start_cli("--stage-only", cwd=project, env=env)
     try:
         wait_for(lambda: sandbox.count(path=RESPONSES) >= 1)
         started = time.monotonic()
-        second = run_cli(cwd=project, env=env, timeout=30)
+        second = run_cli("--stage-only", cwd=project, env=env, timeout=30)
         assert second.returncode == 4
         assert "in use by another process" in second.stderr
         assert time.monotonic() - started < 15
@@ -137,13 +137,13 @@ def test_killed_run_is_completed_by_the_next_with_no_duplicates(cg_sandbox, proj
     sandbox = cg_sandbox(responses=6000, days=30)
     sandbox.add_fault(kind="delay", delay=0.3, path=RESPONSES, times=50)
     env = cli_env(sandbox, project, SOURCES__CUSTOMERGAUGE__ROWS_PER_LOAD="1000")
-    victim = start_cli(cwd=project, env=env)
+    victim = start_cli("--stage-only", cwd=project, env=env)
     wait_for(lambda: sandbox.count(path=RESPONSES) >= kill_after_requests)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     sandbox.clear_faults()
 
-    result = run_cli(cwd=project, env=env)
+    result = run_cli("--stage-only", cwd=project, env=env)
 
     assert result.returncode == 0, result.stderr
     with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:

@@ -1,0 +1,228 @@
+"""Responses through the Bulk API: CSV files packed up to the size limit, one upload each.
+
+Bulk jobs are defined in Gainsight's UI (target object, operation, keys, column mapping); the
+connector only runs one by `jobId` (reference §4.8), 10 uploads an hour at most. The job must be
+an **Upsert keyed on the response id field**, which makes a re-upload after a crash harmless.
+
+Every upload is logged in the ledger *before* it is sent, with the rows it carries, and updated
+with its statusId and final counts. Bulk reports only counts, not which rows failed, so after
+completion every row is queried back by key and compared with what was sent: rows that match are
+confirmed; the others go through the sync API, which names the error of each bad record.
+
+A run that dies (or stops waiting) while Gainsight is processing leaves an open upload in the log;
+the next run polls it and reconciles it before anything new is pushed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+import pyarrow as pa
+
+from .context import PushContext
+from .errors import MaybeApplied, QuotaExhausted
+from .ledger import now
+from .records import csv_bytes
+from .responses import TABLE, ResponseWriter, push_sync
+
+log = logging.getLogger("nps.gainsight.bulk")
+
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "FAILED_WITH_ERRORS", "ABORTED", "CANCELLED"})
+SAMPLE_ROWS = 500
+
+# Rebuilds (rows, Gainsight records) for response ids whose staged content still has the given hash.
+LoadRows = Callable[[dict[str, str]], tuple[pa.Table, pa.Table]]
+
+
+def push_bulk(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
+    """Upload the rows in as few files as the size limit allows; reconcile each; sync the rest."""
+    settings = ctx.settings
+    for number, (start, length, content) in enumerate(_pack(records, settings.bulk_max_bytes), start=1):
+        chunk_rows, chunk_records = rows.slice(start, length), records.slice(start, length)
+        upload_id = uuid.uuid4().hex
+        name = f"nps_responses_{ctx.ledger.run_id}_{number}.csv"
+        ctx.ledger.start_upload(
+            upload_id,
+            settings.response_bulk_job_id or "",
+            name,
+            hashlib.sha256(content).hexdigest(),
+            chunk_rows.select(["response_id", "content_hash"]),
+            len(content),
+        )
+        log.info("gainsight: bulk upload %d: %s rows, %.1f MB", number, f"{length:,}", len(content) / 1e6)
+        try:
+            status_id = ctx.client.bulk_upload(settings.response_bulk_job_id or "", name, content)
+        except QuotaExhausted as exhausted:
+            ctx.ledger.update_upload(upload_id, status="NOT_SENT", reconciled_at=now())
+            ctx.defer(TABLE, rows.slice(start)["response_id"].to_pylist(), exhausted)
+            return
+        except MaybeApplied as exc:
+            # Unknown whether Gainsight got it; the rows stay in the outbox and the Upsert job
+            # makes sending them again harmless.
+            ctx.ledger.update_upload(upload_id, status="UNKNOWN", reconciled_at=now())
+            ctx.report[TABLE].deferred += length
+            log.warning("gainsight: bulk upload %d: %s; its %d rows are retried next run", number, exc, length)
+            continue
+        del content
+        ctx.ledger.update_upload(upload_id, status_id=status_id, status="INIT")
+        ctx.report.bulk_uploads += 1
+        ctx.report.bulk_rows += length
+        status = follow(ctx, upload_id, status_id)
+        if status is None:
+            ctx.report[TABLE].deferred += length
+            continue
+        missed_rows, missed_records = reconcile(ctx, upload_id, chunk_rows, chunk_records)
+        if missed_rows.num_rows:
+            log.info(
+                "gainsight: bulk upload %d: %d rows did not land; sending them through the sync API "
+                "to learn why",
+                number,
+                missed_rows.num_rows,
+            )
+            push_sync(ctx, missed_rows, missed_records)
+
+
+def recover_uploads(ctx: PushContext, load_rows: LoadRows) -> int:
+    """Poll and reconcile uploads an earlier run left open; returns how many were finished."""
+    finished = 0
+    for upload in ctx.ledger.open_uploads():
+        upload_id = upload["upload_id"]
+        if not upload["status_id"]:
+            # Died while sending: Gainsight may or may not have it; the rows are still in the outbox.
+            ctx.ledger.update_upload(upload_id, status="UNKNOWN", reconciled_at=now())
+            continue
+        log.info("gainsight: bulk upload %s (statusId %s) was left open by an earlier run", upload_id, upload["status_id"])
+        if follow(ctx, upload_id, upload["status_id"]) is None:
+            continue
+        rows, records = load_rows(ctx.ledger.upload_rows(upload_id))
+        reconcile(ctx, upload_id, rows, records)
+        finished += 1
+    ctx.report.recovered_uploads += finished
+    return finished
+
+
+def follow(ctx: PushContext, upload_id: str, status_id: str) -> dict[str, Any] | None:
+    """Poll the job status with backoff until it is final; None if the run stops waiting."""
+    settings = ctx.settings
+    deadline = time.monotonic() + settings.bulk_poll_timeout_seconds
+    interval = settings.bulk_poll_interval_seconds
+    last = None
+    while True:
+        try:
+            status = ctx.client.bulk_status(status_id)
+        except QuotaExhausted as exhausted:
+            ctx.report.defer(exhausted.family, exhausted.window, exhausted.resume_at)
+            return None
+        state = str(status.get("jobStatus") or "").upper()
+        if state != last:
+            log.info("gainsight: bulk statusId %s: %s", status_id, state or "unknown")
+            last = state
+        ctx.ledger.update_upload(upload_id, status=state)
+        if state in FINAL_STATES:
+            ctx.ledger.update_upload(
+                upload_id,
+                total_count=status.get("totalCount"),
+                success_count=status.get("successCount"),
+                failure_count=status.get("failureCount"),
+                finished_at=now(),
+            )
+            return status
+        if time.monotonic() + interval > deadline:
+            log.warning(
+                "gainsight: bulk statusId %s still %s after %.0f s; the next run picks it up",
+                status_id,
+                state,
+                settings.bulk_poll_timeout_seconds,
+            )
+            return None
+        time.sleep(interval)
+        interval = min(interval * 1.5, 30.0)
+
+
+def reconcile(ctx: PushContext, upload_id: str, rows: pa.Table, records: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Confirm the rows Gainsight holds exactly as sent; return (rows, records) of the others."""
+    settings = ctx.settings
+    key = settings.response_key_field
+    sent = records.to_pylist()
+    ids = [str(record[key]) for record in sent]
+    hashes = dict(zip(ids, rows["content_hash"].to_pylist()))
+    before = ctx.ledger.state(TABLE, ids, ["gsid"])
+    stored = ctx.client.find_by_key(settings.response_object, key, ids, list(records.column_names))
+    datetime_fields = {settings.response_fields.get("responded_at")}
+    landed, gsids, missed = [], [], []
+    for position, record in enumerate(sent):
+        found = stored.get(str(record[key]))
+        if found is not None and _same(record, found, datetime_fields):
+            landed.append(record)
+            gsids.append(found.get("Gsid"))
+        else:
+            missed.append(position)
+    writer = ResponseWriter(ctx, hashes)
+    writer.confirm(landed, gsids, "bulk", upload_id)
+    updated = sum(1 for record in landed if (before.get(str(record[key])) or {}).get("gsid"))
+    ctx.report[TABLE].updated += updated
+    ctx.report[TABLE].created += len(landed) - updated
+    ctx.ledger.update_upload(upload_id, landed=len(landed), not_landed=len(missed), reconciled_at=now())
+    log.info("gainsight: bulk upload reconciled: %d landed, %d did not", len(landed), len(missed))
+    taken = pa.array(missed, pa.int64())
+    return rows.take(taken), records.take(taken)
+
+
+def _same(sent: dict[str, Any], stored: dict[str, Any], datetime_fields: set[str | None]) -> bool:
+    """Whether Gainsight holds what was sent (reads give epoch ms for datetimes, ISO on some tenants)."""
+    for name, value in sent.items():
+        other = stored.get(name)
+        if name in datetime_fields:
+            if _epoch_ms(value) != _epoch_ms(other):
+                return False
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not isinstance(other, (int, float)) or float(value) != float(other):
+                return False
+        elif (value or None) != (other or None):
+            return False
+    return True
+
+
+def _epoch_ms(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    text = str(value).replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp() * 1000)
+
+
+def _pack(records: pa.Table, max_bytes: int) -> Iterator[tuple[int, int, bytes]]:
+    """(start, length, CSV bytes) slices, each file as large as fits under `max_bytes`."""
+    start = 0
+    total = records.num_rows
+    if not total:
+        return
+    sample = csv_bytes(records.slice(0, SAMPLE_ROWS))
+    per_row = max(1.0, len(sample) / min(SAMPLE_ROWS, total))
+    while start < total:
+        length = min(total - start, max(1, int(max_bytes * 0.95 / per_row)))
+        while True:
+            content = csv_bytes(records.slice(start, length))
+            if len(content) <= max_bytes:
+                break
+            if length == 1:
+                raise ValueError(f"one response is larger than the Bulk file limit of {max_bytes} bytes")
+            per_row = len(content) / length
+            length = max(1, int(length * max_bytes * 0.95 / len(content)))
+        yield start, length, content
+        start += length

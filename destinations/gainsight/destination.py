@@ -1,0 +1,55 @@
+"""The dlt custom destination that hands outbox load files to the pusher.
+
+Configured for Bulk-sized work (DESIGN §8): `batch_size=0` gives the sink one whole load file
+instead of dlt's default 10 rows, and `sequential` loading keeps one writer against Gainsight's
+quotas. The sink reads the file as Arrow (dlt writes parquet for Arrow input); it also accepts
+record batches, should someone configure a batch size.
+
+Failures of the push are not raised into dlt: dlt would retry the job 5 times a second apart and
+then park the package. The pusher keeps the ledger exact after every batch, so the sink records
+the error and the command reports it; the next run recomputes the outbox from the ledger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dlt.common.destination import Destination
+
+from .errors import GainsightError, GainsightSettingError
+from .push import Pusher
+
+
+def gainsight(pusher: Pusher) -> Destination:
+    """A dlt destination delivering into Gainsight through `pusher`."""
+
+    @dlt.destination(
+        name="gainsight",
+        batch_size=0,
+        loader_file_format="parquet",
+        loader_parallelism_strategy="sequential",
+        naming_convention="direct",
+        skip_dlt_columns_and_tables=True,
+    )
+    def gainsight_outbox(items: Any, table: dict[str, Any]) -> None:
+        if pusher.failure is not None:
+            return  # a fatal error earlier in this load: the command reports it
+        try:
+            pusher.deliver(_as_table(items))
+        except (GainsightError, GainsightSettingError) as exc:
+            pusher.failure = exc
+
+    return gainsight_outbox()
+
+
+def _as_table(items: Any) -> pa.Table:
+    if isinstance(items, str):
+        return pq.read_table(items)
+    if isinstance(items, pa.RecordBatch):
+        return pa.Table.from_batches([items])
+    if isinstance(items, pa.Table):
+        return items
+    return pa.Table.from_pylist(list(items))

@@ -1,0 +1,59 @@
+"""Errors the Gainsight side can raise, grouped by what an operator (or the pusher) does about them.
+
+Gainsight answers failures with an envelope (`result: false`, `errorCode`, `errorDesc`), sometimes
+with HTTP 200 (reference §3.1), so these classes are chosen from the envelope first and the status
+second. Messages name the method, path and vendor code only: never a header, key or token.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+
+class GainsightError(Exception):
+    """Base class for every failure talking to Gainsight."""
+
+
+class GainsightCredentialsRejected(GainsightError):
+    """401/403, `GS_APIG_2401`/`2402` or `GSOBJ_1024`: the access key or OAuth client is not accepted."""
+
+
+class GainsightUnavailable(GainsightError):
+    """5xx, dropped connections or non-JSON answers outlasted the retry budget."""
+
+
+class GainsightRejected(GainsightError):
+    """Gainsight refused the request itself (HTTP 4xx or `result: false`) with a vendor error code.
+
+    `data` keeps the envelope's `data` (per-record `errors` of a failed write) for the caller.
+    """
+
+    def __init__(self, message: str, status: int, code: str | None, description: str | None, data: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.description = description
+        self.data = data
+
+
+class MaybeApplied(GainsightError):
+    """A non-idempotent write was sent but no answer came back (timeout, dropped connection, 5xx).
+
+    The caller must reconcile (query by key) before deciding to write again: a blind retry of an
+    insert could create a duplicate.
+    """
+
+
+class QuotaExhausted(GainsightError):
+    """A quota window is used up for longer than the run is willing to wait: defer, do not fail."""
+
+    def __init__(self, family: str, window: str, resume_at: datetime):
+        super().__init__(f"Gainsight {family} quota ({window} window) is used up until {resume_at:%Y-%m-%dT%H:%M:%SZ}")
+        self.family = family
+        self.window = window
+        self.resume_at = resume_at
+
+
+class GainsightSettingError(ValueError):
+    """A destination setting is missing or cannot work; the message names the key and its env var."""

@@ -1,0 +1,70 @@
+"""The outbox: staged responses Gainsight does not hold in their current version yet.
+
+It is computed from the staging table and the ledger, never remembered: a response is in it when
+its content hash differs from the hash last confirmed in Gainsight (`needs_response`) or when it
+is recent enough for a Timeline activity that does not exist yet (`needs_activity`). Content that
+already failed `max_attempts` times stays out until it changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import pyarrow as pa
+
+from .ledger import SCHEMA
+from .settings import GainsightSettings
+
+# Canonical columns the push reads (the field map may name any of them).
+COLUMNS = (
+    "response_id, score, category, comment, email, first_name, last_name, account_id, account_name, "
+    "survey_id, touchpoint, channel, language, country, segment, product, case_link, responded_at, content_hash"
+)
+
+OUTBOX_SQL = f"""
+SELECT * FROM (
+    SELECT {', '.join('r.' + c.strip() for c in COLUMNS.split(','))},
+        (l.response_id IS NULL OR l.pushed_hash IS DISTINCT FROM r.content_hash)
+            AND NOT coalesce(l.failed_hash = r.content_hash AND l.attempts >= $max_attempts, FALSE)
+            AS needs_response,
+        ($timeline AND r.account_id IS NOT NULL AND r.responded_at >= $activity_since
+            AND coalesce(a.status NOT IN ('created', 'exists'), TRUE)
+            AND NOT coalesce(a.failed_hash = r.content_hash AND a.attempts >= $max_attempts, FALSE))
+            AS needs_activity
+    FROM {{dataset}}.nps_responses r
+    LEFT JOIN {SCHEMA}.responses l USING (response_id)
+    LEFT JOIN {SCHEMA}.activities a USING (response_id)
+    {{where}}
+) WHERE needs_response OR needs_activity
+ORDER BY responded_at, response_id
+"""
+
+
+def outbox_parameters(settings: GainsightSettings) -> dict[str, object]:
+    return {
+        "max_attempts": settings.max_attempts,
+        "timeline": settings.timeline_enabled,
+        "activity_since": datetime.now(timezone.utc) - timedelta(days=max(settings.timeline_max_age_days, 0)),
+    }
+
+
+def read_outbox(
+    db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSettings, batch_rows: int = 50_000
+) -> pa.RecordBatchReader:
+    """The whole outbox as a stream of Arrow batches (the push pipeline's extract)."""
+    sql = OUTBOX_SQL.format(dataset=f'"{dataset}"', where="")
+    return db.execute(sql, outbox_parameters(settings)).fetch_record_batch(batch_rows)
+
+
+def staged_rows(db: duckdb.DuckDBPyConnection, dataset: str, hashes: dict[str, str]) -> pa.Table:
+    """Staged rows of `hashes`' response ids whose content still has that hash (Bulk recovery)."""
+    db.register("_uploaded", pa.table({"response_id": list(hashes), "content_hash": list(hashes.values())}))
+    try:
+        return db.execute(
+            f"""SELECT {', '.join('r.' + c.strip() for c in COLUMNS.split(','))}, TRUE AS needs_response,
+                       FALSE AS needs_activity
+                FROM "{dataset}".nps_responses r JOIN _uploaded u USING (response_id, content_hash)"""
+        ).fetch_arrow_table()
+    finally:
+        db.unregister("_uploaded")

@@ -1,0 +1,65 @@
+"""`--dry-run`: what a push would do, per object, from the outbox and the ledger alone.
+
+No call reaches Gainsight. A record the ledger does not know is counted as a create; if it
+already exists in Gainsight (made by hand, or by a run whose ledger write was lost) the real run
+finds it by key and updates it instead.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from .ledger import SCHEMA, Ledger
+from .outbox import read_outbox
+from .records import company_hash, person_hash
+from .report import PushReport
+from .settings import GainsightSettings
+
+
+def plan_push(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSettings, staged: int) -> PushReport:
+    report = PushReport(dry_run=True)
+    ledger = Ledger(db, "dry-run", settings.max_attempts)
+    try:
+        outbox = read_outbox(ledger.db, dataset, settings).read_all()
+        rows = outbox.to_pylist()
+        companies = _known(ledger.db, "companies", "account_id", "gsid, pushed_hash")
+        people = _known(ledger.db, "people", "email", "pushed_hash")
+        responses = _known(ledger.db, "responses", "response_id", "gsid")
+    finally:
+        ledger.close()
+    accounts: dict[str, str | None] = {}
+    persons: dict[str, dict] = {}
+    for row in sorted(rows, key=lambda r: r["responded_at"]):
+        if row["account_id"]:
+            accounts[row["account_id"]] = row["account_name"]
+        if row["email"] and row["needs_response"]:
+            persons[row["email"]] = row
+    for account_id, name in accounts.items():
+        gsid, pushed = companies.get(account_id, (None, None))
+        _count(report, "companies", gsid is not None, pushed == company_hash(account_id, name))
+    for email, row in persons.items():
+        company = companies.get(row["account_id"], (None, None))[0] if row["account_id"] else None
+        (pushed,) = people.get(email, (None,))
+        digest = person_hash(email, row["first_name"], row["last_name"], company)
+        _count(report, "people", pushed is not None, pushed == digest)
+    needs = [row for row in rows if row["needs_response"]]
+    for row in needs:
+        _count(report, "responses", responses.get(row["response_id"], (None,))[0] is not None, False)
+    report["responses"].unchanged = max(0, staged - len(needs))
+    report["activities"].created = sum(1 for row in rows if row["needs_activity"])
+    return report
+
+
+def _count(report: PushReport, table: str, known: bool, same: bool) -> None:
+    counts = report[table]
+    if same:
+        counts.unchanged += 1
+    elif known:
+        counts.updated += 1
+    else:
+        counts.created += 1
+
+
+def _known(db: duckdb.DuckDBPyConnection, table: str, key: str, columns: str) -> dict[str, tuple]:
+    rows = db.execute(f"SELECT {key}, {columns} FROM {SCHEMA}.{table} WHERE pushed_hash IS NOT NULL").fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}

@@ -1,0 +1,50 @@
+"""Inspection views over the ledger, recreated after every push.
+
+`gainsight.response_status` answers "did Jane's detractor response reach Gainsight?" in one query;
+`gainsight.dead_letter_report` lists what Gainsight rejected, why, and whether it is still retried.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from .ledger import SCHEMA
+
+RESPONSE_STATUS_VIEW = """
+CREATE OR REPLACE VIEW {schema}.response_status AS
+SELECT
+    r.response_id, r.email, r.score, r.category, r.account_id, r.responded_at,
+    CASE
+        WHEN l.pushed_hash = r.content_hash THEN 'in gainsight'
+        WHEN l.status = 'failed' AND l.failed_hash = r.content_hash AND l.attempts >= {max_attempts}
+            THEN 'rejected (given up)'
+        WHEN l.status = 'failed' THEN 'rejected (will retry)'
+        WHEN l.pushed_hash IS NOT NULL THEN 'older version in gainsight'
+        WHEN l.status = 'deferred' THEN 'deferred (quota)'
+        ELSE 'not pushed yet'
+    END AS gainsight_status,
+    l.gsid AS gainsight_gsid, l.via, l.updated_at AS pushed_at,
+    l.last_error_code, l.last_error,
+    c.gsid AS company_gsid,
+    a.status AS timeline_status, a.external_id AS timeline_external_id, a.last_error_code AS timeline_error_code
+FROM {dataset}.nps_responses r
+LEFT JOIN {schema}.responses l USING (response_id)
+LEFT JOIN {schema}.activities a USING (response_id)
+LEFT JOIN {schema}.companies c ON c.account_id = r.account_id
+"""
+
+DEAD_LETTER_VIEW = """
+CREATE OR REPLACE VIEW {schema}.dead_letter_report AS
+SELECT
+    d.object, d.record_key, d.error_code, d.error_message, d.attempts,
+    d.attempts < {max_attempts} AS will_retry,
+    d.first_failed_at, d.last_failed_at, d.run_id, d.payload
+FROM {schema}.dead_letters d
+ORDER BY d.last_failed_at DESC
+"""
+
+
+def ensure_views(db: duckdb.DuckDBPyConnection, dataset: str, max_attempts: int) -> None:
+    names = {"schema": SCHEMA, "dataset": f'"{dataset}"', "max_attempts": int(max_attempts)}
+    db.execute(RESPONSE_STATUS_VIEW.format(**names))
+    db.execute(DEAD_LETTER_VIEW.format(**names))

@@ -1,0 +1,129 @@
+"""Pure parts of the Gainsight destination: quota windows (persisted in a real DuckDB file),
+payload mapping and CSV packing."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from destinations.gainsight.bulk import _pack, _same
+from destinations.gainsight.errors import QuotaExhausted
+from destinations.gainsight.ledger import Ledger
+from destinations.gainsight.quota import QuotaLimiter
+from destinations.gainsight.records import activity_record, csv_bytes, person_record, response_table
+from destinations.gainsight.settings import DEFAULT_RESPONSE_FIELDS, QuotaLimits
+
+
+class FakeClock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def limiter_for(path, clock: FakeClock, **limits: int) -> tuple[QuotaLimiter, Ledger, duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect(str(path))
+    ledger = Ledger(connection, "test", 3)
+    return QuotaLimiter(QuotaLimits(**limits), ledger, 65.0, clock, clock.sleep), ledger, connection
+
+
+def test_minute_window_is_slept_out_and_hour_window_defers(tmp_path):
+    clock = FakeClock(1_800_000_030.0)  # 30 s into a minute
+    limiter, _, connection = limiter_for(tmp_path / "q.duckdb", clock, sync_per_minute=3, bulk_per_hour=2)
+    for _ in range(4):
+        limiter.acquire("sync")
+    assert clock.slept == [30.0]  # the 4th call waited for the next minute, no longer
+    limiter.acquire("bulk")
+    limiter.acquire("bulk")
+    with pytest.raises(QuotaExhausted) as raised:
+        limiter.acquire("bulk")
+    assert raised.value.family == "bulk" and raised.value.window == "hour"
+    assert raised.value.resume_at == datetime.fromtimestamp(1_800_000_000 + 3600 - 1_800_000_000 % 3600, timezone.utc)
+    connection.close()
+
+
+def test_counts_persist_across_runs(tmp_path):
+    clock = FakeClock(1_800_000_000.0)
+    limiter, _, connection = limiter_for(tmp_path / "q.duckdb", clock, bulk_per_hour=2)
+    limiter.acquire("bulk")
+    limiter.acquire("bulk")
+    limiter.flush()
+    connection.close()
+
+    clock.now += 120  # a run two minutes later, in the same hour
+    limiter, _, connection = limiter_for(tmp_path / "q.duckdb", clock, bulk_per_hour=2)
+    with pytest.raises(QuotaExhausted):
+        limiter.acquire("bulk")
+    assert limiter.remaining()["bulk"]["hour"] == 0
+    clock.now += 3600
+    limiter.acquire("bulk")  # a new hour
+    connection.close()
+
+
+def outbox(rows: int = 3, comment: str = 'Said "great", then: a, b\nnew line') -> pa.Table:
+    when = datetime(2026, 11, 20, 9, 30, 5, tzinfo=timezone.utc)
+    columns = {
+        "response_id": [str(i) for i in range(rows)],
+        "score": list(range(rows)),
+        "category": ["detractor"] * rows,
+        "comment": [comment] * rows,
+        "email": ["jane@acme.com"] * rows,
+        **{name: [None] * rows for name in ("survey_id", "touchpoint", "channel", "language", "country", "segment", "product", "case_link")},
+        "responded_at": pa.array([when] * rows, pa.timestamp("us", tz="UTC")),
+    }
+    return pa.table(columns)
+
+
+def test_csv_round_trips_quotes_commas_newlines_and_nulls():
+    table = response_table(outbox(), pa.array(["1P02X", None, "1P02Y"]), DEFAULT_RESPONSE_FIELDS)
+    parsed = list(csv.DictReader(io.StringIO(csv_bytes(table).decode("utf-8"), newline="")))
+    assert [row["Comment__gc"] for row in parsed] == ['Said "great", then: a, b\nnew line'] * 3
+    assert parsed[1]["CompanyId__gc"] == "" and parsed[0]["CompanyId__gc"] == "1P02X"
+    assert parsed[0]["ResponseDatetime__gc"] == "2026-11-20T09:30:05.000+00:00"
+    assert parsed[0]["NpsCategory__gc"] == "Detractor"
+
+
+def test_long_text_is_cut_to_the_field_length_in_code_points():
+    table = response_table(outbox(1, comment="é" * 6000), pa.array([None], pa.string()), DEFAULT_RESPONSE_FIELDS, {"Comment__gc": 5000})
+    assert len(table["Comment__gc"][0].as_py()) == 5000
+
+
+def test_bulk_files_are_packed_under_the_byte_limit():
+    table = response_table(outbox(1000), pa.array([None] * 1000, pa.string()), DEFAULT_RESPONSE_FIELDS)
+    whole = len(csv_bytes(table))
+    pieces = list(_pack(table, whole // 3))
+    assert sum(length for _, length, _ in pieces) == 1000
+    assert all(len(content) <= whole // 3 for _, _, content in pieces)
+    assert 3 <= len(pieces) <= 5
+    starts = [start for start, _, _ in pieces]
+    assert starts == sorted(starts) and starts[0] == 0
+
+
+def test_reconcile_comparison_accepts_epoch_ms_and_iso():
+    sent = {"ResponseId__gc": "1", "Score__gc": 3, "ResponseDatetime__gc": "2026-11-20T09:30:05.000+00:00", "Comment__gc": None}
+    stored = {"ResponseId__gc": "1", "Score__gc": 3.0, "ResponseDatetime__gc": 1795167005000, "Comment__gc": None}
+    assert _same(sent, stored, {"ResponseDatetime__gc"})
+    assert _same(sent, {**stored, "ResponseDatetime__gc": "2026-11-20T09:30:05Z"}, {"ResponseDatetime__gc"})
+    assert not _same(sent, {**stored, "Score__gc": 4}, {"ResponseDatetime__gc"})
+
+
+def test_activity_and_person_payloads():
+    row = {"response_id": "77", "score": 3, "category": "detractor", "email": "jane@acme.com", "comment": "Slow support",
+           "responded_at": datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)}
+    activity = activity_record(row, "1P02ABC", "cs@acme.com", "Survey Response")
+    assert activity["Subject"] == "NPS 3 (Detractor) from jane@acme.com"
+    assert activity["ExternalId"] == "cg-nps-77" and activity["Notes"] == "Slow support"
+    assert activity["GsCompanyId"] == "1P02ABC" and activity["ActivityDate"] == "2026-11-20T09:30:00.000+00:00"
+    person = person_record("jane@acme.com", "Jane", None, "1P02ABC")
+    assert person == {"Email": "jane@acme.com", "FirstName": "Jane", "Name": "Jane", "companies": [{"Company_ID": "1P02ABC"}]}
