@@ -1,4 +1,5 @@
-"""Run a sandbox by hand: ``python -m sandbox customergauge --port 8801 --client-id ID --client-secret S``.
+"""Run a sandbox by hand: ``python -m sandbox customergauge --port 8801 --client-id ID --client-secret S``
+or ``python -m sandbox gainsight --port 8802 --access-key KEY [--bulk-job ID:OBJECT:OPERATION:KEYFIELD]``.
 
 Prints one line with the URL once it is serving (flushed, so scripts can wait for it) and serves
 until SIGINT or SIGTERM. Drive it with curl through the emulator-only ``/_sandbox/`` endpoints.
@@ -13,6 +14,7 @@ from datetime import date
 from typing import Optional, Sequence
 
 from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
+from sandbox.gainsight import BulkJob, GainsightSandbox
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -20,6 +22,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    if args.service == "gainsight":
+        return _serve_gainsight(args, stop)
     spec = SeedSpec(
         responses=args.responses,
         days=args.days,
@@ -50,7 +54,41 @@ def _parser() -> argparse.ArgumentParser:
     cg.add_argument("--seed", type=int, default=7, help="random seed; same seed and --end, same data")
     cg.add_argument("--end", type=date.fromisoformat, default=None, help="last day of data, YYYY-MM-DD (default today UTC)")
     cg.add_argument("--token-lifetime", type=float, default=3600.0, help="token lifetime in seconds (default 3600)")
+    gs = services.add_parser("gainsight", help="Gainsight CS data, People, Timeline, Bulk and metadata APIs")
+    gs.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
+    gs.add_argument("--access-key", required=True, help="the accesskey header value the sandbox accepts")
+    gs.add_argument("--client-id", help="M2M OAuth client id (with --client-secret enables Bearer tokens)")
+    gs.add_argument("--client-secret")
+    gs.add_argument(
+        "--bulk-job", action="append", default=[], type=_bulk_job, metavar="ID:OBJECT:OPERATION[:KEYFIELD]",
+        help="seed a Bulk job whose CSV headers are field names (repeatable)",
+    )  # fmt: skip
+    gs.add_argument("--time-scale", type=float, default=1.0, help="sandbox seconds per real second (default 1)")
+    gs.add_argument("--no-quotas", action="store_true", help="serve without rate limits (benchmarks)")
     return parser
+
+
+def _bulk_job(text: str) -> BulkJob:
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or not all(parts):
+        raise argparse.ArgumentTypeError(f"expected ID:OBJECT:OPERATION[:KEYFIELD], got {text!r}")
+    return BulkJob(parts[0], parts[1], parts[2].upper(), tuple(parts[3:]))  # type: ignore[arg-type]
+
+
+def _serve_gainsight(args: argparse.Namespace, stop: threading.Event) -> int:
+    if (args.client_id is None) != (args.client_secret is None):
+        raise SystemExit("give both --client-id and --client-secret, or neither")
+    try:
+        sandbox = GainsightSandbox(
+            args.access_key, args.client_id, args.client_secret, port=args.port, bulk_jobs=args.bulk_job,
+            quotas=not args.no_quotas, time_scale=args.time_scale,
+        )  # fmt: skip
+    except ValueError as error:
+        raise SystemExit(f"python -m sandbox gainsight: {error}") from None
+    with sandbox as gs:
+        print(f"Gainsight sandbox serving at {gs.base_url}", flush=True)
+        stop.wait()
+    return 0
 
 
 if __name__ == "__main__":

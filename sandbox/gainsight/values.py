@@ -1,0 +1,198 @@
+"""Field values in and out: what a write accepts, how values are stored, how reads render them.
+
+One set of rules serves the data API, People, Timeline and Bulk, so a value Bulk rejects is the
+value the data API rejects too. Writes are strict [assumed where the reference is silent]:
+DATETIME is ``yyyy-MM-dd'T'HH:mm:ss[.SSS]`` with a numeric offset (the documented ``Z`` pattern
+letter means ``+0700``/``-07:00``; a literal ``Z`` and naive times are refused), DATE is
+``yyyy-MM-dd``, NUMBER and BOOLEAN are JSON numbers and booleans (not strings). Stored values are
+Python values (aware UTC datetimes, dates, picklist labels, GSID strings); reads render DATETIME and
+DATE as epoch milliseconds and picklists as item GSIDs, as the documented query sample does.
+Query filter values are read more leniently, because the documented samples themselves use
+``"03-22-2018"`` and ``"2024-02-05 00:00:00"``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Callable
+
+from sandbox.gainsight.schema import FieldSpec
+
+_DATETIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{3}))?([+-])([0-9]{2}):?([0-9]{2})"
+)
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_US_DATE = re.compile(r"([0-9]{2})-([0-9]{2})-([0-9]{4})")
+_SPACE_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+_URL = re.compile(r"https?://[^\s/$.?#][^\s]*", re.IGNORECASE)
+_NUMBER_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class Invalid(Exception):
+    """A value a field does not accept: the Gainsight code and the errorMessage to report."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_datetime(value: Any) -> datetime:
+    """A write's DATETIME as an aware UTC datetime; anything else -> ``Invalid`` (GSOBJ_1005)."""
+    match = _DATETIME.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise Invalid("GSOBJ_1005", "Invalid dateTime format")
+    y, mo, d, h, mi, s, ms, sign, oh, om = match.groups()
+    try:
+        offset = timedelta(hours=int(oh), minutes=int(om))
+        if offset >= timedelta(hours=24) or int(om) >= 60:
+            raise ValueError("offset out of range")
+        zone = timezone(offset if sign == "+" else -offset)
+        moment = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), int(ms or 0) * 1000, zone)
+    except ValueError:
+        raise Invalid("GSOBJ_1005", "Invalid dateTime format") from None
+    return moment.astimezone(timezone.utc)
+
+
+def parse_date(value: Any) -> date:
+    """A write's DATE; anything else -> ``Invalid`` (GSOBJ_1006)."""
+    if isinstance(value, str) and _DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise Invalid("GSOBJ_1006", "Invalid date format")
+
+
+def _text(field: FieldSpec, value: Any, pattern: "re.Pattern[str] | None", what: str) -> str:
+    if not isinstance(value, str):
+        raise Invalid("GSOBJ_1008", f"Invalid {what} value")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise Invalid("GSOBJ_1008", f"Invalid {what} value")
+    if field.length is not None and len(value) > field.length:
+        raise Invalid("GSOBJ_1001", f"Field exceeds maximum allowed length ({field.length})")
+    return value
+
+
+def _number(field: FieldSpec, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise Invalid("GSOBJ_1008", "Failed to parse value as number")
+    return value
+
+
+def _boolean(field: FieldSpec, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid("GSOBJ_1008", "Invalid Boolean Value")
+    return value
+
+
+def _picklist(field: FieldSpec, value: Any) -> str:
+    if not isinstance(value, str) or value not in field.options:
+        raise Invalid("GSOBJ_1012", "Invalid/Inactive value provided for picklist.")
+    return value
+
+
+def _gsid(field: FieldSpec, value: Any) -> str:
+    # Existence in the referenced object is checked by the caller, which has the store.
+    if not isinstance(value, str) or not value:
+        raise Invalid("GSOBJ_1008", "Invalid GSID value")
+    return value
+
+
+_WRITERS: dict[str, Callable[[FieldSpec, Any], Any]] = {
+    "STRING": lambda f, v: _text(f, v, None, "string"),
+    "EMAIL": lambda f, v: _text(f, v, _EMAIL, "email"),
+    "URL": lambda f, v: _text(f, v, _URL, "URL"),
+    "NUMBER": _number,
+    "BOOLEAN": _boolean,
+    "DATE": lambda f, v: parse_date(v),
+    "DATETIME": lambda f, v: parse_datetime(v),
+    "PICKLIST": _picklist,
+    "GSID": _gsid,
+}
+
+
+def from_json(field: FieldSpec, value: Any) -> Any:
+    """The stored form of a non-null JSON value written to ``field``; ``Invalid`` if not accepted."""
+    return _WRITERS[field.type](field, value)
+
+
+def from_csv(field: FieldSpec, text: str) -> Any:
+    """A non-empty CSV cell as the JSON value it stands for (numbers and booleans are spelled as
+    text in a CSV); then the same rules as ``from_json`` apply."""
+    if field.type == "NUMBER" and _NUMBER_TEXT.fullmatch(text):
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    if field.type == "BOOLEAN" and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def epoch_ms(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def to_json(field: FieldSpec, value: Any) -> Any:
+    """A stored value as a query/get answer renders it."""
+    if value is None:
+        return None
+    if field.type == "DATETIME":
+        return epoch_ms(value)
+    if field.type == "DATE":
+        return epoch_ms(datetime(value.year, value.month, value.day, tzinfo=timezone.utc))
+    if field.type == "PICKLIST":
+        return field.item_gsid(value)
+    return value
+
+
+def filter_value(field: FieldSpec, raw: Any) -> Any:
+    """A query condition value in the stored form of ``field`` (lenient, see module docstring)."""
+    kind = field.type
+    if kind == "DATETIME":
+        return _filter_datetime(raw)
+    if kind == "DATE":
+        return _filter_datetime(raw).date()
+    if kind == "NUMBER":
+        if isinstance(raw, str) and _NUMBER_TEXT.fullmatch(raw):
+            return float(raw)
+        return _number(field, raw)
+    if kind == "BOOLEAN":
+        if isinstance(raw, str) and raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        return _boolean(field, raw)
+    if kind == "PICKLIST":
+        for label in field.options:
+            if raw == label or raw == field.item_gsid(label):
+                return label
+        raise Invalid("GSOBJ_1012", "Invalid/Inactive value provided for picklist.")
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise Invalid("GSOBJ_1008", "Invalid filter value")
+    return raw if isinstance(raw, str) else str(raw)
+
+
+def _filter_datetime(raw: Any) -> datetime:
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return _EPOCH + timedelta(milliseconds=raw)
+    if isinstance(raw, str):
+        text = raw.strip()
+        us = _US_DATE.fullmatch(text)
+        if us:
+            text = f"{us.group(3)}-{us.group(1)}-{us.group(2)}"
+        try:
+            if _DATE.fullmatch(text) or _SPACE_DATETIME.fullmatch(text):
+                return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+            return parse_datetime(text)
+        except ValueError:
+            pass
+        except Invalid:
+            try:
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                pass
+            else:
+                if moment.tzinfo is not None:
+                    return moment.astimezone(timezone.utc)
+    raise Invalid("GSOBJ_1005", "Invalid dateTime format")
