@@ -107,6 +107,11 @@ class ObjectSpec:
         """The field with exactly this API name (writes are case-sensitive [assumed])."""
         return self._by_name.get(name)
 
+    @property
+    def fields_by_name(self) -> dict[str, FieldSpec]:
+        """Fields by exact API name (read-only by convention; a hot loop's dict lookups)."""
+        return self._by_name
+
     def field_ci(self, name: str) -> Optional[FieldSpec]:
         """The field with this name in any case (queries: the docs' own samples write ``csm__gr.email``)."""
         return self._by_lower.get(name.lower())

@@ -9,15 +9,12 @@ lock around each API call, which is what makes a call atomic.
 
 from __future__ import annotations
 
-import random
+import os
 from typing import Any, Iterable, Iterator, Optional
 
 from sandbox.common.clock import SandboxClock
 from sandbox.gainsight.envelope import ObjectNotFound
 from sandbox.gainsight.schema import FieldSpec, ObjectSpec, Schema
-
-_ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
 
 def index_key(field: FieldSpec, value: Any) -> Any:
     """The value as an index (and equality) compares it: e-mail addresses case-insensitively [assumed]."""
@@ -128,7 +125,6 @@ class Store:
         self.schema = schema
         self._clock = clock
         self._tables = {spec.name.lower(): Table(spec) for spec in schema.objects}
-        self._rng = random.Random()
         #: GsUser GSID recorded as CreatedBy/ModifiedBy: the user the API key acts as.
         self.actor: Optional[str] = None
 
@@ -146,16 +142,16 @@ class Store:
         return isinstance(gsid, str) and gsid in self.table(object_name).rows
 
     def _new_gsid(self, table: Table) -> str:
-        # keyPrefix + random uppercase alphanumerics to 36 characters (reference §3.2).
+        # keyPrefix + 32 random uppercase alphanumerics (hex digits are a subset), 36 in all (reference §3.2).
         while True:
-            gsid = table.spec.key_prefix + "".join(self._rng.choices(_ALNUM, k=32))
+            gsid = table.spec.key_prefix + os.urandom(16).hex().upper()
             if gsid not in table.rows:
                 return gsid
 
     def insert(self, table: Table, values: dict[str, Any]) -> str:
         gsid = self._new_gsid(table)
         now = self._clock.datetime()
-        row = {f.name: None for f in table.spec.fields}
+        row = dict.fromkeys(table.spec.fields_by_name)
         row.update(values)
         row.update(Gsid=gsid, CreatedDate=now, ModifiedDate=now, CreatedBy=self.actor, ModifiedBy=self.actor)
         table.put(gsid, row)

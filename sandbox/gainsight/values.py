@@ -68,67 +68,85 @@ def parse_date(value: Any) -> date:
     raise Invalid("GSOBJ_1006", "Invalid date format")
 
 
-def _text(field: FieldSpec, value: Any, pattern: "re.Pattern[str] | None", what: str) -> str:
-    if not isinstance(value, str):
-        raise Invalid("GSOBJ_1008", f"Invalid {what} value")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise Invalid("GSOBJ_1008", f"Invalid {what} value")
-    if field.length is not None and len(value) > field.length:
-        raise Invalid("GSOBJ_1001", f"Field exceeds maximum allowed length ({field.length})")
-    return value
+def _text_writer(field: FieldSpec, pattern: "re.Pattern[str] | None", what: str) -> Callable[[Any], str]:
+    length = field.length if field.length is not None else math.inf
+
+    def write(value: Any) -> str:
+        if type(value) is not str or (pattern is not None and not pattern.fullmatch(value)):
+            raise Invalid("GSOBJ_1008", f"Invalid {what} value")
+        if len(value) > length:
+            raise Invalid("GSOBJ_1001", f"Field exceeds maximum allowed length ({field.length})")
+        return value
+
+    return write
 
 
-def _number(field: FieldSpec, value: Any) -> Any:
+def _number(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise Invalid("GSOBJ_1008", "Failed to parse value as number")
     return value
 
 
-def _boolean(field: FieldSpec, value: Any) -> bool:
+def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise Invalid("GSOBJ_1008", "Invalid Boolean Value")
     return value
 
 
-def _picklist(field: FieldSpec, value: Any) -> str:
-    if not isinstance(value, str) or value not in field.options:
-        raise Invalid("GSOBJ_1012", "Invalid/Inactive value provided for picklist.")
-    return value
+def _picklist_writer(field: FieldSpec) -> Callable[[Any], str]:
+    options = frozenset(field.options)
+
+    def write(value: Any) -> str:
+        if type(value) is not str or value not in options:
+            raise Invalid("GSOBJ_1012", "Invalid/Inactive value provided for picklist.")
+        return value
+
+    return write
 
 
-def _gsid(field: FieldSpec, value: Any) -> str:
+def _gsid(value: Any) -> str:
     # Existence in the referenced object is checked by the caller, which has the store.
-    if not isinstance(value, str) or not value:
+    if type(value) is not str or not value:
         raise Invalid("GSOBJ_1008", "Invalid GSID value")
     return value
 
 
-_WRITERS: dict[str, Callable[[FieldSpec, Any], Any]] = {
-    "STRING": lambda f, v: _text(f, v, None, "string"),
-    "EMAIL": lambda f, v: _text(f, v, _EMAIL, "email"),
-    "URL": lambda f, v: _text(f, v, _URL, "URL"),
-    "NUMBER": _number,
-    "BOOLEAN": _boolean,
-    "DATE": lambda f, v: parse_date(v),
-    "DATETIME": lambda f, v: parse_datetime(v),
-    "PICKLIST": _picklist,
-    "GSID": _gsid,
-}
+def _number_cell(text: str) -> Any:
+    if _NUMBER_TEXT.fullmatch(text):
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    raise Invalid("GSOBJ_1008", "Failed to parse value as number")
+
+
+def _boolean_cell(text: str) -> bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false"):
+        raise Invalid("GSOBJ_1008", "Invalid Boolean Value")
+    return lowered == "true"
+
+
+def writer(field: FieldSpec, cells: bool = False) -> Callable[[Any], Any]:
+    """The function turning a non-null value written to ``field`` into its stored form (``Invalid``
+    if not accepted); ``cells`` reads CSV text, where numbers and booleans are spelled as text."""
+    kind = field.type
+    if kind == "NUMBER":
+        return _number_cell if cells else _number
+    if kind == "BOOLEAN":
+        return _boolean_cell if cells else _boolean
+    if kind == "PICKLIST":
+        return _picklist_writer(field)
+    if kind == "DATE":
+        return parse_date
+    if kind == "DATETIME":
+        return parse_datetime
+    if kind == "GSID":
+        return _gsid
+    pattern = {"EMAIL": _EMAIL, "URL": _URL}.get(kind)
+    return _text_writer(field, pattern, kind.lower() if kind != "STRING" else "string")
 
 
 def from_json(field: FieldSpec, value: Any) -> Any:
     """The stored form of a non-null JSON value written to ``field``; ``Invalid`` if not accepted."""
-    return _WRITERS[field.type](field, value)
-
-
-def from_csv(field: FieldSpec, text: str) -> Any:
-    """A non-empty CSV cell as the JSON value it stands for (numbers and booleans are spelled as
-    text in a CSV); then the same rules as ``from_json`` apply."""
-    if field.type == "NUMBER" and _NUMBER_TEXT.fullmatch(text):
-        return float(text) if any(c in text for c in ".eE") else int(text)
-    if field.type == "BOOLEAN" and text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
+    return writer(field)(value)
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -158,11 +176,11 @@ def filter_value(field: FieldSpec, raw: Any) -> Any:
     if kind == "NUMBER":
         if isinstance(raw, str) and _NUMBER_TEXT.fullmatch(raw):
             return float(raw)
-        return _number(field, raw)
+        return _number(raw)
     if kind == "BOOLEAN":
         if isinstance(raw, str) and raw.lower() in ("true", "false"):
             return raw.lower() == "true"
-        return _boolean(field, raw)
+        return _boolean(raw)
     if kind == "PICKLIST":
         for label in field.options:
             if raw == label or raw == field.item_gsid(label):
