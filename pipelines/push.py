@@ -16,6 +16,7 @@ import dlt
 import pyarrow as pa
 
 from destinations.gainsight import GainsightSettings, Pusher, PushReport, gainsight, read_outbox
+from destinations.gainsight.outbox import given_up
 from destinations.gainsight.plan import plan_push
 from destinations.gainsight.views import ensure_views
 
@@ -62,7 +63,9 @@ def run_push(
     finally:
         pusher.close()
     ensure_views(store.connection, settings.dataset_name, gainsight_settings.max_attempts)
-    report["responses"].unchanged += max(0, staged - outbox.needs_response)
+    responses = report["responses"]
+    responses.given_up += given_up(store.connection, settings.dataset_name, gainsight_settings.max_attempts)
+    responses.unchanged += max(0, staged - outbox.needs_response - responses.given_up)
     if not outbox.rows:
         log.info("push: Gainsight is up to date (%s staged responses, none to push)", f"{staged:,}")
     return report

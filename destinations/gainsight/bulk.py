@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
+from .client import QUERY_LIMIT
 from .context import PushContext
 from .errors import MaybeApplied, QuotaExhausted
 from .ledger import now
@@ -145,30 +146,38 @@ def follow(ctx: PushContext, upload_id: str, status_id: str) -> dict[str, Any] |
 
 
 def reconcile(ctx: PushContext, upload_id: str, rows: pa.Table, records: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Confirm the rows Gainsight holds exactly as sent; return (rows, records) of the others."""
+    """Confirm the rows Gainsight holds exactly as sent; return (rows, records) of the others.
+
+    Works through the upload one query (≤5000 keys) at a time, so memory follows the chunk, not
+    the file.
+    """
     settings = ctx.settings
     key = settings.response_key_field
-    sent = records.to_pylist()
-    ids = [str(record[key]) for record in sent]
-    hashes = dict(zip(ids, rows["content_hash"].to_pylist()))
-    before = ctx.ledger.state(TABLE, ids, ["gsid"])
-    stored = ctx.client.find_by_key(settings.response_object, key, ids, list(records.column_names))
     datetime_fields = {settings.response_fields.get("responded_at")}
-    landed, gsids, missed = [], [], []
-    for position, record in enumerate(sent):
-        found = stored.get(str(record[key]))
-        if found is not None and _same(record, found, datetime_fields):
-            landed.append(record)
-            gsids.append(found.get("Gsid"))
-        else:
-            missed.append(position)
+    hashes = dict(zip(rows["response_id"].to_pylist(), rows["content_hash"].to_pylist()))
     writer = ResponseWriter(ctx, hashes)
-    writer.confirm(landed, gsids, "bulk", upload_id)
-    updated = sum(1 for record in landed if (before.get(str(record[key])) or {}).get("gsid"))
-    ctx.report[TABLE].updated += updated
-    ctx.report[TABLE].created += len(landed) - updated
-    ctx.ledger.update_upload(upload_id, landed=len(landed), not_landed=len(missed), reconciled_at=now())
-    log.info("gainsight: bulk upload reconciled: %d landed, %d did not", len(landed), len(missed))
+    missed: list[int] = []
+    landed_total = 0
+    for start in range(0, records.num_rows, QUERY_LIMIT):
+        sent = records.slice(start, QUERY_LIMIT).to_pylist()
+        ids = [str(record[key]) for record in sent]
+        before = ctx.ledger.state(TABLE, ids, ["gsid"])
+        stored = ctx.client.find_by_key(settings.response_object, key, ids, list(records.column_names))
+        landed, gsids = [], []
+        for offset, record in enumerate(sent):
+            found = stored.get(str(record[key]))
+            if found is not None and _same(record, found, datetime_fields):
+                landed.append(record)
+                gsids.append(found.get("Gsid"))
+            else:
+                missed.append(start + offset)
+        writer.confirm(landed, gsids, "bulk", upload_id)
+        updated = sum(1 for record in landed if (before.get(str(record[key])) or {}).get("gsid"))
+        ctx.report[TABLE].updated += updated
+        ctx.report[TABLE].created += len(landed) - updated
+        landed_total += len(landed)
+    ctx.ledger.update_upload(upload_id, landed=landed_total, not_landed=len(missed), reconciled_at=now())
+    log.info("gainsight: bulk upload reconciled: %d landed, %d did not", landed_total, len(missed))
     taken = pa.array(missed, pa.int64())
     return rows.take(taken), records.take(taken)
 

@@ -273,7 +273,10 @@ class GainsightClient:
             if family == "bulk":
                 # Bulk windows are an hour long: waiting in-run is never worth it.
                 raise self.limiter.block("bulk", "hour", 3600)
-            wait = self.limiter.server_refused(family, self.settings.max_rate_limit_wait_seconds)
+            wait = _retry_after(answer.headers.get("Retry-After"))
+            if wait is None or wait > self.settings.max_rate_limit_wait_seconds:
+                # Gainsight documents no Retry-After: wait for the next fixed window instead.
+                wait = self.limiter.server_refused(family, self.settings.max_rate_limit_wait_seconds)
             raise _Transient(f"rate limited ({_code(answer) or 'HTTP 429'}) on {method} {path}", wait)
         if answer.status >= 500:
             reason = f"HTTP {answer.status} ({_code(answer) or 'no code'}) on {method} {path}"
@@ -401,6 +404,14 @@ def _never_connected(exc: requests.ConnectionError) -> bool:
     """
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Delta-seconds `Retry-After`, should a gateway send one (Gainsight documents none)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _json(body: bytes) -> Any:

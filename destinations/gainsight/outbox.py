@@ -54,7 +54,7 @@ def read_outbox(
 ) -> pa.RecordBatchReader:
     """The whole outbox as a stream of Arrow batches (the push pipeline's extract)."""
     sql = OUTBOX_SQL.format(dataset=f'"{dataset}"', where="")
-    return db.execute(sql, outbox_parameters(settings)).fetch_record_batch(batch_rows)
+    return db.sql(sql, params=outbox_parameters(settings)).to_arrow_reader(batch_rows)
 
 
 def staged_rows(db: duckdb.DuckDBPyConnection, dataset: str, hashes: dict[str, str]) -> pa.Table:
@@ -65,6 +65,16 @@ def staged_rows(db: duckdb.DuckDBPyConnection, dataset: str, hashes: dict[str, s
             f"""SELECT {', '.join('r.' + c.strip() for c in COLUMNS.split(','))}, TRUE AS needs_response,
                        FALSE AS needs_activity
                 FROM "{dataset}".nps_responses r JOIN _uploaded u USING (response_id, content_hash)"""
-        ).fetch_arrow_table()
+        ).to_arrow_table()
     finally:
         db.unregister("_uploaded")
+
+
+def given_up(db: duckdb.DuckDBPyConnection, dataset: str, max_attempts: int) -> int:
+    """Staged responses left out of the outbox because this content failed `max_attempts` times."""
+    row = db.execute(
+        f"""SELECT count(*) FROM "{dataset}".nps_responses r JOIN {SCHEMA}.responses l USING (response_id)
+            WHERE l.failed_hash = r.content_hash AND l.attempts >= ?""",
+        [max_attempts],
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,280 @@
+"""Stage and push end to end: both sandboxes over real HTTP, a real DuckDB file, the real pipeline."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from pipelines.errors import ExitCode
+
+from .conftest import ACCESS_KEY, AUTHOR, GS_CLIENT_ID, GS_CLIENT_SECRET, RESPONSE_OBJECT
+
+WRITE_FAMILIES = ("people", "timeline", "bulk")
+
+
+def write_calls(gs) -> int:
+    """Data-API writes are POST/PUT on /v1/data/objects/{obj} (queries are POSTs on .../query/)."""
+    data_writes = sum(
+        1
+        for entry in gs.requests()
+        if entry.path.startswith("/v1/data/objects/")
+        and not entry.path.startswith("/v1/data/objects/query/")
+        and entry.method in ("POST", "PUT", "DELETE")
+    )
+    families = gs.family_counts()
+    return data_writes + sum(families.get(name, 0) for name in WRITE_FAMILIES)
+
+
+def by_key(records, key="ResponseId__gc"):
+    return Counter(record[key] for record in records)
+
+
+def test_first_sync_then_incremental(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=300, days=20, accounts=12)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+
+    code, result = connector.run(bulk_min_rows=100)
+
+    assert code == ExitCode.OK
+    staged = connector.scalar("SELECT count(*) FROM nps.nps_responses")
+    responses = connector.records()
+    assert len(responses) == staged == 300
+    assert set(by_key(responses).values()) == {1}
+    accounts = connector.scalar("SELECT count(DISTINCT account_id) FROM nps.nps_responses")
+    assert gs.count_records("Company") == accounts
+    push = result.push
+    assert push["responses"].created == 300 and push.bulk_uploads == 1
+    # every response references a Company the ledger confirmed
+    company_gsids = {c["Gsid"] for c in gs.records("Company")}
+    assert {r["CompanyId__gc"] for r in responses} <= company_gsids
+    # a Timeline activity for each response younger than the configured 14 days, none older
+    recent = connector.scalar(
+        "SELECT count(*) FROM nps.nps_responses WHERE responded_at >= now() - INTERVAL 14 DAY AND account_id IS NOT NULL"
+    )
+    activities = gs.records("activity_timeline")
+    assert len(activities) == recent > 0
+    assert all(a["ExternalId"].startswith("cg-nps-") for a in activities)
+    assert connector.scalar("SELECT count(*) FROM gainsight.response_status WHERE gainsight_status = 'in gainsight'") == 300
+
+    new_ids = cg.add_responses(7)
+    gs.clear_log()
+    code, result = connector.run(bulk_min_rows=100)
+
+    assert code == ExitCode.OK
+    assert result.push["responses"].created == 7
+    assert result.push.bulk_uploads == 0  # 7 rows go through the sync API
+    assert len(connector.records()) == 307
+    assert set(map(str, new_ids)) <= set(by_key(connector.records()))
+
+
+def test_edited_response_updates_its_record(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=60, days=10, accounts=5)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+    assert connector.run()[0] == ExitCode.OK
+    response_id = connector.scalar("SELECT max(response_id) FROM nps.nps_responses WHERE responded_at >= now() - INTERVAL 2 DAY")
+    cg.edit_response(int(response_id), comment="Edited: the CSM called back, all sorted.")
+
+    code, result = connector.run()
+
+    assert code == ExitCode.OK
+    assert result.push["responses"].updated == 1 and result.push["responses"].created == 0
+    records = connector.records()
+    assert len(records) == 60
+    edited = [r for r in records if r["ResponseId__gc"] == response_id]
+    assert len(edited) == 1 and edited[0]["Comment__gc"] == "Edited: the CSM called back, all sorted."
+    # the activity made on the first run stays the only one
+    assert Counter(a["ExternalId"] for a in gs.records("activity_timeline"))[f"cg-nps-{response_id}"] == 1
+
+
+def test_rerun_with_nothing_new_makes_no_write_calls(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=200, days=10, accounts=8)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+    assert connector.run(bulk_min_rows=50)[0] == ExitCode.OK
+    gs.clear_log()
+
+    code, result = connector.run(bulk_min_rows=50)
+
+    assert code == ExitCode.OK
+    assert write_calls(gs) == 0
+    assert len(gs.requests()) == 0  # not even a query: the ledger knows everything is there
+    assert result.push["responses"].unchanged == 200
+
+
+def test_one_invalid_record_in_a_sync_batch_is_the_only_dead_letter(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=50, days=5, accounts=3)
+    bad = next(r for r in cg.records if r.get("email"))["number_customergauge"]
+    cg.edit_response(bad, email="jane.doe at acme")  # Gainsight's Email type refuses it
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+
+    code, result = connector.run()  # 50 rows < bulk_min_rows: one sync batch of 50
+
+    assert code == ExitCode.DEAD_LETTERED
+    push = result.push
+    assert push["responses"].created == 49 and push["responses"].failed == 1
+    assert str(bad) not in by_key(connector.records()) and len(connector.records()) == 49
+    key, code_, attempts, will_retry = connector.query(
+        "SELECT record_key, error_code, attempts, will_retry FROM gainsight.dead_letter_report WHERE object = 'responses'"
+    )[0]
+    assert (key, code_, attempts, will_retry) == (str(bad), "GSOBJ_1008", 1, True)
+    assert connector.scalar(
+        "SELECT gainsight_status FROM gainsight.response_status WHERE response_id = ?", [str(bad)]
+    ) == "rejected (will retry)"
+
+    # Retried on later runs up to max_attempts, then left alone until the content changes.
+    assert connector.run(max_attempts=2)[0] == ExitCode.DEAD_LETTERED
+    gs.clear_log()
+    code, result = connector.run(max_attempts=2)
+    assert code == ExitCode.OK and result.push["responses"].given_up == 1
+    assert write_calls(gs) == 0
+
+
+def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=400, days=10, accounts=10)
+    valid = [r["number_customergauge"] for r in cg.records if r.get("email")]
+    bad = valid[:2]
+    for cgid in bad:
+        cg.edit_response(cgid, email="not-an-address")
+    gs = gs_sandbox()
+    # Gainsight also fails rows for reasons the data does not show (emulated): those land on the sync retry.
+    flaky = [str(cgid) for cgid in valid[10:13]]
+    gs.fail_bulk_rows(flaky, reason="Lookup failed (emulated)")
+    connector = connector_for(cg, gs)
+
+    code, result = connector.run(bulk_min_rows=100)
+
+    assert code == ExitCode.DEAD_LETTERED
+    push = result.push
+    assert push.bulk_uploads == 1
+    dead = dict(connector.query("SELECT record_key, error_code FROM gainsight.dead_letters WHERE object = 'responses'"))
+    assert dead == {str(cgid): "GSOBJ_1008" for cgid in bad}
+    keys = by_key(connector.records())
+    assert len(keys) == 398 and set(keys.values()) == {1} and set(flaky) <= set(keys)
+    upload = connector.query("SELECT rows, failure_count, landed, not_landed FROM gainsight.bulk_uploads")
+    assert upload == [(400, 5, 395, 5)]
+
+
+def test_quota_exhaustion_defers_and_the_next_run_completes(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=600, days=10, accounts=10)
+    # One Bulk upload per sandbox hour, and an hour passes in two real seconds.
+    gs = gs_sandbox(quotas=True, quota_limits={("bulk", "hour"): 1}, time_scale=1800.0)
+    connector = connector_for(cg, gs)
+    options = {"bulk_min_rows": 100, "bulk_max_bytes": 60_000}  # ~600 rows need several files
+
+    code, result = connector.run(**options)
+
+    assert code == ExitCode.DEFERRED
+    push = result.push
+    assert push.bulk_uploads == 1 and push["responses"].deferred > 0
+    assert [d.family for d in push.deferrals] == ["bulk"]
+    first = len(connector.records())
+    assert 0 < first < 600
+
+    finished = False
+    for _ in range(20):  # each run uploads what the window allows; windows pass in two seconds
+        gs.advance(3600)
+        code, result = connector.run(**options)
+        assert code in (ExitCode.OK, ExitCode.DEFERRED)
+        if code == ExitCode.OK:
+            finished = True
+            break
+    assert finished
+    keys = by_key(connector.records())
+    assert len(keys) == 600 and set(keys.values()) == {1}
+
+
+def test_rate_limits_and_server_errors_are_ridden_out(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=120, days=5, accounts=4)
+    gs = gs_sandbox()
+    # Gainsight sends no Retry-After; without one the client waits for the next minute window,
+    # which a test cannot afford. Sent here, it is honoured.
+    gs.add_fault(path="/v1/data/objects/query/", status=429, times=2, retry_after=0.2)
+    gs.add_fault(path=f"/v1/data/objects/{RESPONSE_OBJECT}", status=503, times=1)  # an insert: reconciled
+    gs.add_fault(path="/v1/peoplemgmt/", status=500, times=2)
+    gs.add_fault(path="/v1/ant/es/activity", status=429, times=1, retry_after=0.2)
+    gs.add_fault(path="/v1/ant/es/activity", kind="drop", times=1)
+    connector = connector_for(cg, gs)
+
+    code, result = connector.run()
+
+    assert code == ExitCode.OK
+    assert gs.pending_faults() == []
+    assert result.push.retries >= 5
+    keys = by_key(connector.records())
+    assert len(keys) == 120 and set(keys.values()) == {1}
+    assert set(Counter(a["ExternalId"] for a in gs.records("activity_timeline")).values()) == {1}
+
+
+@pytest.mark.parametrize("auth", ["access_key", "oauth"])
+def test_both_auth_modes(cg_sandbox, gs_sandbox, connector_for, auth):
+    cg = cg_sandbox(responses=30, days=5, accounts=3)
+    gs = gs_sandbox(token_lifetime=5.0)
+    connector = connector_for(cg, gs)
+    if auth == "oauth":
+        credentials = {"access_key": None, "client_id": GS_CLIENT_ID, "client_secret": GS_CLIENT_SECRET}
+        credentials["bulk_access_key"] = ACCESS_KEY
+    else:
+        credentials = {}
+
+    code, result = connector.run(**credentials)
+
+    assert code == ExitCode.OK
+    assert len(connector.records()) == 30
+    assert (result.push.token_grants > 0) == (auth == "oauth")
+    assert (gs.family_counts().get("token", 0) > 0) == (auth == "oauth")
+
+
+def test_rejected_gainsight_credentials_exit_7_and_push_nothing(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=10, days=5, accounts=2)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+
+    code, _ = connector.run(access_key="wrong-key-3c1f9e")
+
+    assert code == ExitCode.GAINSIGHT_CREDENTIALS_REJECTED
+    assert gs.count_records(RESPONSE_OBJECT) == 0
+
+
+def test_dry_run_plans_without_writing(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=80, days=5, accounts=4)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+
+    code, result = connector.run(dry_run=True)
+
+    assert code == ExitCode.OK
+    assert len(gs.requests()) == 0
+    plan = result.push
+    assert plan.dry_run and plan["responses"].created == 80 and plan["companies"].created == 4
+    assert plan["activities"].created == connector.scalar(
+        "SELECT count(*) FROM nps.nps_responses WHERE responded_at >= now() - INTERVAL 14 DAY AND account_id IS NOT NULL"
+    )
+
+    assert connector.run()[0] == ExitCode.OK
+    cg.edit_response(int(connector.scalar("SELECT max(response_id) FROM nps.nps_responses")), comment="changed")
+    code, result = connector.run(dry_run=True)
+    assert (result.push["responses"].updated, result.push["responses"].created) == (1, 0)
+    assert result.push["companies"].unchanged == 1 and result.push["companies"].created == 0
+
+
+def test_old_responses_get_no_timeline_entry(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=100, days=30, accounts=5)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+
+    assert connector.run(timeline_max_age_days=3)[0] == ExitCode.OK
+
+    since = datetime.now(timezone.utc) - timedelta(days=3)
+    expected = connector.scalar(
+        "SELECT count(*) FROM nps.nps_responses WHERE responded_at >= ? AND account_id IS NOT NULL", [since]
+    )
+    assert 0 < len(gs.records("activity_timeline")) <= expected
+    activity = gs.records("activity_timeline")[0]
+    assert activity["Subject"].startswith("NPS ") and "from " in activity["Subject"]
+    author = next(u for u in gs.records("GsUser") if u["Email"] == AUTHOR)
+    assert activity["AuthorId"] == author["Gsid"]

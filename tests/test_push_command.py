@@ -1,0 +1,140 @@
+"""The full command (stage, then push) as operators run it: a subprocess, killed at the worst moments."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from .conftest import ACCESS_KEY, AUTHOR, BULK_JOB, CLIENT_SECRET, NO_CLIENT_QUOTAS, RESPONSE_OBJECT
+from .test_command import cli_env, project, run_cli, start_cli, wait_for  # noqa: F401 - fixture
+
+BULK_PATH = "/v1.0/admin/connector/job/bulkimport"
+PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"
+TIMELINE_PATH = "/v1/ant/es/activity"
+
+
+def push_env(cg, gs, project: Path, **extra: str) -> dict[str, str]:
+    settings = {f"DESTINATION__GAINSIGHT__QUOTAS__{k.upper()}": str(v) for k, v in NO_CLIENT_QUOTAS.items()}
+    settings.update(
+        DESTINATION__GAINSIGHT__BASE_URL=gs.base_url,
+        DESTINATION__GAINSIGHT__ACCESS_KEY=ACCESS_KEY,
+        DESTINATION__GAINSIGHT__RESPONSE_OBJECT=RESPONSE_OBJECT,
+        DESTINATION__GAINSIGHT__RESPONSE_BULK_JOB_ID=BULK_JOB,
+        DESTINATION__GAINSIGHT__COMPANY_KEY_FIELD="CG_Account_Id__gc",
+        DESTINATION__GAINSIGHT__TIMELINE_AUTHOR_EMAIL=AUTHOR,
+        DESTINATION__GAINSIGHT__TIMELINE_ACTIVITY_TYPE="Survey Response",
+        DESTINATION__GAINSIGHT__TIMELINE_MAX_AGE_DAYS="20",
+        DESTINATION__GAINSIGHT__BULK_MIN_ROWS="100",
+        DESTINATION__GAINSIGHT__BULK_POLL_INTERVAL_SECONDS="0.05",
+        DESTINATION__GAINSIGHT__RETRY_BACKOFF_SECONDS="0.01",
+    )
+    return cli_env(cg, project, **{**settings, **extra})
+
+
+def assert_exactly_once(project: Path, gs) -> None:
+    with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
+        staged = {row[0] for row in conn.execute("SELECT response_id FROM nps.nps_responses").fetchall()}
+        eligible = {
+            row[0]
+            for row in conn.execute(
+                "SELECT response_id FROM nps.nps_responses WHERE account_id IS NOT NULL "
+                "AND responded_at >= now() - INTERVAL 20 DAY"
+            ).fetchall()
+        }
+        emails = {row[0] for row in conn.execute("SELECT DISTINCT email FROM nps.nps_responses WHERE email IS NOT NULL").fetchall()}
+    responses = Counter(r["ResponseId__gc"] for r in gs.records(RESPONSE_OBJECT))
+    assert set(responses) == staged and set(responses.values()) == {1}
+    activities = Counter(a["ExternalId"] for a in gs.records("activity_timeline"))
+    assert set(activities) == {f"cg-nps-{rid}" for rid in eligible} and set(activities.values()) == {1}
+    people = Counter(p["Email"].lower() for p in gs.records("Person"))
+    assert set(people) == emails and set(people.values()) == {1}
+    companies = Counter(c["CG_Account_Id__gc"] for c in gs.records("Company"))
+    assert set(companies.values()) == {1}
+
+
+def bulk_received(gs) -> bool:
+    """Gainsight has the file (the sandbox logs a request only once answered; this is on arrival)."""
+    return len(gs.bulk_executions()) >= 1
+
+
+@pytest.mark.parametrize(
+    "path, fault, killed_when",
+    [
+        # Gainsight has the file and is processing it; the answer with the statusId never arrives.
+        (BULK_PATH, {"kind": "delay", "delay": 30.0, "times": 1}, bulk_received),
+        (PEOPLE_PATH, {"kind": "delay", "delay": 0.05, "times": 10_000}, lambda gs: gs.count(path=PEOPLE_PATH) >= 25),
+        (TIMELINE_PATH, {"kind": "delay", "delay": 0.1, "times": 10_000}, lambda gs: gs.count(path=TIMELINE_PATH) >= 4),
+    ],
+    ids=["after-bulk-upload", "mid-people", "mid-timeline"],
+)
+def test_killed_push_is_finished_by_the_next_run_exactly_once(cg_sandbox, gs_sandbox, project, path, fault, killed_when):
+    cg = cg_sandbox(responses=400, days=20, accounts=10)
+    gs = gs_sandbox()
+    gs.add_fault(path=path, **fault)
+    env = push_env(cg, gs, project, DESTINATION__GAINSIGHT__TIMELINE_RECORDS_PER_CALL="10")
+    victim = start_cli(cwd=project, env=env)
+    try:
+        wait_for(lambda: killed_when(gs), timeout=60)
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    gs.clear_faults()
+
+    result = run_cli(cwd=project, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert_exactly_once(project, gs)
+    if path == BULK_PATH:  # the upload whose answer was lost is on record, and was sent again
+        with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
+            states = [row[0] for row in conn.execute("SELECT status FROM gainsight.bulk_uploads ORDER BY uploaded_at").fetchall()]
+        assert states[0] == "UNKNOWN" and states[-1] == "COMPLETED"
+
+
+def test_full_command_summary_and_no_secret_anywhere(cg_sandbox, gs_sandbox, project):
+    cg = cg_sandbox(responses=150, days=10, accounts=5)
+    gs = gs_sandbox()
+    env = push_env(cg, gs, project)
+
+    result = run_cli(cwd=project, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert "gainsight:" in result.stdout and "responses" in result.stdout
+    assert "gainsight API calls:" in result.stdout and "quota left:" in result.stdout
+    assert "gainsight: responses created 150" in result.stderr
+    for stream in (result.stdout, result.stderr):
+        assert ACCESS_KEY not in stream and CLIENT_SECRET not in stream
+    for path in project.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert ACCESS_KEY.encode() not in content and CLIENT_SECRET.encode() not in content, path
+
+    again = run_cli("--dry-run", cwd=project, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "dry run" in again.stdout
+
+
+def test_missing_gainsight_settings_are_named_with_their_env_vars(cg_sandbox, project):
+    cg = cg_sandbox(responses=10)
+    result = run_cli(cwd=project, env=cli_env(cg, project))
+    assert result.returncode == 2
+    assert "DESTINATION__GAINSIGHT__BASE_URL" in result.stderr
+    env = cli_env(cg, project, DESTINATION__GAINSIGHT__BASE_URL="http://127.0.0.1:9")
+    result = run_cli(cwd=project, env=env)
+    assert result.returncode == 2
+    assert "DESTINATION__GAINSIGHT__ACCESS_KEY" in result.stderr
+
+
+def test_gainsight_settings_are_read_from_the_documented_env_names(cg_sandbox, gs_sandbox, project):
+    """The external contract: exactly these names configure the destination."""
+    cg = cg_sandbox(responses=40, days=5, accounts=2)
+    gs = gs_sandbox()
+    env = push_env(cg, gs, project, DESTINATION__GAINSIGHT__TIMELINE_ACTIVITY_TYPE="Update")
+    result = run_cli(cwd=project, env=env)
+    assert result.returncode == 0, result.stderr
+    assert {a["TypeName"] for a in gs.records("activity_timeline")} == {"Update"}
+    assert all(company["CG_Account_Id__gc"] for company in gs.records("Company"))
+    assert gs.family_counts().get("bulk", 0) == 0  # 40 rows are below BULK_MIN_ROWS: sync API
