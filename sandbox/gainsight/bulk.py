@@ -68,7 +68,6 @@ class _Execution:
     names: list[str]  # per CSV column: the field or lookup source it feeds
     rows: list[list[str]]
     created: float
-    started: Optional[float] = None
     ended: Optional[float] = None
     success: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -227,8 +226,6 @@ class BulkService:
         start = execution.created + PHASE_SECONDS
         while not execution.cancelled and self._clock.now() < start:
             time.sleep(min(0.02, self._clock.real_seconds(start - self._clock.now())))
-        with self._lock:
-            execution.started = self._clock.now()
         identity = execution.compiled.job.keys[0] if execution.compiled.job.keys else execution.names[0]
         for first in range(0, len(execution.rows), _CHUNK_ROWS):
             with self._lock:
@@ -243,7 +240,7 @@ class BulkService:
                     else:
                         execution.failures.append({"row": number, "key": record.get(identity), "reason": reason})
         with self._lock:
-            execution.ended = max(self._clock.now(), execution.started + PHASE_SECONDS)
+            execution.ended = max(self._clock.now(), execution.created + 2 * PHASE_SECONDS)
 
     def _apply(self, compiled: _Compiled, record: dict[str, str]) -> Optional[str]:
         """Write one row per the job's operation; the failure reason, or ``None`` when written."""

@@ -53,7 +53,9 @@ def resolve_path(schema: Schema, spec: ObjectSpec, name: Any) -> FieldPath:
     resolved: list[FieldSpec] = []
     current = spec
     for hop in hops:
-        field = current.field_ci(hop[:-4]) if hop.lower().endswith("__gr") else None
+        # ``Csm`` is traversed as ``Csm__gr``, a custom ``Company_ID__gc`` as ``Company_ID__gr``.
+        base = hop[:-4] if hop.lower().endswith("__gr") else None
+        field = (current.field_ci(base + "__gc") or current.field_ci(base)) if base else None
         target = schema.object(field.references) if field is not None and field.references else None
         if field is None or target is None:
             raise bad_request("GSOBJ_1002", f"Invalid field ({name})")
