@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--end", type=_day, help="backfill up to and including this day (YYYY-MM-DD)")
     parser.add_argument("--stage-only", action="store_true", help="stage into DuckDB without pushing to Gainsight")
     parser.add_argument(
+        "--push-only", action="store_true", help="push what is already staged, without calling CustomerGauge"
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="stage as usual, then plan the push (create/update/unchanged per object) without writing to Gainsight",
@@ -45,10 +48,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--start and --end go together")
     if args.start and args.start > args.end:
         parser.error(f"--start {args.start} is after --end {args.end}")
-    if args.demo and (args.start or args.stage_only or args.dry_run):
+    if args.demo and (args.start or args.stage_only or args.push_only or args.dry_run):
         parser.error("--demo takes no other options")
-    if args.stage_only and args.dry_run:
-        parser.error("--dry-run plans a push; --stage-only skips it: pick one")
+    if args.stage_only and (args.dry_run or args.push_only):
+        parser.error("--stage-only skips the push; it does not combine with --dry-run or --push-only")
+    if args.push_only and args.start:
+        parser.error("--push-only does not call CustomerGauge, so it takes no backfill range")
     return args
 
 
@@ -81,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     )
-    if args.stage_only:
-        settings = replace(settings, stage_only=True)
+    settings = replace(settings, stage_only=args.stage_only, push_only=args.push_only)
     options = {}
     if args.start:
         options = {"backfill_start": args.start.isoformat(), "backfill_end": args.end.isoformat()}

@@ -19,7 +19,7 @@ from .errors import CommandError, ExitCode, exit_code_for, outcome_code
 from .push import run_push
 from .settings import RunSettings
 from .stage import StageResult, make_pipeline, run_stage
-from .staging import StagingStore
+from .staging import QUARANTINE, RESPONSES, StagingStore
 from .summary import format_summary, one_line_summary
 
 log = logging.getLogger("nps.run")
@@ -58,8 +58,10 @@ def execute(
         log.error("%s", exc)
         return exit_code_for(exc), None
     try:
-        pipeline = make_pipeline(settings, store)
-        result = run_stage(pipeline, store, report, source_options)
+        if settings.push_only:
+            result = StageResult(report=report, staged_rows=store.count(RESPONSES), quarantine_rows=store.count(QUARANTINE))
+        else:
+            result = run_stage(make_pipeline(settings, store), store, report, source_options)
         if destination is not None:
             result.push = run_push(settings, store, report.run_id, destination, dry_run)
     except Exception as exc:  # noqa: BLE001 - every failure must become a documented exit code

@@ -31,6 +31,7 @@ class RunSettings:
     pipelines_dir: str | None
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     stage_only: bool = False  # stage into DuckDB, do not push to Gainsight
+    push_only: bool = False  # push what is staged, do not call CustomerGauge
 
 
 def require_project_config() -> Path:

@@ -278,3 +278,18 @@ def test_old_responses_get_no_timeline_entry(cg_sandbox, gs_sandbox, connector_f
     assert activity["Subject"].startswith("NPS ") and "from " in activity["Subject"]
     author = next(u for u in gs.records("GsUser") if u["Email"] == AUTHOR)
     assert activity["AuthorId"] == author["Gsid"]
+
+
+def test_stage_only_then_push_only(cg_sandbox, gs_sandbox, staging_for, connector_for):
+    cg = cg_sandbox(responses=40, days=5, accounts=2)
+    gs = gs_sandbox()
+    assert staging_for(cg, name="push").run()[0] == ExitCode.OK  # stage only: Gainsight untouched
+    assert len(gs.requests()) == 0
+    cg.clear_log()
+    connector = connector_for(cg, gs, name="push", push_only=True)
+
+    code, result = connector.run()
+
+    assert code == ExitCode.OK
+    assert cg.count() == 0  # CustomerGauge not called
+    assert len(connector.records()) == 40 and result.push["responses"].created == 40

@@ -104,7 +104,7 @@ def _write(ctx: PushContext, operation: str, batch: list[dict[str, Any]], confir
 
     def rejected(record: dict[str, Any], exc: GainsightRejected) -> None:
         account_id = record[key]
-        ctx.ledger.fail(TABLE, account_id, company_hash(account_id, record["Name"]), exc.code, str(exc), record)
+        ctx.ledger.fail(TABLE, account_id, company_hash(account_id, record["Name"]), exc.code, exc.reason, record)
         counts.failed += 1
         log.warning("gainsight: company %s dead-lettered: %s", account_id, exc)
 

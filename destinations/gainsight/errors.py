@@ -36,6 +36,11 @@ class GainsightRejected(GainsightError):
         self.description = description
         self.data = data
 
+    @property
+    def reason(self) -> str:
+        """Gainsight's own words (`errorDesc`), for the dead-letter table; the full message otherwise."""
+        return self.description or str(self)
+
 
 class MaybeApplied(GainsightError):
     """A non-idempotent write was sent but no answer came back (timeout, dropped connection, 5xx).

@@ -53,7 +53,7 @@ def upsert_people(ctx: PushContext, outbox: pa.Table, companies: dict[str, str])
             ctx.defer(TABLE, [item[0] for item in todo[position:]], exhausted)
             return
         except GainsightRejected as exc:
-            ctx.ledger.fail(TABLE, email, digest, exc.code, str(exc), person)
+            ctx.ledger.fail(TABLE, email, digest, exc.code, exc.reason, person)
             counts.failed += 1
             log.warning("gainsight: person %s dead-lettered: %s", email, exc)
             continue

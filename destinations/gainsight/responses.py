@@ -120,7 +120,7 @@ class ResponseWriter:
                 self.write("insert", [record])
                 return
             rid = str(record[self.key])
-            self.ctx.ledger.fail(TABLE, rid, self.hashes[rid], exc.code, str(exc), record)
+            self.ctx.ledger.fail(TABLE, rid, self.hashes[rid], exc.code, exc.reason, record)
             self.ctx.report[TABLE].failed += 1
             self.failed += 1
             log.warning("gainsight: response %s dead-lettered: %s", rid, exc)

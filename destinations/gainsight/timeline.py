@@ -55,7 +55,7 @@ def create_activities(ctx: PushContext, outbox: pa.Table, companies: dict[str, s
             # The call as a whole was refused (e.g. the author is not a Gainsight user): every
             # record carries the same reason.
             for row, record in zip(batch, records):
-                _fail(ctx, row, record, exc.code, str(exc))
+                _fail(ctx, row, record, exc.code, exc.reason)
             continue
         _book(ctx, batch, records, answer)
     log.info(
