@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -96,6 +97,8 @@ def test_rerun_with_nothing_new_makes_no_write_calls(cg_sandbox, gs_sandbox, con
     connector = connector_for(cg, gs)
     assert connector.run(bulk_min_rows=50)[0] == ExitCode.OK
     gs.clear_log()
+    # dlt's working folder is disposable: the ledger lives in the DuckDB file
+    shutil.rmtree(connector.staging.settings.pipelines_dir)
 
     code, result = connector.run(bulk_min_rows=50)
 
