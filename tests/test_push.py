@@ -296,3 +296,29 @@ def test_stage_only_then_push_only(cg_sandbox, gs_sandbox, staging_for, connecto
     assert code == ExitCode.OK
     assert cg.count() == 0  # CustomerGauge not called
     assert len(connector.records()) == 40 and result.push["responses"].created == 40
+
+
+def test_unknown_timeline_author_stops_the_run_instead_of_dead_lettering_everything(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=30, days=5, accounts=2)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+
+    code, _ = connector.run(timeline_author_email="left.the.company@example.com")
+
+    assert code == ExitCode.CONFIG_ERROR
+    assert len(connector.records()) == 30  # the responses before it are in, and in the ledger
+    assert connector.scalar("SELECT count(*) FROM gainsight.dead_letters") == 0
+    assert connector.run()[0] == ExitCode.OK  # fixed setting: the activities follow
+    assert gs.count_records("activity_timeline") == 30
+
+
+def test_a_field_map_naming_a_missing_field_is_a_config_error_not_dead_letters(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=20, days=5, accounts=2)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+
+    code, _ = connector.run(response_fields={"touchpoint": "Touch_Point__gc"})  # not a field of the object
+
+    assert code == ExitCode.CONFIG_ERROR
+    assert connector.scalar("SELECT count(*) FROM gainsight.dead_letters") == 0
+    assert gs.count(path=f"/v1/data/objects/{RESPONSE_OBJECT}") == 1  # one call, no bisecting

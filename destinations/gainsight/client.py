@@ -161,7 +161,7 @@ class GainsightClient:
         for start in range(0, len(keys), QUERY_LIMIT):
             chunk = keys[start : start + QUERY_LIMIT]
             condition = {"name": key_field, "alias": "A", "value": chunk, "operator": "IN"}
-            for row in self.query(obj, sorted({key_field, "Gsid", *select}), [condition], "A", len(chunk)):
+            for row in self.query(obj, sorted({key_field, "Gsid", *select}), [condition], "A"):
                 found.setdefault(str(row.get(key_field)), row)
         return found
 

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from .context import PushContext
-from .errors import GainsightRejected, QuotaExhausted
+from .errors import GainsightRejected, GainsightSettingError, QuotaExhausted
 from .records import AUTHOR_LOOKUP, activity_record
 
 log = logging.getLogger("nps.gainsight.timeline")
@@ -57,6 +57,7 @@ def create_activities(ctx: PushContext, outbox: pa.Table, companies: dict[str, s
             for row, record in zip(batch, records):
                 _fail(ctx, row, record, exc.code, exc.reason)
             continue
+        _refuse_misconfiguration(answer, len(batch))
         _book(ctx, batch, records, answer)
     log.info(
         "gainsight: timeline: %d created, %d already there, %d failed, %d waiting for their company",
@@ -65,6 +66,28 @@ def create_activities(ctx: PushContext, outbox: pa.Table, companies: dict[str, s
         counts.failed,
         len(waiting),
     )
+
+
+def _refuse_misconfiguration(answer: dict[str, Any], size: int) -> None:
+    """Stop, instead of dead-lettering every activity, when Gainsight refused a whole call for one
+    reason: an unknown author or activity type is a setting, not a data problem."""
+    failure = answer.get("failure") or {}
+    if size < 2 or answer.get("success") or len(failure) < size:
+        return
+    reasons = {
+        (p.get("errorCode"), p.get("errorMessage"))
+        for problems in failure.values()
+        for p in (problems if isinstance(problems, list) else [problems])
+        if isinstance(p, dict)
+    }
+    if len(reasons) == 1:
+        (code, message), = reasons
+        if not _is_duplicate(code, str(message or "")):
+            raise GainsightSettingError(
+                f"Gainsight refused every Timeline entry of a call with the same reason ({code}: {message}); "
+                "check DESTINATION__GAINSIGHT__TIMELINE_AUTHOR_EMAIL (an active Gainsight user) and "
+                "DESTINATION__GAINSIGHT__TIMELINE_ACTIVITY_TYPE (a type configured for the Company context)"
+            )
 
 
 def _book(ctx: PushContext, batch: list[dict], records: list[dict], answer: dict[str, Any]) -> None:
