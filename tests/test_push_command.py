@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from .test_command import cli_env, project, run_cli, start_cli, wait_for  # noqa
 BULK_PATH = "/v1.0/admin/connector/job/bulkimport"
 PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"
 TIMELINE_PATH = "/v1/ant/es/activity"
+STATUS_PATH = "/v1.0/admin/connector/job/bulkimport/status/"
 
 
 def push_env(cg, gs, project: Path, **extra: str) -> dict[str, str]:
@@ -61,15 +63,25 @@ def bulk_received(gs) -> bool:
     return len(gs.bulk_executions()) >= 1
 
 
+def upload_answered(gs) -> bool:
+    """The statusId went back to the client a moment ago; its status poll now hangs."""
+    if gs.count(path=BULK_PATH) < 1:
+        return False
+    time.sleep(1.0)  # let the client book the statusId and start polling
+    return True
+
+
 @pytest.mark.parametrize(
     "path, fault, killed_when",
     [
+        # Gainsight answered with a statusId and is processing; the run dies while polling.
+        (STATUS_PATH, {"kind": "delay", "delay": 30.0, "times": 1}, upload_answered),
         # Gainsight has the file and is processing it; the answer with the statusId never arrives.
         (BULK_PATH, {"kind": "delay", "delay": 30.0, "times": 1}, bulk_received),
         (PEOPLE_PATH, {"kind": "delay", "delay": 0.05, "times": 10_000}, lambda gs: gs.count(path=PEOPLE_PATH) >= 25),
         (TIMELINE_PATH, {"kind": "delay", "delay": 0.1, "times": 10_000}, lambda gs: gs.count(path=TIMELINE_PATH) >= 4),
     ],
-    ids=["after-bulk-upload", "mid-people", "mid-timeline"],
+    ids=["while-polling-bulk-status", "after-bulk-upload", "mid-people", "mid-timeline"],
 )
 def test_killed_push_is_finished_by_the_next_run_exactly_once(cg_sandbox, gs_sandbox, project, path, fault, killed_when):
     cg = cg_sandbox(responses=400, days=20, accounts=10)
@@ -88,8 +100,11 @@ def test_killed_push_is_finished_by_the_next_run_exactly_once(cg_sandbox, gs_san
 
     assert result.returncode == 0, result.stderr
     assert_exactly_once(project, gs)
-    if path != BULK_PATH:  # killed inside dlt's load step: its package is delivered again first
+    if path in (PEOPLE_PATH, TIMELINE_PATH):  # killed inside dlt's load step: its package goes first
         assert "re-delivering 1 package(s) an interrupted run left pending" in result.stderr
+    if path == STATUS_PATH:  # the open upload is polled and reconciled, not sent again
+        assert "finished 1 Bulk upload(s) left open by an earlier run" in result.stderr
+        assert gs.family_counts().get("bulk") == 1
     if path == BULK_PATH:  # the upload whose answer was lost is on record, and was sent again
         with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
             states = [row[0] for row in conn.execute("SELECT status FROM gainsight.bulk_uploads ORDER BY uploaded_at").fetchall()]

@@ -78,3 +78,26 @@ def given_up(db: duckdb.DuckDBPyConnection, dataset: str, max_attempts: int) -> 
         [max_attempts],
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def still_pending(db: duckdb.DuckDBPyConnection, outbox: pa.Table) -> pa.Table:
+    """The rows of an outbox file the ledger has not confirmed since the file was written.
+
+    A package a killed run left pending is delivered again by the next run, after other work
+    (a recovered Bulk upload, say) may already have confirmed its rows: without this check they
+    would be sent again, harmlessly but at the price of calls and quota.
+    """
+    db.register("_outbox", outbox)
+    try:
+        return db.execute(
+            f"""SELECT * FROM (
+                    SELECT o.* REPLACE (
+                        o.needs_response AND l.pushed_hash IS DISTINCT FROM o.content_hash AS needs_response,
+                        o.needs_activity AND coalesce(a.status NOT IN ('created', 'exists'), TRUE) AS needs_activity)
+                    FROM _outbox o
+                    LEFT JOIN {SCHEMA}.responses l USING (response_id)
+                    LEFT JOIN {SCHEMA}.activities a USING (response_id))
+                WHERE needs_response OR needs_activity"""
+        ).to_arrow_table()
+    finally:
+        db.unregister("_outbox")

@@ -19,7 +19,7 @@ from .companies import resolve_companies
 from .context import PushContext
 from .errors import QuotaExhausted
 from .ledger import Ledger
-from .outbox import staged_rows
+from .outbox import staged_rows, still_pending
 from .people import upsert_people
 from .quota import QuotaLimiter
 from .report import PushReport
@@ -49,6 +49,10 @@ class Pusher:
 
     def deliver(self, outbox: pa.Table) -> None:
         """Push one outbox table (a dlt load file) through all four steps."""
+        outbox = still_pending(self.ledger.db, outbox)
+        if not outbox.num_rows:
+            log.info("gainsight: every row of this outbox file is already confirmed in the ledger")
+            return
         log.info(
             "gainsight: pushing %s outbox rows (%s need the record, %s a Timeline activity)",
             f"{outbox.num_rows:,}",
