@@ -61,7 +61,7 @@ def staged_rows(db: duckdb.DuckDBPyConnection, dataset: str, hashes: dict[str, s
     """Staged rows of `hashes`' response ids whose content still has that hash (Bulk recovery)."""
     db.register("_uploaded", pa.table({"response_id": list(hashes), "content_hash": list(hashes.values())}))
     try:
-        return db.execute(
+        return db.sql(
             f"""SELECT {', '.join('r.' + c.strip() for c in COLUMNS.split(','))}, TRUE AS needs_response,
                        FALSE AS needs_activity
                 FROM "{dataset}".nps_responses r JOIN _uploaded u USING (response_id, content_hash)"""
@@ -89,7 +89,7 @@ def still_pending(db: duckdb.DuckDBPyConnection, outbox: pa.Table) -> pa.Table:
     """
     db.register("_outbox", outbox)
     try:
-        return db.execute(
+        return db.sql(
             f"""SELECT * FROM (
                     SELECT o.* REPLACE (
                         o.needs_response AND l.pushed_hash IS DISTINCT FROM o.content_hash AS needs_response,
