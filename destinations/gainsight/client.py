@@ -179,6 +179,15 @@ class GainsightClient:
         data = self.call(
             endpoint, "PUT", f"/v1/data/objects/{obj}", json_body=body, params={"keys": ",".join(keys)}, idempotent=True
         )
+        results = data.get("records") if isinstance(data, dict) else None
+        if isinstance(results, list) and len(results) > len(records):
+            # Several Gainsight records share a key (duplicates made outside the connector): all
+            # were updated; answer with the first per key, in request order.
+            first: dict[tuple, dict] = {}
+            for result in results:
+                first.setdefault(tuple(str(result.get(k)) for k in keys), result)
+            results = [first.get(tuple(str(record.get(k)) for k in keys), {}) for record in records]
+            return _written({"records": results}, len(records), obj)
         return _written(data, len(records), obj)
 
     def upsert_person(self, person: dict[str, Any]) -> dict[str, Any]:
