@@ -32,7 +32,9 @@ CGID_BASE = 185000  # golden record territory (reference §5.2)
 class SeedSpec:
     """What to seed: ``responses`` valid responses over ``days`` days ending on ``end`` (default: today
     UTC), across ``accounts`` accounts, plus ``invalid`` invalid responses spread through the feed and
-    ``non_responses`` unanswered invitations on their own endpoint."""
+    ``non_responses`` unanswered invitations on their own endpoint. ``people`` (optional) makes the
+    respondents come from a fixed pool of that many persons, each tied to one account, so e-mails
+    repeat across responses as in a real programme; unset, nearly every response has its own."""
 
     responses: int = 1000
     days: int = 30
@@ -41,12 +43,15 @@ class SeedSpec:
     non_responses: int = 0
     seed: int = 7
     end: Optional[date] = None
+    people: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.responses < 0 or self.invalid < 0 or self.non_responses < 0:
             raise ValueError("responses, invalid and non_responses must be >= 0")
         if self.days < 1 or self.accounts < 1:
             raise ValueError("days and accounts must be >= 1")
+        if self.people is not None and not self.accounts <= self.people <= self.accounts * len(_FIRST_NAMES) * len(_LAST_NAMES):
+            raise ValueError("people must be between accounts and accounts x first names x last names")
         if self.end is not None and self.end > _utc_now().date():
             raise ValueError(f"end {self.end} is in the future: survey data cannot be")
 
@@ -272,11 +277,20 @@ class RecordFactory:
 
     # -- records -----------------------------------------------------------------------------------------
 
+    def _person(self, index: int) -> tuple[Any, tuple[str, str], tuple[str, str]]:
+        """Person ``index`` of the pool: a distinct (account, first name, last name) per index."""
+        account = self._accounts[index % len(self._accounts)]
+        rest = index // len(self._accounts)
+        return account, _FIRST_NAMES[rest % len(_FIRST_NAMES)], _LAST_NAMES[(rest // len(_FIRST_NAMES)) % len(_LAST_NAMES)]
+
     def _base(self, rng: random.Random, cgid: int, timings: _Timings, i: int) -> dict[str, Any]:
         """The fields every survey record has, responded or not (expansions: ``properties`` only)."""
-        account = _pick(rng, self._account_weights)
-        first, first_ascii = rng.choice(_FIRST_NAMES)
-        last, last_ascii = rng.choice(_LAST_NAMES)
+        if self.spec.people:
+            account, (first, first_ascii), (last, last_ascii) = self._person(rng.randrange(self.spec.people))
+        else:
+            account = _pick(rng, self._account_weights)
+            first, first_ascii = rng.choice(_FIRST_NAMES)
+            last, last_ascii = rng.choice(_LAST_NAMES)
         country = account.country if rng.random() < 0.85 else rng.choice(_COUNTRY_CODES)
         language, calling_code = _COUNTRIES[country]
         record: dict[str, Any] = {
