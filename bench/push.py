@@ -267,7 +267,7 @@ def _print(results: list[dict[str, Any]], staged: int, args: argparse.Namespace)
     ours, theirs = sum(connector["calls"].values()), sum(naive["calls"].values())
     rerun_writes = sum(rerun["calls"].get(f, 0) for f in WRITE_FAMILIES)
     if "scaled_from" in naive:
-        print(f"naive measured on {naive["scaled_from"]:,} responses spread over the data; calls and seconds scaled x"
+        print(f"naive measured on {naive['scaled_from']:,} responses spread over the data; calls and seconds scaled x"
               f"{staged / naive['scaled_from']:.1f} (peak RSS as measured)")
     checks = [
         (f"naive / connector API calls: {theirs / ours:.1f}x", theirs / ours >= 3, "target >= 3x"),
