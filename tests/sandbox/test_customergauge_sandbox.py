@@ -542,3 +542,13 @@ def test_command_line_serves_until_terminated() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+def test_people_pool_makes_respondents_repeat():
+    from sandbox.customergauge.data import RecordFactory
+
+    responses, _ = RecordFactory(SeedSpec(responses=3000, accounts=20, people=150)).seed()
+    emails = [r["email"].lower() for r in responses if r.get("email")]
+    assert len(set(emails)) <= 150 and len(emails) > 2500
+    with pytest.raises(ValueError):
+        SeedSpec(accounts=20, people=10)  # fewer people than accounts
