@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from destinations.gainsight.errors import GainsightCredentialsRejected, GainsightError, GainsightSettingError
+from destinations.gainsight.errors import (
+    GainsightCredentialsRejected,
+    GainsightError,
+    GainsightSettingError,
+)
 from sources.customergauge.errors import (
     ApiUnavailable,
     ContractViolation,

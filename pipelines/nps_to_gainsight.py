@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(run_demo())
 
     from pipelines.runner import execute
-    from pipelines.settings import load_run_settings, require_project_config, secret_values
+    from pipelines.settings import (
+        load_run_settings,
+        require_project_config,
+        secret_values,
+    )
 
     try:
         require_project_config()

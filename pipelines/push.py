@@ -15,7 +15,13 @@ from typing import Iterator
 import dlt
 import pyarrow as pa
 
-from destinations.gainsight import GainsightSettings, Pusher, PushReport, gainsight, read_outbox
+from destinations.gainsight import (
+    GainsightSettings,
+    Pusher,
+    PushReport,
+    gainsight,
+    read_outbox,
+)
 from destinations.gainsight.outbox import given_up
 from destinations.gainsight.plan import plan_push
 from destinations.gainsight.views import ensure_views
@@ -82,8 +88,11 @@ class _Outbox:
         self.needs_response = 0
 
     def batches(self) -> Iterator[pa.Table]:
-        reader = read_outbox(self._store.connection.cursor(), self._dataset, self._settings)
-        for batch in reader:
-            self.rows += batch.num_rows
-            self.needs_response += sum(1 for value in batch.column("needs_response").to_pylist() if value)
-            yield pa.Table.from_batches([batch])
+        cursor = self._store.connection.cursor()
+        try:
+            for batch in read_outbox(cursor, self._dataset, self._settings):
+                self.rows += batch.num_rows
+                self.needs_response += sum(1 for value in batch.column("needs_response").to_pylist() if value)
+                yield pa.Table.from_batches([batch])
+        finally:
+            cursor.close()

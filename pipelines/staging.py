@@ -14,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 
+from connector_common.sql import one_row
+
 from .errors import ConfigError, StagingFailed, StagingLocked
 
 log = logging.getLogger("nps.staging")
@@ -118,16 +120,17 @@ class StagingStore:
         return self.memory_limit
 
     def table_exists(self, table: str) -> bool:
-        found = self.connection.execute(
+        found = one_row(
+            self.connection,
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
             [self.dataset, table],
-        ).fetchone()
+        )
         return bool(found and found[0])
 
     def count(self, table: str) -> int:
         if not self.table_exists(table):
             return 0
-        row = self.connection.execute(f'SELECT count(*) FROM "{self.dataset}"."{table}"').fetchone()
+        row = one_row(self.connection, f'SELECT count(*) FROM "{self.dataset}"."{table}"')
         return int(row[0]) if row else 0
 
     def count_changes(self, staged_files: list[str]) -> ChangeCounts:
@@ -139,11 +142,10 @@ class StagingStore:
         if not staged_files:
             return ChangeCounts()
         if not self.table_exists(RESPONSES):
-            row = self.connection.execute(
-                "SELECT count(DISTINCT response_id) FROM read_parquet(?)", [staged_files]
-            ).fetchone()
+            row = one_row(self.connection, "SELECT count(DISTINCT response_id) FROM read_parquet(?)", [staged_files])
             return ChangeCounts(new=int(row[0]) if row else 0)
-        new, updated = self.connection.execute(
+        new, updated = one_row(
+            self.connection,
             f"""
             WITH incoming AS (
                 SELECT response_id, content_hash FROM read_parquet(?)
@@ -154,7 +156,7 @@ class StagingStore:
             FROM incoming i LEFT JOIN "{self.dataset}".{RESPONSES} s USING (response_id)
             """,
             [staged_files],
-        ).fetchone()
+        )
         return ChangeCounts(new=int(new), updated=int(updated))
 
     def ensure_views(self) -> None:

@@ -11,11 +11,16 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from destinations.gainsight.bulk import _pack, _same
+from destinations.gainsight.bulk import _bytes_per_row, _same, fitting_file
 from destinations.gainsight.errors import QuotaExhausted
 from destinations.gainsight.ledger import Ledger
 from destinations.gainsight.quota import QuotaLimiter
-from destinations.gainsight.records import activity_record, csv_bytes, person_record, response_table
+from destinations.gainsight.records import (
+    activity_record,
+    csv_bytes,
+    person_record,
+    response_table,
+)
 from destinations.gainsight.settings import DEFAULT_RESPONSE_FIELDS, QuotaLimits
 
 
@@ -101,13 +106,19 @@ def test_long_text_is_cut_to_the_field_length_in_code_points():
 
 def test_bulk_files_are_packed_under_the_byte_limit():
     table = response_table(outbox(1000), pa.array([None] * 1000, pa.string()), DEFAULT_RESPONSE_FIELDS)
-    whole = len(csv_bytes(table))
-    pieces = list(_pack(table, whole // 3))
-    assert sum(length for _, length, _ in pieces) == 1000
-    assert all(len(content) <= whole // 3 for _, _, content in pieces)
-    assert 3 <= len(pieces) <= 5
-    starts = [start for start, _, _ in pieces]
-    assert starts == sorted(starts) and starts[0] == 0
+    limit = len(csv_bytes(table)) // 3
+    files, start = [], 0
+    while start < table.num_rows:
+        upload = fitting_file("job-1", "f.csv", table, start, limit, _bytes_per_row(table))
+        files.append(upload)
+        start += upload.rows
+    assert sum(f.rows for f in files) == 1000 and 3 <= len(files) <= 5
+    assert all(f.csv_bytes <= limit for f in files)
+    # the body is a well-formed multipart form whose file part is exactly the CSV
+    body = files[0].body.getvalue()
+    assert body.startswith(f"--{files[0].boundary}\r\n".encode()) and body.endswith(f"--{files[0].boundary}--\r\n".encode())
+    assert b'name="jobId"\r\n\r\njob-1\r\n' in body
+    assert csv_bytes(table.slice(0, files[0].rows)) in body
 
 
 def test_reconcile_comparison_accepts_epoch_ms_and_iso():

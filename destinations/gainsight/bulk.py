@@ -15,19 +15,18 @@ the next run polls it and reconciles it before anything new is pushed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pyarrow as pa
 
-from .client import QUERY_LIMIT
 from .context import PushContext
 from .errors import MaybeApplied, QuotaExhausted
 from .ledger import now
+from .multipart import BulkFile
 from .records import csv_bytes
 from .responses import TABLE, ResponseWriter, push_sync
 
@@ -35,6 +34,9 @@ log = logging.getLogger("nps.gainsight.bulk")
 
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "FAILED_WITH_ERRORS", "ABORTED", "CANCELLED"})
 SAMPLE_ROWS = 500
+# Keys per query-back: below the 5000-row page on purpose. Each chunk is held as Python dicts
+# twice (sent and stored); 2000 keeps that near 10 MB for 50 queries per 100k rows instead of 20.
+RECONCILE_KEYS = 2000
 
 # Rebuilds (rows, Gainsight records) for response ids whose staged content still has the given hash.
 LoadRows = Callable[[dict[str, str]], tuple[pa.Table, pa.Table]]
@@ -43,24 +45,26 @@ LoadRows = Callable[[dict[str, str]], tuple[pa.Table, pa.Table]]
 def push_bulk(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
     """Upload the rows in as few files as the size limit allows; reconcile each; sync the rest."""
     settings = ctx.settings
-    for number, (start, length, content) in enumerate(_pack(records, settings.bulk_max_bytes), start=1):
-        chunk_rows, chunk_records = rows.slice(start, length), records.slice(start, length)
-        upload_id = uuid.uuid4().hex
+    job_id = settings.response_bulk_job_id or ""
+    per_row = _bytes_per_row(records)
+    start, number = 0, 0
+    while start < records.num_rows:
+        number += 1
         name = f"nps_responses_{ctx.ledger.run_id}_{number}.csv"
+        upload = fitting_file(job_id, name, records, start, settings.bulk_max_bytes, per_row)
+        length = upload.rows
+        chunk_rows, chunk_records = rows.slice(start, length), records.slice(start, length)
+        start += length
+        upload_id = uuid.uuid4().hex
         ctx.ledger.start_upload(
-            upload_id,
-            settings.response_bulk_job_id or "",
-            name,
-            hashlib.sha256(content).hexdigest(),
-            chunk_rows.select(["response_id", "content_hash"]),
-            len(content),
+            upload_id, job_id, name, upload.sha256(), chunk_rows.select(["response_id", "content_hash"]), upload.csv_bytes
         )
-        log.info("gainsight: bulk upload %d: %s rows, %.1f MB", number, f"{length:,}", len(content) / 1e6)
+        log.info("gainsight: bulk upload %d: %s rows, %.1f MB", number, f"{length:,}", upload.csv_bytes / 1e6)
         try:
-            status_id = ctx.client.bulk_upload(settings.response_bulk_job_id or "", name, content)
+            status_id = ctx.client.bulk_upload(upload)
         except QuotaExhausted as exhausted:
             ctx.ledger.update_upload(upload_id, status="NOT_SENT", reconciled_at=now())
-            ctx.defer(TABLE, rows.slice(start)["response_id"].to_pylist(), exhausted)
+            ctx.defer(TABLE, rows.slice(start - length)["response_id"].to_pylist(), exhausted)
             return
         except MaybeApplied as exc:
             # Unknown whether Gainsight got it; the rows stay in the outbox and the Upsert job
@@ -69,12 +73,12 @@ def push_bulk(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
             ctx.report[TABLE].deferred += length
             log.warning("gainsight: bulk upload %d: %s; its %d rows are retried next run", number, exc, length)
             continue
-        del content
+        finally:
+            del upload  # up to 80 MB: gone before the long wait for Gainsight
         ctx.ledger.update_upload(upload_id, status_id=status_id, status="INIT")
         ctx.report.bulk_uploads += 1
         ctx.report.bulk_rows += length
-        status = follow(ctx, upload_id, status_id)
-        if status is None:
+        if follow(ctx, upload_id, status_id) is None:
             ctx.report[TABLE].deferred += length
             continue
         missed_rows, missed_records = reconcile(ctx, upload_id, chunk_rows, chunk_records)
@@ -86,6 +90,23 @@ def push_bulk(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
                 missed_rows.num_rows,
             )
             push_sync(ctx, missed_rows, missed_records)
+
+
+def fitting_file(job_id: str, name: str, records: pa.Table, start: int, max_bytes: int, per_row: float) -> BulkFile:
+    """The Bulk file of the most rows from `start` whose CSV stays under `max_bytes`."""
+    length = min(records.num_rows - start, max(1, int(max_bytes * 0.95 / per_row)))
+    while True:
+        upload = BulkFile(job_id, name, records.slice(start, length))
+        if upload.csv_bytes <= max_bytes:
+            return upload
+        if length == 1:
+            raise ValueError(f"one response is larger than the Bulk file limit of {max_bytes} bytes")
+        length = max(1, int(length * max_bytes * 0.95 / upload.csv_bytes))
+
+
+def _bytes_per_row(records: pa.Table) -> float:
+    sample = records.slice(0, SAMPLE_ROWS)
+    return max(1.0, len(csv_bytes(sample)) / max(1, sample.num_rows))
 
 
 def recover_uploads(ctx: PushContext, load_rows: LoadRows) -> int:
@@ -148,8 +169,8 @@ def follow(ctx: PushContext, upload_id: str, status_id: str) -> dict[str, Any] |
 def reconcile(ctx: PushContext, upload_id: str, rows: pa.Table, records: pa.Table) -> tuple[pa.Table, pa.Table]:
     """Confirm the rows Gainsight holds exactly as sent; return (rows, records) of the others.
 
-    Works through the upload one query (≤5000 keys) at a time, so memory follows the chunk, not
-    the file.
+    Works through the upload one query of `RECONCILE_KEYS` keys at a time, so memory follows
+    the chunk, not the file.
     """
     settings = ctx.settings
     key = settings.response_key_field
@@ -158,8 +179,8 @@ def reconcile(ctx: PushContext, upload_id: str, rows: pa.Table, records: pa.Tabl
     writer = ResponseWriter(ctx, hashes)
     missed: list[int] = []
     landed_total = 0
-    for start in range(0, records.num_rows, QUERY_LIMIT):
-        sent = records.slice(start, QUERY_LIMIT).to_pylist()
+    for start in range(0, records.num_rows, RECONCILE_KEYS):
+        sent = records.slice(start, RECONCILE_KEYS).to_pylist()
         ids = [str(record[key]) for record in sent]
         before = ctx.ledger.state(TABLE, ids, ["gsid"])
         stored = ctx.client.find_by_key(settings.response_object, key, ids, list(records.column_names))
@@ -213,25 +234,3 @@ def _epoch_ms(value: Any) -> int | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return int(parsed.timestamp() * 1000)
-
-
-def _pack(records: pa.Table, max_bytes: int) -> Iterator[tuple[int, int, bytes]]:
-    """(start, length, CSV bytes) slices, each file as large as fits under `max_bytes`."""
-    start = 0
-    total = records.num_rows
-    if not total:
-        return
-    sample = csv_bytes(records.slice(0, SAMPLE_ROWS))
-    per_row = max(1.0, len(sample) / min(SAMPLE_ROWS, total))
-    while start < total:
-        length = min(total - start, max(1, int(max_bytes * 0.95 / per_row)))
-        while True:
-            content = csv_bytes(records.slice(start, length))
-            if len(content) <= max_bytes:
-                break
-            if length == 1:
-                raise ValueError(f"one response is larger than the Bulk file limit of {max_bytes} bytes")
-            per_row = len(content) / length
-            length = max(1, int(length * max_bytes * 0.95 / len(content)))
-        yield start, length, content
-        start += length

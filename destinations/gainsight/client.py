@@ -38,6 +38,7 @@ from .errors import (
     GainsightUnavailable,
     MaybeApplied,
 )
+from .multipart import BulkFile
 from .quota import QuotaLimiter
 from .settings import GainsightSettings
 
@@ -202,14 +203,13 @@ class GainsightClient:
         )
         return data if isinstance(data, dict) else {}
 
-    def bulk_upload(self, job_id: str, filename: str, content: bytes) -> str:
+    def bulk_upload(self, upload: BulkFile) -> str:
         """Run the UI-defined Bulk job on one CSV; returns its statusId. Not idempotent."""
         data = self.call(
             "bulk",
             "POST",
             "/v1.0/admin/connector/job/bulkimport",
-            files={"file": (filename, content, "text/csv")},
-            form={"jobId": job_id},
+            upload=upload,
             idempotent=False,
             bulk_auth=True,
         )
@@ -238,8 +238,7 @@ class GainsightClient:
         *,
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
-        files: Mapping[str, Any] | None = None,
-        form: Mapping[str, str] | None = None,
+        upload: BulkFile | None = None,
         idempotent: bool,
         bulk_auth: bool = False,
     ) -> Any:
@@ -253,7 +252,7 @@ class GainsightClient:
             before_sleep=self._log_retry,
             reraise=True,
         )
-        request = dict(json_body=json_body, params=params, files=files, form=form, bulk_auth=bulk_auth)
+        request = dict(json_body=json_body, params=params, upload=upload, bulk_auth=bulk_auth)
         try:
             answer = retrying(self._attempt, endpoint, method, path, idempotent, request)
         except _Transient as exc:
@@ -303,8 +302,11 @@ class GainsightClient:
         else:
             headers["accesskey"] = self.settings.access_key or ""
         kwargs: dict[str, Any] = {"params": request["params"], "headers": headers}
-        if request["files"] is not None:
-            kwargs.update(files=request["files"], data=request["form"])
+        if request["upload"] is not None:
+            upload = request["upload"]
+            upload.body.seek(0)
+            kwargs["data"] = upload.body  # streamed from the buffer, not copied
+            headers["Content-Type"] = upload.content_type
         elif request["json_body"] is not None:
             kwargs["data"] = json.dumps(request["json_body"], ensure_ascii=False, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"

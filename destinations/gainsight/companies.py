@@ -16,6 +16,7 @@ import pyarrow as pa
 from .client import WRITE_LIMIT
 from .context import PushContext
 from .errors import GainsightRejected, QuotaExhausted
+from .outbox import latest_per
 from .records import company_hash, company_record
 from .writes import insert_reconciled, write_isolating
 
@@ -26,7 +27,7 @@ TABLE = "companies"
 
 def resolve_companies(ctx: PushContext, outbox: pa.Table) -> dict[str, str]:
     """account_id -> Company GSID for every account of the outbox Gainsight confirmed."""
-    accounts = _latest_names(outbox)
+    accounts = {account: row["account_name"] for account, row in latest_per(ctx.ledger.db, outbox, "account_id", ["account_name"]).items()}
     if not accounts:
         return {}
     counts = ctx.report[TABLE]
@@ -127,9 +128,3 @@ def _confirm(ctx: PushContext, confirmed: dict[str, str], records: list[dict], r
             }
         )
     ctx.ledger.confirm(TABLE, rows)
-
-
-def _latest_names(outbox: pa.Table) -> dict[str, str | None]:
-    """account_id -> its name on the most recent response (CustomerGauge names drift)."""
-    ordered = outbox.select(["account_id", "account_name", "responded_at"]).sort_by("responded_at").to_pylist()
-    return {row["account_id"]: row["account_name"] for row in ordered if row["account_id"]}

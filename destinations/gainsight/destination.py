@@ -47,7 +47,7 @@ def gainsight(pusher: Pusher) -> Destination:
 
 def _as_table(items: Any) -> pa.Table:
     if isinstance(items, str):
-        return pq.read_table(items)
+        return pq.read_table(items, use_threads=False, pre_buffer=False)
     if isinstance(items, pa.RecordBatch):
         return pa.Table.from_batches([items])
     if isinstance(items, pa.Table):

@@ -20,6 +20,8 @@ from typing import Any, Iterable, Sequence
 import duckdb
 import pyarrow as pa
 
+from connector_common.sql import one_row
+
 SCHEMA = "gainsight"
 
 DDL = f"""
@@ -160,9 +162,7 @@ class Ledger:
                         last_error = excluded.last_error, updated_at = excluded.updated_at""",
                 [key_value, content_hash, code, message, stamp, stamp],
             )
-            attempts = self.db.execute(
-                f"SELECT attempts FROM {SCHEMA}.{table} WHERE {key} = ?", [key_value]
-            ).fetchone()[0]
+            (attempts,) = one_row(self.db, f"SELECT attempts FROM {SCHEMA}.{table} WHERE {key} = ?", [key_value])
             self.db.execute(
                 f"""INSERT INTO {SCHEMA}.dead_letters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT (object, record_key) DO UPDATE SET error_code = excluded.error_code,

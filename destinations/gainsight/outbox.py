@@ -12,6 +12,9 @@ from datetime import datetime, timedelta, timezone
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from connector_common.sql import one_row
 
 from .ledger import SCHEMA
 from .settings import GainsightSettings
@@ -37,7 +40,6 @@ SELECT * FROM (
     LEFT JOIN {SCHEMA}.activities a USING (response_id)
     {{where}}
 ) WHERE needs_response OR needs_activity
-ORDER BY responded_at, response_id
 """
 
 
@@ -72,11 +74,12 @@ def staged_rows(db: duckdb.DuckDBPyConnection, dataset: str, hashes: dict[str, s
 
 def given_up(db: duckdb.DuckDBPyConnection, dataset: str, max_attempts: int) -> int:
     """Staged responses left out of the outbox because this content failed `max_attempts` times."""
-    row = db.execute(
+    row = one_row(
+        db,
         f"""SELECT count(*) FROM "{dataset}".nps_responses r JOIN {SCHEMA}.responses l USING (response_id)
             WHERE l.failed_hash = r.content_hash AND l.attempts >= ?""",
         [max_attempts],
-    ).fetchone()
+    )
     return int(row[0]) if row else 0
 
 
@@ -85,19 +88,41 @@ def still_pending(db: duckdb.DuckDBPyConnection, outbox: pa.Table) -> pa.Table:
 
     A package a killed run left pending is delivered again by the next run, after other work
     (a recovered Bulk upload, say) may already have confirmed its rows: without this check they
-    would be sent again, harmlessly but at the price of calls and quota.
+    would be sent again, harmlessly but at the price of calls and quota. Only the two flags are
+    recomputed; the (large) table is copied only when some row changed.
     """
-    db.register("_outbox", outbox)
+    keys = outbox.select(["response_id", "content_hash", "needs_response", "needs_activity"])
+    db.register("_outbox", keys.append_column("position", pa.array(range(outbox.num_rows), pa.int64())))
     try:
-        return db.sql(
-            f"""SELECT * FROM (
-                    SELECT o.* REPLACE (
-                        o.needs_response AND l.pushed_hash IS DISTINCT FROM o.content_hash AS needs_response,
-                        o.needs_activity AND coalesce(a.status NOT IN ('created', 'exists'), TRUE) AS needs_activity)
-                    FROM _outbox o
-                    LEFT JOIN {SCHEMA}.responses l USING (response_id)
-                    LEFT JOIN {SCHEMA}.activities a USING (response_id))
-                WHERE needs_response OR needs_activity"""
+        flags = db.sql(
+            f"""SELECT o.needs_response AND l.pushed_hash IS DISTINCT FROM o.content_hash AS needs_response,
+                       o.needs_activity AND coalesce(a.status NOT IN ('created', 'exists'), TRUE) AS needs_activity
+                FROM _outbox o
+                LEFT JOIN {SCHEMA}.responses l USING (response_id)
+                LEFT JOIN {SCHEMA}.activities a USING (response_id)
+                ORDER BY o.position"""
         ).to_arrow_table()
     finally:
         db.unregister("_outbox")
+    if flags["needs_response"].equals(outbox["needs_response"]) and flags["needs_activity"].equals(outbox["needs_activity"]):
+        return outbox
+    table = outbox.set_column(outbox.schema.get_field_index("needs_response"), "needs_response", flags["needs_response"])
+    table = table.set_column(table.schema.get_field_index("needs_activity"), "needs_activity", flags["needs_activity"])
+    return table.filter(pc.or_(table["needs_response"], table["needs_activity"]))
+
+
+def latest_per(
+    db: duckdb.DuckDBPyConnection, outbox: pa.Table, key: str, columns: list[str], only_needing_record: bool = False
+) -> dict[str, dict[str, object]]:
+    """key -> `columns` of its most recent response in the outbox (names and accounts drift).
+
+    Grouped in DuckDB, so a 100k-row outbox becomes a few thousand Python objects, not 100k dicts.
+    """
+    picks = ", ".join(f"arg_max({column}, responded_at) AS {column}" for column in columns)
+    condition = "AND needs_response" if only_needing_record else ""
+    db.register("_latest", outbox.select([key, "responded_at", "needs_response", *columns]))
+    try:
+        rows = db.sql(f"SELECT {key}, {picks} FROM _latest WHERE {key} IS NOT NULL {condition} GROUP BY {key}").fetchall()
+    finally:
+        db.unregister("_latest")
+    return {row[0]: dict(zip(columns, row[1:])) for row in rows}

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from .context import PushContext
 from .errors import GainsightRejected, QuotaExhausted
+from .outbox import latest_per
 from .records import person_hash, person_record
 
 log = logging.getLogger("nps.gainsight.people")
@@ -25,7 +26,7 @@ LEDGER_BATCH = 200  # confirmations written per DuckDB statement; a crash re-sen
 
 def upsert_people(ctx: PushContext, outbox: pa.Table, companies: dict[str, str]) -> None:
     counts = ctx.report[TABLE]
-    people = _latest_people(outbox)
+    people = latest_per(ctx.ledger.db, outbox, "email", ["first_name", "last_name", "account_id"], only_needing_record=True)
     state = ctx.ledger.state(TABLE, list(people), ["pushed_hash", "failed_hash", "attempts"])
     todo: list[tuple[str, dict[str, Any], str, str | None]] = []
     waiting: list[str] = []
@@ -81,10 +82,3 @@ def upsert_people(ctx: PushContext, outbox: pa.Table, companies: dict[str, str])
         counts.failed,
         len(waiting),
     )
-
-
-def _latest_people(outbox: pa.Table) -> dict[str, dict[str, Any]]:
-    """email -> name and account of the person's most recent response in the outbox."""
-    columns = ["email", "first_name", "last_name", "account_id", "responded_at", "needs_response"]
-    rows = outbox.select(columns).sort_by("responded_at").to_pylist()
-    return {row["email"]: row for row in rows if row["email"] and row["needs_response"]}

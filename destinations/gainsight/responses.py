@@ -26,29 +26,33 @@ NO_MATCH = "GSOBJ_1011"
 
 
 def pending_responses(ctx: PushContext, outbox: pa.Table, companies: dict[str, str]) -> tuple[pa.Table, pa.Table]:
-    """(rows to push now, their Gainsight records); rows whose company is not confirmed wait."""
-    rows = outbox.filter(outbox["needs_response"])
-    accounts = rows["account_id"].to_pylist()
-    gsids = pa.array([companies.get(a) if a else None for a in accounts], pa.string())
-    ready = pc.or_(pc.is_null(rows["account_id"]), pc.is_valid(gsids))
-    waiting = rows.filter(pc.invert(ready))
-    if waiting.num_rows:
-        ctx.report[TABLE].deferred += waiting.num_rows
-        log.info("gainsight: responses: %d wait for their company to be confirmed", waiting.num_rows)
-    rows, gsids = rows.filter(ready), gsids.filter(ready)
-    state = ctx.ledger.state(TABLE, rows["response_id"].to_pylist(), ["failed_hash", "attempts"])
-    keep = [
-        not ctx.ledger.gives_up(state.get(rid), digest)
-        for rid, digest in zip(rows["response_id"].to_pylist(), rows["content_hash"].to_pylist())
-    ]
-    ctx.report[TABLE].given_up += keep.count(False)
-    mask = pa.array(keep, pa.bool_())
-    rows, gsids = rows.filter(mask), gsids.filter(mask)
+    """(rows to push now, their Gainsight records); rows whose company is not confirmed wait.
+
+    One mask, one filter (none when every row goes): each filter copies the whole outbox.
+    """
+    needed = pc.fill_null(outbox["needs_response"], False)
+    accounts = outbox["account_id"]
+    gsids = pa.array([companies.get(a) if a else None for a in accounts.to_pylist()], pa.string())
+    ready = pc.or_(pc.is_null(accounts), pc.is_valid(gsids))
+    waiting = pc.sum(pc.and_(needed, pc.invert(ready))).as_py() or 0
+    if waiting:
+        ctx.report[TABLE].deferred += waiting
+        log.info("gainsight: responses: %d wait for their company to be confirmed", waiting)
+    candidates = pc.and_(needed, ready).to_pylist()
+    ids, hashes = outbox["response_id"].to_pylist(), outbox["content_hash"].to_pylist()
+    state = ctx.ledger.state(TABLE, [rid for rid, go in zip(ids, candidates) if go], ["failed_hash", "attempts"])
+    keep = [go and not ctx.ledger.gives_up(state.get(rid), digest) for rid, digest, go in zip(ids, hashes, candidates)]
+    ctx.report[TABLE].given_up += sum(candidates) - sum(keep)
+    rows, gsids = _where(outbox, keep), _where(gsids, keep)
     fields = ctx.settings.response_fields
     lengths = ctx.field_lengths() if rows.num_rows else {}
     for target, count in truncated(rows, fields, lengths).items():
         log.warning("gainsight: %d value(s) cut to the %d characters %s holds", count, lengths[target], target)
     return rows, response_table(rows, gsids, fields, lengths)
+
+
+def _where(data: Any, keep: list[bool]) -> Any:
+    return data if all(keep) else data.filter(pa.array(keep, pa.bool_()))
 
 
 def push_sync(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
@@ -66,18 +70,18 @@ def push_sync(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
     except QuotaExhausted as exhausted:
         ctx.defer(TABLE, ids, exhausted)
         return
-    exists = {rid for rid in ids if (known.get(rid) or {}).get("gsid") or rid in found}
-    all_records = batch_records(records)
-    updates = [r for r in all_records if str(r[key]) in exists]
-    inserts = [r for r in all_records if str(r[key]) not in exists]
+    exists = [rid for rid in ids if (known.get(rid) or {}).get("gsid") or rid in found]
+    present = pc.is_in(records[key], value_set=pa.array(exists, pa.string()))
+    updates, inserts = records.filter(present), records.filter(pc.invert(present))
     writer = ResponseWriter(ctx, hashes)
-    for operation, batch_list in (("update", updates), ("insert", inserts)):
-        for start in range(0, len(batch_list), WRITE_LIMIT):
+    for operation, table in (("update", updates), ("insert", inserts)):
+        # Dicts are made 50 at a time: a 100k-row outbox as dicts would cost hundreds of MB.
+        for start in range(0, table.num_rows, WRITE_LIMIT):
             try:
-                writer.write(operation, batch_list[start : start + WRITE_LIMIT])
+                writer.write(operation, batch_records(table.slice(start, WRITE_LIMIT)))
             except QuotaExhausted as exhausted:
-                rest = batch_list[start:] + (inserts if operation == "update" else [])
-                ctx.defer(TABLE, [str(r[key]) for r in rest], exhausted)
+                rest = table.slice(start)[key].to_pylist() + (inserts[key].to_pylist() if operation == "update" else [])
+                ctx.defer(TABLE, [str(rid) for rid in rest], exhausted)
                 return
     log.info(
         "gainsight: responses (sync API): %d created, %d updated, %d failed",

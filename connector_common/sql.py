@@ -1,0 +1,18 @@
+"""DuckDB helpers both the staging side and the Gainsight ledger need."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import duckdb
+
+
+def one_row(connection: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | None = None) -> tuple:
+    """The single row a query returns, read to the end.
+
+    Never `fetchone()` on a connection that stays open: the unfinished result keeps its
+    transaction alive, and DuckDB then keeps every row version written after it (measured here:
+    ~100 MB over a 20k-person push, 500 MB in a small repro). `fetchall()` ends the statement.
+    """
+    rows = connection.execute(sql, list(params or [])).fetchall()
+    return rows[0] if rows else ()
