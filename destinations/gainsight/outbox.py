@@ -52,7 +52,7 @@ def outbox_parameters(settings: GainsightSettings) -> dict[str, object]:
 
 
 def read_outbox(
-    db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSettings, batch_rows: int = 50_000
+    db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSettings, batch_rows: int = 10_000
 ) -> pa.RecordBatchReader:
     """The whole outbox as a stream of Arrow batches (the push pipeline's extract)."""
     sql = OUTBOX_SQL.format(dataset=f'"{dataset}"', where="")
