@@ -244,14 +244,7 @@ class GainsightClient:
     ) -> Any:
         """Send one logical call (with retries) and return the envelope's `data`."""
         settings = self.settings
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Transient),
-            stop=tenacity.stop_after_attempt(settings.request_attempts),
-            wait=self._wait,
-            sleep=self._sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
+        retrying = self._retrying()
         request = dict(json_body=json_body, params=params, upload=upload, bulk_auth=bulk_auth)
         try:
             answer = retrying(self._attempt, endpoint, method, path, idempotent, request)
@@ -368,14 +361,7 @@ class GainsightClient:
                 raise _Transient(f"HTTP {response.status_code} on POST {TOKEN_PATH}")
             return _Answer(response.status_code, response.headers, response.content)
 
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Transient),
-            stop=tenacity.stop_after_attempt(settings.request_attempts),
-            wait=self._wait,
-            sleep=self._sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
+        retrying = self._retrying()
         try:
             answer = retrying(grant)
         except _Transient as exc:
@@ -389,6 +375,17 @@ class GainsightClient:
                 "check DESTINATION__GAINSIGHT__CLIENT_ID / CLIENT_SECRET"
             )
         raise GainsightUnavailable(f"Gainsight's token endpoint answered HTTP {answer.status} without a token")
+
+    def _retrying(self) -> tenacity.Retrying:
+        """The retry policy of one logical call: transient failures only, with `_wait`'s delays."""
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Transient),
+            stop=tenacity.stop_after_attempt(self.settings.request_attempts),
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
