@@ -134,12 +134,10 @@ def _show_gainsight(settings: RunSettings, gainsight: GainsightSandbox) -> None:
         rid, email, score, status, gsid, timeline = detractor
         print(
             f"\nDid {email}'s detractor response ({score}) reach Gainsight? gainsight.response_status says: "
-            f"{status}, record {gsid}, timeline {timeline or 'none (older than the timeline window)'}"
+            f"{status}, record {gsid}, timeline {timeline or 'none (older than the timeline window)'}\n"
+            f"  duckdb -readonly {settings.duckdb_path} \"SELECT * FROM gainsight.response_status "
+            f"WHERE email = '{email}'\""
         )
-    print(
-        f"  duckdb -readonly {settings.duckdb_path} \"SELECT * FROM gainsight.response_status "
-        "WHERE email = 'jane@acme.com'\""
-    )
 
 
 def _show(settings: RunSettings) -> None:
