@@ -24,15 +24,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     if args.service == "gainsight":
         return _serve_gainsight(args, stop)
-    spec = SeedSpec(
-        responses=args.responses,
-        days=args.days,
-        accounts=args.accounts,
-        invalid=args.invalid,
-        non_responses=args.non_responses,
-        seed=args.seed,
-        end=args.end,
-    )
+    try:
+        spec = SeedSpec(
+            responses=args.responses,
+            days=args.days,
+            accounts=args.accounts,
+            invalid=args.invalid,
+            non_responses=args.non_responses,
+            seed=args.seed,
+            end=args.end,
+            people=args.people,
+        )
+    except ValueError as error:
+        raise SystemExit(f"python -m sandbox customergauge: {error}") from None
     with CustomerGaugeSandbox(args.client_id, args.client_secret, spec, args.token_lifetime, args.port) as cg:
         print(f"CustomerGauge sandbox serving at {cg.base_url} (token URL {cg.token_url})", flush=True)
         stop.wait()
@@ -49,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     cg.add_argument("--responses", type=int, default=1000, help="valid responses to seed (default 1000)")
     cg.add_argument("--days", type=int, default=30, help="days the responses are spread over (default 30)")
     cg.add_argument("--accounts", type=int, default=20, help="accounts the responses belong to (default 20)")
+    cg.add_argument("--people", type=int, default=None, help="respondents drawn from this many persons (default: nearly all distinct)")
     cg.add_argument("--invalid", type=int, default=0, help="invalid responses spread through the feed")
     cg.add_argument("--non-responses", type=int, default=0, help="unanswered invitations to seed")
     cg.add_argument("--seed", type=int, default=7, help="random seed; same seed and --end, same data")
