@@ -728,8 +728,14 @@ def test_bulk_100k_rows_then_5000_key_queries_over_them() -> None:
 # -- quotas -------------------------------------------------------------------------------------------------
 
 
+def to_start_of_day(gs: GainsightSandbox) -> None:
+    """Move the sandbox to 00:00 UTC: the sandbox clock starts at wall-clock time, and a test that walks
+    minute or hour windows from anywhere else can cross midnight, where the daily count resets."""
+    gs.advance(86400 - gs.clock.now() % 86400)
+
+
 def test_sync_quota_fixed_minute_window_with_the_documented_limit(gs: GainsightSandbox, http: requests.Session) -> None:
-    gs.advance(60 - gs.clock.now() % 60)  # start of a minute
+    to_start_of_day(gs)
     for _ in range(100):
         assert query(gs, http, "Company", select=["Name"]).status_code == 200
     limited = failed(query(gs, http, "Company", select=["Name"]), 429, "GS_APIG_2404")
@@ -751,7 +757,7 @@ def test_sync_quota_fixed_minute_window_with_the_documented_limit(gs: GainsightS
 def test_bulk_and_daily_quotas_with_overrides_and_retry_after(http: requests.Session) -> None:
     limits = {("bulk", "hour"): 1, ("sync", "day"): 2}
     with GainsightSandbox(KEY, bulk_jobs=[NPS_JOB], quota_limits=limits, time_scale=0, retry_after_header=True) as gs:
-        gs.advance(3600 - gs.clock.now() % 3600)
+        to_start_of_day(gs)
         data = csv_bytes([["r-1", 1, "", "", ""]])
         ok_data(upload(gs, data))
         answer = upload(gs, data)
@@ -774,9 +780,13 @@ def test_quotas_off_and_scaled_time(http: requests.Session) -> None:
     with GainsightSandbox(KEY, time_scale=600, quota_limits={("sync", "minute"): 1}) as gs:
         ok_data(query(gs, http, "Company", select=["Name"]))
         started = gs.clock.now()
-        while query(gs, http, "Company", select=["Name"]).status_code == 429:
+        for _ in range(1000):  # a sandbox minute is a tenth of a real second here: a few polls suffice
+            if query(gs, http, "Company", select=["Name"]).status_code != 429:
+                break
             threading.Event().wait(0.01)
-        assert gs.clock.now() - started <= 61  # a sandbox minute is a tenth of a real second here
+        else:
+            pytest.fail("the minute window never rolled over under time_scale=600")
+        assert gs.clock.now() // 60 > started // 60  # released by the next minute window, not before
 
 
 def test_quota_override_validation() -> None:
