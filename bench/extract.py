@@ -145,7 +145,7 @@ def _source(base_url: str, start_day: str, workdir: Path) -> int:
     from pipelines.runner import execute
     from pipelines.settings import RunSettings
 
-    settings = RunSettings(workdir / "bench.duckdb", "bench_source", "nps", str(workdir / "pipelines"))
+    settings = RunSettings(workdir / "bench.duckdb", "bench_source", "nps", str(workdir / "pipelines"), stage_only=True)
     code, result = execute(settings, {
         "api_base_url": base_url, "token_url": f"{base_url}/oauth2/token", "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET, "initial_response_date": start_day,
