@@ -83,6 +83,13 @@ class ChangeCounts:
     updated: int = 0
 
 
+# DuckDB folds its write-ahead log into the file when the log passes this size (default 16MB).
+# The push commits the ledger in many small batches; with the default, ~100k ledger rows were
+# folded in at close, in one checkpoint that was the run's memory peak (+30 MB at 100k responses).
+# Small checkpoints along the way cost no measurable time.
+CHECKPOINT_THRESHOLD = "4MB"
+
+
 class StagingStore:
     """One open DuckDB file for the duration of a run."""
 
@@ -99,7 +106,9 @@ class StagingStore:
         try:
             # DuckDB would otherwise size its buffer pool to 80% of RAM; a merge of a large
             # backfill spills to disk past this limit instead of growing the process.
-            connection = duckdb.connect(str(path), config={"memory_limit": memory_limit})
+            connection = duckdb.connect(
+                str(path), config={"memory_limit": memory_limit, "checkpoint_threshold": CHECKPOINT_THRESHOLD}
+            )
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StagingLocked(

@@ -14,6 +14,7 @@ import pytest
 from destinations.gainsight.bulk import _bytes_per_row, _same, fitting_file
 from destinations.gainsight.errors import QuotaExhausted
 from destinations.gainsight.ledger import Ledger
+from destinations.gainsight.outbox import still_pending
 from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.records import (
     activity_record,
@@ -115,7 +116,9 @@ def test_bulk_files_are_packed_under_the_byte_limit():
     assert sum(f.rows for f in files) == 1000 and 3 <= len(files) <= 5
     assert all(f.csv_bytes <= limit for f in files)
     # the body is a well-formed multipart form whose file part is exactly the CSV
-    body = files[0].body.getvalue()
+    body = files[0].body.read()
+    for upload in files:
+        upload.close()
     assert body.startswith(f"--{files[0].boundary}\r\n".encode()) and body.endswith(f"--{files[0].boundary}--\r\n".encode())
     assert b'name="jobId"\r\n\r\njob-1\r\n' in body
     assert csv_bytes(table.slice(0, files[0].rows)) in body
@@ -138,3 +141,21 @@ def test_activity_and_person_payloads():
     assert activity["GsCompanyId"] == "1P02ABC" and activity["ActivityDate"] == "2026-11-20T09:30:00.000+00:00"
     person = person_record("jane@acme.com", "Jane", None, "1P02ABC")
     assert person == {"Email": "jane@acme.com", "FirstName": "Jane", "Name": "Jane", "companies": [{"Company_ID": "1P02ABC"}]}
+
+
+def test_a_redelivered_outbox_file_drops_rows_confirmed_or_given_up_since(tmp_path):
+    connection = duckdb.connect(str(tmp_path / "l.duckdb"))
+    ledger = Ledger(connection, "test", 3)
+    rows = outbox(4).append_column("content_hash", pa.array(["h0", "h1", "h2", "h3"]))
+    rows = rows.append_column("needs_response", pa.array([True] * 4)).append_column("needs_activity", pa.array([False] * 4))
+    ledger.confirm("responses", [{"response_id": "0", "gsid": "G0", "pushed_hash": "h0", "status": "synced"}])
+    for _ in range(3):  # the third failure of this content: given up until it changes
+        ledger.fail("responses", "1", "h1", "GSOBJ_1008", "bad value", {})
+    ledger.fail("responses", "2", "h2", "GSOBJ_1008", "bad value", {})  # one failure: retried
+    ledger.confirm("responses", [{"response_id": "3", "gsid": "G3", "pushed_hash": "old", "status": "synced"}])
+
+    pending = still_pending(ledger.db, rows, max_attempts=3)
+
+    assert pending["response_id"].to_pylist() == ["2", "3"]
+    assert still_pending(ledger.db, pending, max_attempts=3) is pending  # nothing changed: no copy
+    connection.close()

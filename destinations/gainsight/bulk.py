@@ -56,11 +56,11 @@ def push_bulk(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
         chunk_rows, chunk_records = rows.slice(start, length), records.slice(start, length)
         start += length
         upload_id = uuid.uuid4().hex
-        ctx.ledger.start_upload(
-            upload_id, job_id, name, upload.sha256(), chunk_rows.select(["response_id", "content_hash"]), upload.csv_bytes
-        )
-        log.info("gainsight: bulk upload %d: %s rows, %.1f MB", number, f"{length:,}", upload.csv_bytes / 1e6)
         try:
+            ctx.ledger.start_upload(
+                upload_id, job_id, name, upload.sha256(), chunk_rows.select(["response_id", "content_hash"]), upload.csv_bytes
+            )
+            log.info("gainsight: bulk upload %d: %s rows, %.1f MB", number, f"{length:,}", upload.csv_bytes / 1e6)
             status_id = ctx.client.bulk_upload(upload)
         except QuotaExhausted as exhausted:
             ctx.ledger.update_upload(upload_id, status="NOT_SENT", reconciled_at=now())
@@ -74,7 +74,7 @@ def push_bulk(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
             log.warning("gainsight: bulk upload %d: %s; its %d rows are retried next run", number, exc, length)
             continue
         finally:
-            del upload  # up to 80 MB: gone before the long wait for Gainsight
+            upload.close()  # up to 80 MB of temporary file: gone before the long wait for Gainsight
         ctx.ledger.update_upload(upload_id, status_id=status_id, status="INIT")
         ctx.report.bulk_uploads += 1
         ctx.report.bulk_rows += length
@@ -99,6 +99,7 @@ def fitting_file(job_id: str, name: str, records: pa.Table, start: int, max_byte
         upload = BulkFile(job_id, name, records.slice(start, length))
         if upload.csv_bytes <= max_bytes:
             return upload
+        upload.close()
         if length == 1:
             raise ValueError(f"one response is larger than the Bulk file limit of {max_bytes} bytes")
         length = max(1, int(length * max_bytes * 0.95 / upload.csv_bytes))
@@ -169,17 +170,17 @@ def follow(ctx: PushContext, upload_id: str, status_id: str) -> dict[str, Any] |
 def reconcile(ctx: PushContext, upload_id: str, rows: pa.Table, records: pa.Table) -> tuple[pa.Table, pa.Table]:
     """Confirm the rows Gainsight holds exactly as sent; return (rows, records) of the others.
 
-    Works through the upload one query of `RECONCILE_KEYS` keys at a time, so memory follows
-    the chunk, not the file.
+    Works through the upload one query of `RECONCILE_KEYS` keys at a time, with Python objects
+    (records, keys, hashes) for that chunk only, so memory follows the chunk, not the file.
     """
     settings = ctx.settings
     key = settings.response_key_field
     datetime_fields = {settings.response_fields.get("responded_at")}
-    hashes = dict(zip(rows["response_id"].to_pylist(), rows["content_hash"].to_pylist()))
-    writer = ResponseWriter(ctx, hashes)
     missed: list[int] = []
     landed_total = 0
     for start in range(0, records.num_rows, RECONCILE_KEYS):
+        chunk = rows.slice(start, RECONCILE_KEYS)
+        writer = ResponseWriter(ctx, dict(zip(chunk["response_id"].to_pylist(), chunk["content_hash"].to_pylist())))
         sent = records.slice(start, RECONCILE_KEYS).to_pylist()
         ids = [str(record[key]) for record in sent]
         before = ctx.ledger.state(TABLE, ids, ["gsid"])

@@ -83,24 +83,28 @@ def given_up(db: duckdb.DuckDBPyConnection, dataset: str, max_attempts: int) -> 
     return int(row[0]) if row else 0
 
 
-def still_pending(db: duckdb.DuckDBPyConnection, outbox: pa.Table) -> pa.Table:
-    """The rows of an outbox file the ledger has not confirmed since the file was written.
+def still_pending(db: duckdb.DuckDBPyConnection, outbox: pa.Table, max_attempts: int) -> pa.Table:
+    """The rows of an outbox file the ledger has not confirmed (or given up on) since it was written.
 
     A package a killed run left pending is delivered again by the next run, after other work
-    (a recovered Bulk upload, say) may already have confirmed its rows: without this check they
-    would be sent again, harmlessly but at the price of calls and quota. Only the two flags are
-    recomputed; the (large) table is copied only when some row changed.
+    (a recovered Bulk upload, say) may already have confirmed its rows or failed them for the last
+    time: without this check they would be sent again, at the price of calls and quota. Only the
+    two flags are recomputed, in DuckDB (100k Python strings would stay in the process's heap);
+    the (large) table is copied only when some row changed.
     """
     keys = outbox.select(["response_id", "content_hash", "needs_response", "needs_activity"])
     db.register("_outbox", keys.append_column("position", pa.array(range(outbox.num_rows), pa.int64())))
     try:
         flags = db.sql(
-            f"""SELECT o.needs_response AND l.pushed_hash IS DISTINCT FROM o.content_hash AS needs_response,
+            f"""SELECT o.needs_response AND l.pushed_hash IS DISTINCT FROM o.content_hash
+                           AND NOT coalesce(l.failed_hash = o.content_hash AND l.attempts >= $max_attempts, FALSE)
+                           AS needs_response,
                        o.needs_activity AND coalesce(a.status NOT IN ('created', 'exists'), TRUE) AS needs_activity
                 FROM _outbox o
                 LEFT JOIN {SCHEMA}.responses l USING (response_id)
                 LEFT JOIN {SCHEMA}.activities a USING (response_id)
-                ORDER BY o.position"""
+                ORDER BY o.position""",
+            params={"max_attempts": max_attempts},
         ).to_arrow_table()
     finally:
         db.unregister("_outbox")

@@ -49,7 +49,7 @@ class Pusher:
 
     def deliver(self, outbox: pa.Table) -> None:
         """Push one outbox table (a dlt load file) through all four steps."""
-        outbox = still_pending(self.ledger.db, outbox)
+        outbox = still_pending(self.ledger.db, outbox, self.settings.max_attempts)
         if not outbox.num_rows:
             log.info("gainsight: every row of this outbox file is already confirmed in the ledger")
             return

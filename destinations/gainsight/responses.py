@@ -28,31 +28,29 @@ NO_MATCH = "GSOBJ_1011"
 def pending_responses(ctx: PushContext, outbox: pa.Table, companies: dict[str, str]) -> tuple[pa.Table, pa.Table]:
     """(rows to push now, their Gainsight records); rows whose company is not confirmed wait.
 
-    One mask, one filter (none when every row goes): each filter copies the whole outbox.
+    Column-wise in Arrow, one filter (none when every row goes): each filter copies the whole
+    outbox, and per-row Python objects for 100k rows would stay in the heap for the rest of the run.
+    Content given up after `max_attempts` never gets here (the outbox and `still_pending` leave it out).
     """
     needed = pc.fill_null(outbox["needs_response"], False)
     accounts = outbox["account_id"]
-    gsids = pa.array([companies.get(a) if a else None for a in accounts.to_pylist()], pa.string())
+    gsids = pc.take(
+        pa.array(list(companies.values()), pa.string()),
+        pc.index_in(accounts, value_set=pa.array(list(companies), pa.string())),
+    )
     ready = pc.or_(pc.is_null(accounts), pc.is_valid(gsids))
     waiting = pc.sum(pc.and_(needed, pc.invert(ready))).as_py() or 0
     if waiting:
         ctx.report[TABLE].deferred += waiting
         log.info("gainsight: responses: %d wait for their company to be confirmed", waiting)
-    candidates = pc.and_(needed, ready).to_pylist()
-    ids, hashes = outbox["response_id"].to_pylist(), outbox["content_hash"].to_pylist()
-    state = ctx.ledger.state(TABLE, [rid for rid, go in zip(ids, candidates) if go], ["failed_hash", "attempts"])
-    keep = [go and not ctx.ledger.gives_up(state.get(rid), digest) for rid, digest, go in zip(ids, hashes, candidates)]
-    ctx.report[TABLE].given_up += sum(candidates) - sum(keep)
-    rows, gsids = _where(outbox, keep), _where(gsids, keep)
+    keep = pc.and_(needed, ready)
+    if pc.all(keep).as_py() is not True:
+        outbox, gsids = outbox.filter(keep), pc.filter(gsids, keep)
     fields = ctx.settings.response_fields
-    lengths = ctx.field_lengths() if rows.num_rows else {}
-    for target, count in truncated(rows, fields, lengths).items():
+    lengths = ctx.field_lengths() if outbox.num_rows else {}
+    for target, count in truncated(outbox, fields, lengths).items():
         log.warning("gainsight: %d value(s) cut to the %d characters %s holds", count, lengths[target], target)
-    return rows, response_table(rows, gsids, fields, lengths)
-
-
-def _where(data: Any, keep: list[bool]) -> Any:
-    return data if all(keep) else data.filter(pa.array(keep, pa.bool_()))
+    return outbox, response_table(outbox, gsids, fields, lengths)
 
 
 def push_sync(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
