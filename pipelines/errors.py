@@ -11,6 +11,7 @@ from destinations.gainsight.errors import (
     GainsightCredentialsRejected,
     GainsightError,
     GainsightSettingError,
+    LocalWriteFailed,
 )
 from sources.customergauge.errors import (
     ApiUnavailable,
@@ -29,7 +30,7 @@ class ExitCode(IntEnum):
     CREDENTIALS_REJECTED = 3  # CustomerGauge refused the client id/secret
     LOCKED = 4  # another process holds the DuckDB file
     SOURCE_API_ERROR = 5  # CustomerGauge unavailable or rejected a request; retry next run
-    STAGING_ERROR = 6  # writing to DuckDB failed; the next run finishes the pending load
+    STAGING_ERROR = 6  # writing locally (DuckDB, the Bulk file) failed; the next run finishes the job
     GAINSIGHT_CREDENTIALS_REJECTED = 7  # Gainsight refused the access key / OAuth client
     GAINSIGHT_API_ERROR = 8  # Gainsight unavailable or refused a request; the next run continues
     QUARANTINED = 10  # completed, but CustomerGauge records were quarantined (see quarantine_report)
@@ -70,6 +71,8 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     """Map any exception escaping a run to its documented exit code."""
     if isinstance(exc, CommandError):
         return exc.exit_code
+    if isinstance(exc, LocalWriteFailed):
+        return ExitCode.STAGING_ERROR
     if isinstance(exc, (InvalidSetting, GainsightSettingError)):
         return ExitCode.CONFIG_ERROR
     if isinstance(exc, GainsightCredentialsRejected):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
+import tempfile
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
@@ -322,3 +324,34 @@ def test_a_field_map_naming_a_missing_field_is_a_config_error_not_dead_letters(c
     assert code == ExitCode.CONFIG_ERROR
     assert connector.scalar("SELECT count(*) FROM gainsight.dead_letters") == 0
     assert gs.count(path=f"/v1/data/objects/{RESPONSE_OBJECT}") == 1  # one call, no bisecting
+
+
+def test_a_bulk_file_that_cannot_be_written_stops_with_exit_6_and_the_next_run_finishes(
+    cg_sandbox, gs_sandbox, connector_for, monkeypatch, caplog
+):
+    cg = cg_sandbox(responses=200, days=10, accounts=5)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+    real_temporary_file = tempfile.TemporaryFile
+
+    def disk_full_for_bulk_files(*args, **kwargs):
+        if kwargs.get("prefix") == "gainsight-bulk-":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_temporary_file(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", disk_full_for_bulk_files)
+
+    code, result = connector.run(bulk_min_rows=100)
+
+    assert code == ExitCode.STAGING_ERROR and result is None
+    assert "cannot create the Bulk file in" in caplog.text and "nothing is lost" in caplog.text
+    assert gs.family_counts().get("bulk", 0) == 0 and connector.records() == []
+    assert gs.count_records("Company") == 5  # the steps before the Bulk file are booked in the ledger
+
+    monkeypatch.undo()
+    gs.clear_log()
+    code, result = connector.run(bulk_min_rows=100)
+
+    assert code == ExitCode.OK and result.push.bulk_uploads == 1
+    assert len(connector.records()) == 200 and set(by_key(connector.records()).values()) == {1}
+    assert gs.family_counts().get("company", 0) == 0  # companies were not sent twice

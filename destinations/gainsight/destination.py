@@ -15,11 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 import dlt
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dlt.common.destination import Destination
 
-from .errors import GainsightError, GainsightSettingError
+from .errors import GainsightError, GainsightSettingError, LocalWriteFailed
 from .push import Pusher
 
 
@@ -39,8 +40,11 @@ def gainsight(pusher: Pusher) -> Destination:
             return  # a fatal error earlier in this load: the command reports it
         try:
             pusher.deliver(_as_table(items))
-        except (GainsightError, GainsightSettingError) as exc:
+        except (GainsightError, GainsightSettingError, LocalWriteFailed) as exc:
             pusher.failure = exc
+        except duckdb.IOException as exc:  # a full disk, typically; other DuckDB errors are bugs
+            pusher.failure = LocalWriteFailed(f"writing the ledger in DuckDB failed: {exc}")
+            pusher.failure.__cause__ = exc
 
     return gainsight_outbox()
 

@@ -60,5 +60,14 @@ class QuotaExhausted(GainsightError):
         self.resume_at = resume_at
 
 
+class LocalWriteFailed(Exception):
+    """Writing the run's own state failed: the ledger in DuckDB or a Bulk file in `$TMPDIR`
+    (usually a full disk). Not Gainsight's fault, and nothing is lost: Gainsight keeps what it
+    received, and the next run re-derives the rest from the ledger and by key."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}; the push stopped here and the next run continues from the ledger (nothing is lost)")
+
+
 class GainsightSettingError(ValueError):
     """A destination setting is missing or cannot work; the message names the key and its env var."""

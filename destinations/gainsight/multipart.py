@@ -16,6 +16,8 @@ import uuid
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from .errors import LocalWriteFailed
+
 READ_BLOCK = 1 << 20
 
 
@@ -26,7 +28,10 @@ class BulkFile:
         self.boundary = uuid.uuid4().hex
         self.filename = filename
         self.rows = table.num_rows
-        self.body = tempfile.TemporaryFile(prefix="gainsight-bulk-")
+        try:
+            self.body = tempfile.TemporaryFile(prefix="gainsight-bulk-")
+        except OSError as exc:
+            raise LocalWriteFailed(f"cannot create the Bulk file in {tempfile.gettempdir()}: {exc}") from exc
         try:
             self.body.write(
                 (
@@ -43,8 +48,10 @@ class BulkFile:
             self.csv_bytes = self.body.tell() - self._csv_start
             self.body.write(f"\r\n--{self.boundary}--\r\n".encode())
             self.body.seek(0)
-        except BaseException:
+        except BaseException as exc:
             self.body.close()
+            if isinstance(exc, OSError):
+                raise LocalWriteFailed(f"writing the Bulk file in {tempfile.gettempdir()} failed: {exc}") from exc
             raise
 
     @property
