@@ -72,9 +72,3 @@ class BulkFile:
 
     def close(self) -> None:
         self.body.close()
-
-    def __enter__(self) -> BulkFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -44,13 +44,14 @@ def pending_responses(ctx: PushContext, outbox: pa.Table, companies: dict[str, s
         ctx.report[TABLE].deferred += waiting
         log.info("gainsight: responses: %d wait for their company to be confirmed", waiting)
     keep = pc.and_(needed, ready)
-    if pc.all(keep).as_py() is not True:
-        outbox, gsids = outbox.filter(keep), pc.filter(gsids, keep)
+    rows = outbox
+    if not pc.all(keep).as_py():
+        rows, gsids = outbox.filter(keep), pc.filter(gsids, keep)
     fields = ctx.settings.response_fields
-    lengths = ctx.field_lengths() if outbox.num_rows else {}
-    for target, count in truncated(outbox, fields, lengths).items():
+    lengths = ctx.field_lengths() if rows.num_rows else {}
+    for target, count in truncated(rows, fields, lengths).items():
         log.warning("gainsight: %d value(s) cut to the %d characters %s holds", count, lengths[target], target)
-    return outbox, response_table(outbox, gsids, fields, lengths)
+    return rows, response_table(rows, gsids, fields, lengths)
 
 
 def push_sync(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
