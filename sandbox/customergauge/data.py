@@ -262,8 +262,12 @@ class RecordFactory:
         (ascending); with it, all carry that response time (late arrivals on an old date)."""
         rng = self._fresh_rng
         if responded_at is None:
+            # After every response seeded so far (the seed ends a minute before it was made), so
+            # "new" really is newest: near midnight UTC today's seeded part is squeezed into the
+            # last minutes, and "a few minutes ago" would land before it.
             now = int(_utc_now().timestamp())
-            moments = sorted(now - rng.randrange(60, 600) for _ in range(count))
+            floor = max(self._cap + 1, now - 600)
+            moments = sorted(rng.randint(min(floor, now), now) for _ in range(count))
         else:
             moments = [_epoch_of(responded_at)] * count
         timings = _Timings()
