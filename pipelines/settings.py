@@ -15,6 +15,8 @@ from typing import Iterable
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
+from destinations.gainsight.ledger import SCHEMA as LEDGER_SCHEMA
+
 from .errors import ConfigError
 from .staging import DEFAULT_MEMORY_LIMIT
 
@@ -56,24 +58,47 @@ def load_run_settings() -> RunSettings:
             "[destination.duckdb] in .dlt/config.toml or set DESTINATION__DUCKDB__CREDENTIALS"
         )
     path = Path(credentials.removeprefix("duckdb:///")).expanduser()
+    duckdb_path = path if path.is_absolute() else Path.cwd() / path
     settings = RunSettings(
-        duckdb_path=path if path.is_absolute() else Path.cwd() / path,
+        duckdb_path=duckdb_path,
         pipeline_name=str(dlt.config.get(f"{SECTION}.pipeline_name") or "nps_to_gainsight"),
         dataset_name=str(dlt.config.get(f"{SECTION}.dataset_name") or "nps"),
-        pipelines_dir=dlt.config.get(f"{SECTION}.pipelines_dir") or None,
+        pipelines_dir=dlt.config.get(f"{SECTION}.pipelines_dir") or str(default_pipelines_dir(duckdb_path)),
         duckdb_memory_limit=str(dlt.config.get(f"{SECTION}.duckdb_memory_limit") or DEFAULT_MEMORY_LIMIT),
     )
     check_names(settings)
     return settings
 
 
+def default_pipelines_dir(duckdb_path: Path) -> Path:
+    """dlt's working folder next to the DuckDB file it belongs to: `<file stem>.pipelines/`.
+
+    dlt's own default (~/.dlt/pipelines) is keyed by pipeline name only, so two checkouts on one
+    host would share, and load each other's, pending packages. Keyed by the file, each staging file
+    has its own; deleting it stays safe (the cursor and schema are restored from the file).
+    """
+    return duckdb_path.with_name(f"{duckdb_path.stem}.pipelines")
+
+
 def check_names(settings: RunSettings) -> None:
-    """DuckDB names a catalog after the file; a schema of the same name makes SQL ambiguous."""
-    if settings.duckdb_path.stem == settings.dataset_name:
+    """Refuse a DuckDB file named like a schema inside it.
+
+    DuckDB names the file's catalog after its stem, so a schema of the same name makes every
+    reference ambiguous to its binder and each run fails in the load step. The schemas in the file
+    are the dataset, dlt's merge staging copy of it (`<dataset>_staging`) and the Gainsight ledger.
+    """
+    stem = settings.duckdb_path.stem
+    schemas = {
+        settings.dataset_name: "the dataset",
+        f"{settings.dataset_name}_staging": "dlt's merge staging schema of the dataset",
+        LEDGER_SCHEMA: "the Gainsight ledger schema",
+    }
+    if stem in schemas:
         raise ConfigError(
-            f"the DuckDB file {settings.duckdb_path.name} and the dataset {settings.dataset_name!r} "
-            "share a name, which makes DuckDB references ambiguous: rename the file "
-            "(DESTINATION__DUCKDB__CREDENTIALS) or the dataset (NPS_TO_GAINSIGHT__DATASET_NAME)"
+            f"the DuckDB file {settings.duckdb_path.name} is named like {schemas[stem]} {stem!r} inside "
+            "it, which makes DuckDB references ambiguous: rename the file (destination.duckdb.credentials, "
+            "env DESTINATION__DUCKDB__CREDENTIALS, e.g. nps_to_gainsight.duckdb) or the dataset "
+            "(nps_to_gainsight.dataset_name, env NPS_TO_GAINSIGHT__DATASET_NAME)"
         )
 
 

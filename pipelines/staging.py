@@ -8,6 +8,7 @@ that same connection to dlt, so holding it *is* the run lock: a second run (or a
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,37 +91,43 @@ class ChangeCounts:
 CHECKPOINT_THRESHOLD = "4MB"
 
 
+# While a run holds the file, everything the process creates is private to its user: the DuckDB
+# file and its .wal / spill folder, dlt's working folder (load packages) and the Bulk files all
+# hold e-mails, names and comments. A umask covers files made by DuckDB and dlt, which take no mode.
+PRIVATE_UMASK = 0o077
+PRIVATE_FILE = 0o600
+
+
 class StagingStore:
     """One open DuckDB file for the duration of a run."""
 
-    def __init__(self, path: Path, dataset: str, connection: duckdb.DuckDBPyConnection, memory_limit: str):
+    def __init__(
+        self, path: Path, dataset: str, connection: duckdb.DuckDBPyConnection, memory_limit: str, umask: int
+    ):
         self.path = path
         self.dataset = dataset
         self.connection = connection
         self.memory_limit = memory_limit
+        self._outer_umask = umask
 
     @classmethod
     def open(cls, path: Path, dataset: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> "StagingStore":
         megabytes(memory_limit)  # fail on a malformed limit before touching the file
         path.parent.mkdir(parents=True, exist_ok=True)
+        umask = os.umask(PRIVATE_UMASK)  # restored by close()
         try:
-            # DuckDB would otherwise size its buffer pool to 80% of RAM; a merge of a large
-            # backfill spills to disk past this limit instead of growing the process.
-            connection = duckdb.connect(
-                str(path), config={"memory_limit": memory_limit, "checkpoint_threshold": CHECKPOINT_THRESHOLD}
-            )
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise StagingLocked(
-                    f"{path} is in use by another process, most likely a run still in progress or "
-                    f"an open read-write duckdb session; this run stops without changing anything. "
-                    f"DuckDB says: {exc}"
-                ) from None
-            raise StagingFailed(f"cannot open the DuckDB file {path}: {exc}") from None
-        return cls(path, dataset, connection, memory_limit)
+            _make_private(path)
+            connection = _connect(path, memory_limit)
+        except BaseException:
+            os.umask(umask)
+            raise
+        return cls(path, dataset, connection, memory_limit, umask)
 
     def close(self) -> None:
-        self.connection.close()
+        try:
+            self.connection.close()
+        finally:
+            os.umask(self._outer_umask)
 
     def raise_memory_limit(self) -> str:
         """Raise DuckDB's memory limit for the rest of this run (4x, at least 512MB); returns it."""
@@ -191,3 +198,30 @@ class StagingStore:
             [self.dataset, table],
         ).fetchall()
         return {row[0] for row in rows}
+
+
+def _connect(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
+    try:
+        # DuckDB would otherwise size its buffer pool to 80% of RAM; a merge of a large
+        # backfill spills to disk past this limit instead of growing the process.
+        return duckdb.connect(
+            str(path), config={"memory_limit": memory_limit, "checkpoint_threshold": CHECKPOINT_THRESHOLD}
+        )
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StagingLocked(
+                f"{path} is in use by another process, most likely a run still in progress or "
+                f"an open read-write duckdb session; this run stops without changing anything. "
+                f"DuckDB says: {exc}"
+            ) from None
+        raise StagingFailed(f"cannot open the DuckDB file {path}: {exc}") from None
+
+
+def _make_private(path: Path) -> None:
+    """Tighten a file (and its WAL) an earlier version of the connector created world-readable."""
+    for existing in (path, path.with_name(path.name + ".wal")):
+        try:
+            if existing.exists():
+                existing.chmod(PRIVATE_FILE)
+        except OSError as exc:
+            raise StagingFailed(f"cannot make {existing} private to this user (mode 0600): {exc}") from None

@@ -19,34 +19,48 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dlt.common.destination import Destination
+from dlt.common.destination.exceptions import DestinationTerminalException
 
 from .errors import GainsightError, GainsightSettingError, LocalWriteFailed
 from .push import Pusher
 
 
+# The push this process is running. The sink is a module-level function so that dlt can re-create
+# the destination by reference (`dlt pipeline nps_to_gainsight_push info`, `dlt.attach`) in a
+# process that runs no push; the pusher, an object with a live client and ledger, reaches it here.
+_active: dict[str, Pusher] = {}
+
+
 def gainsight(pusher: Pusher) -> Destination:
-    """A dlt destination delivering into Gainsight through `pusher`."""
-
-    @dlt.destination(
-        name="gainsight",
-        batch_size=0,
-        loader_file_format="parquet",
-        loader_parallelism_strategy="sequential",
-        naming_convention="direct",
-        skip_dlt_columns_and_tables=True,
-    )
-    def gainsight_outbox(items: Any, table: dict[str, Any]) -> None:
-        if pusher.failure is not None:
-            return  # a fatal error earlier in this load: the command reports it
-        try:
-            pusher.deliver(_as_table(items))
-        except (GainsightError, GainsightSettingError, LocalWriteFailed) as exc:
-            pusher.failure = exc
-        except duckdb.IOException as exc:  # a full disk, typically; other DuckDB errors are bugs
-            pusher.failure = LocalWriteFailed(f"writing the ledger in DuckDB failed: {exc}")
-            pusher.failure.__cause__ = exc
-
+    """A dlt destination delivering into Gainsight through `pusher` (the run's one push)."""
+    _active["pusher"] = pusher
     return gainsight_outbox()
+
+
+@dlt.destination(
+    name="gainsight",
+    batch_size=0,
+    loader_file_format="parquet",
+    loader_parallelism_strategy="sequential",
+    naming_convention="direct",
+    skip_dlt_columns_and_tables=True,
+)
+def gainsight_outbox(items: Any, table: dict[str, Any]) -> None:
+    pusher = _active.get("pusher")
+    if pusher is None:
+        raise DestinationTerminalException(
+            "the Gainsight push runs only inside `python pipelines/nps_to_gainsight.py`, which computes "
+            "the outbox from the ledger; dlt's own `load` cannot deliver it"
+        )
+    if pusher.failure is not None:
+        return  # a fatal error earlier in this load: the command reports it
+    try:
+        pusher.deliver(_as_table(items))
+    except (GainsightError, GainsightSettingError, LocalWriteFailed) as exc:
+        pusher.failure = exc
+    except duckdb.IOException as exc:  # a full disk, typically; other DuckDB errors are bugs
+        pusher.failure = LocalWriteFailed(f"writing the ledger in DuckDB failed: {exc}")
+        pusher.failure.__cause__ = exc
 
 
 def _as_table(items: Any) -> pa.Table:
