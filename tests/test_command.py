@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -155,4 +156,5 @@ def test_demo_runs_on_a_fresh_folder(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "new 27, updated 3" in result.stdout
     assert "Last five days in nps.nps_daily" in result.stdout
-    assert (tmp_path / ".demo" / "nps_demo.duckdb").exists()
+    assert stat.S_IMODE((tmp_path / ".demo" / "nps_demo.duckdb").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / ".demo" / "pipelines").stat().st_mode) == 0o700
