@@ -121,7 +121,9 @@ def test_second_concurrent_run_fails_fast_on_the_lock(cg_sandbox, project):
     env = cli_env(sandbox, project)
     first = start_cli("--stage-only", cwd=project, env=env)
     try:
-        wait_for(lambda: sandbox.count(path=RESPONSES) >= 1)
+        # The token is requested after the file is locked; the request log books a call when it
+        # is answered, so the held page itself would show up only after its delay.
+        wait_for(lambda: sandbox.count(path="/oauth2/token") >= 1, timeout=60)
         second = run_cli("--stage-only", cwd=project, env=env, timeout=30)
         assert second.returncode == 4
         assert "in use by another process" in second.stderr
