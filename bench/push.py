@@ -201,7 +201,7 @@ def _connector(base_url: str, workdir: Path) -> dict[str, Any]:
         code, result = execute(settings, gainsight_options={
             "base_url": base_url, "access_key": ACCESS_KEY, "response_bulk_job_id": JOB_ID,
             "timeline_author_email": AUTHOR, "timeline_max_age_days": TIMELINE_DAYS, "bulk_poll_interval_seconds": 0.5,
-            "quotas": NO_QUOTAS,
+            "quotas": NO_QUOTAS, "create_missing_companies": True,
         })  # fmt: skip
     if result is None or result.push is None:
         raise SystemExit(f"connector push failed with exit code {int(code)}")

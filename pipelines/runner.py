@@ -74,7 +74,8 @@ def execute(
     finally:
         store.close()
     push = result.push
-    code = outcome_code(report.quarantined, push.failed if push else 0, bool(push and push.deferrals))
+    # An account that starts waiting for a Company needs an admin once; the same wait is not re-alerted.
+    code = outcome_code(report.quarantined, push.failed if push else 0, bool(push and (push.deferrals or push.waiting.started)))
     duration = time.monotonic() - started
     log.info("%s", one_line_summary(result, duration, code))
     print(format_summary(result, duration, str(settings.duckdb_path), code), flush=True)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def format_summary(result: "StageResult", duration: float, staging_path: str, exit_code: ExitCode) -> str:
     report = result.report
     lines = [
-        f"run {report.run_id}: {_verdict(exit_code, report.quarantined)} in {duration:.1f} s",
+        f"run {report.run_id}: {_verdict(exit_code, report.quarantined, result.push)} in {duration:.1f} s",
         f"  customergauge: {sum(f.pages for f in report.feeds.values())} pages, {report.api_calls} API calls "
         f"({report.retries} retries, {report.token_grants} token grants)",
     ]
@@ -71,9 +71,22 @@ def _push_lines(push: "PushReport") -> list[str]:
             f"  deferred: the {deferral.family} quota ({deferral.window} window) is used up; the next run after "
             f"{_ts(deferral.resume_at)} continues"
         )
+    if push.waiting.accounts:
+        lines.append(_waiting_line(push))
     if push.failed:
         lines.append(f"  dead-lettered: {push.failed} record(s) this run; see gainsight.dead_letter_report")
     return lines
+
+
+def _waiting_line(push: "PushReport") -> str:
+    waiting = push.waiting
+    details = [f"{waiting.started:,} new this run"]
+    if waiting.ambiguous:
+        details.append(f"{waiting.ambiguous:,} with a name several Companies share")
+    return (
+        f"  waiting for a Company: {waiting.accounts:,} accounts ({', '.join(details)}), {waiting.responses:,} responses; "
+        "see gainsight.accounts_waiting (create or key them in Gainsight, or see README \"Companies\")"
+    )
 
 
 def one_line_summary(result: "StageResult", duration: float, exit_code: ExitCode) -> str:
@@ -91,14 +104,18 @@ def one_line_summary(result: "StageResult", duration: float, exit_code: ExitCode
             f"; gainsight: responses created {push['responses'].created}, updated {push['responses'].updated}, "
             f"dead-lettered {push.failed}, deferred {push.deferred}, API calls {sum(push.calls.values())}"
         )
+        if push.waiting.accounts:
+            line += f", waiting for a Company {push.waiting.accounts} accounts / {push.waiting.responses} responses"
     return line + " (full summary on stdout)"
 
 
-def _verdict(exit_code: ExitCode, quarantined: int) -> str:
+def _verdict(exit_code: ExitCode, quarantined: int, push: "PushReport | None" = None) -> str:
     if exit_code == ExitCode.QUARANTINED:
         return f"completed with {quarantined} quarantined record(s) (see quarantine_report)"
     if exit_code == ExitCode.DEAD_LETTERED:
         return "completed; Gainsight rejected some records (see gainsight.dead_letter_report)"
+    if exit_code == ExitCode.DEFERRED and push is not None and not push.deferrals:
+        return f"completed; {push.waiting.started} account(s) started waiting for a Company (see gainsight.accounts_waiting)"
     if exit_code == ExitCode.DEFERRED:
         return "completed what the Gainsight quota allowed; the rest is deferred to the next run"
     return "completed" if exit_code == ExitCode.OK else f"failed ({exit_code.name})"

@@ -155,6 +155,8 @@ class Connector:
             "bulk_poll_timeout_seconds": 60,
             "max_rate_limit_wait_seconds": 2,
             "quotas": NO_CLIENT_QUOTAS,
+            # The sandbox tenant starts empty: these tests let the connector create its Companies.
+            "create_missing_companies": True,
             **overrides,
         }
 

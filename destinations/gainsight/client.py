@@ -123,9 +123,12 @@ class GainsightClient:
         expression: str | None = None,
         limit: int = QUERY_LIMIT,
         offset: int = 0,
+        order_by: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """One query call; `data.records` (or a bare list, as in the doc sample) of rows."""
         body: dict[str, Any] = {"select": select, "limit": limit, "offset": offset}
+        if order_by:
+            body["orderBy"] = dict(order_by)  # paging by offset needs a stable order
         if conditions:
             body["where"] = {"conditions": conditions, "expression": expression or _and(conditions)}
         try:

@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.bulk_upload_rows (
 CREATE TABLE IF NOT EXISTS {SCHEMA}.quota_log (
     family VARCHAR, "window" VARCHAR, window_start TIMESTAMPTZ, calls INTEGER,
     PRIMARY KEY (family, "window", window_start));
+CREATE TABLE IF NOT EXISTS {SCHEMA}.company_waits (
+    account_id VARCHAR PRIMARY KEY, account_name VARCHAR, reason VARCHAR, candidates VARCHAR,
+    first_waited_at TIMESTAMPTZ, last_checked_at TIMESTAMPTZ, run_id VARCHAR);
 CREATE TABLE IF NOT EXISTS {SCHEMA}.dead_letters (
     object VARCHAR, record_key VARCHAR, error_code VARCHAR, error_message VARCHAR, payload VARCHAR,
     attempts INTEGER, first_failed_at TIMESTAMPTZ, last_failed_at TIMESTAMPTZ, run_id VARCHAR,
@@ -175,6 +178,50 @@ class Ledger:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    # --- accounts without a Company -----------------------------------------------------------------
+
+    def wait_for_company(self, rows: list[dict[str, Any]]) -> int:
+        """Book accounts that have no Company to reference yet (account_id, account_name, reason,
+        candidates); returns how many started waiting in this run (the others already waited)."""
+        if not rows:
+            return 0
+        stamp = now()
+        data = pa.Table.from_pylist(
+            [{**row, "stamp": stamp, "run_id": self.run_id} for row in rows],
+            pa.schema(
+                [
+                    ("account_id", pa.string()),
+                    ("account_name", pa.string()),
+                    ("reason", pa.string()),
+                    ("candidates", pa.string()),
+                    ("stamp", pa.timestamp("us", tz="UTC")),
+                    ("run_id", pa.string()),
+                ]
+            ),
+        )
+        self.db.register("_waits", data)
+        try:
+            (known,) = one_row(
+                self.db,
+                f"SELECT count(*) FROM {SCHEMA}.company_waits WHERE account_id IN (SELECT account_id FROM _waits)",
+            )
+            self.db.execute(
+                f"""INSERT INTO {SCHEMA}.company_waits
+                    SELECT account_id, account_name, reason, candidates, stamp, stamp, run_id FROM _waits
+                    ON CONFLICT (account_id) DO UPDATE SET account_name = excluded.account_name,
+                        reason = excluded.reason, candidates = excluded.candidates,
+                        last_checked_at = excluded.last_checked_at, run_id = excluded.run_id"""
+            )
+        finally:
+            self.db.unregister("_waits")
+        return len(rows) - int(known)
+
+    def stop_waiting(self, account_ids: Iterable[str]) -> None:
+        """The accounts have a confirmed Company now."""
+        keys = list(account_ids)
+        if keys:
+            self.db.execute(f"DELETE FROM {SCHEMA}.company_waits WHERE list_contains(?::VARCHAR[], account_id)", [keys])
 
     # --- Bulk upload log ----------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 The People API takes one person per call (reference §4.6), so it is the most call-hungry step: a
 person is only sent when new or when a pushed field (name, company) changed since the ledger's
 last confirmed version. A person whose account has no confirmed Company yet waits for it, so the
-association is never dropped and re-added.
+association is never dropped and re-added. A person who already exists in Gainsight keeps the
+names the CRM gave them (only the association is added) unless `update_person_names` is set.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def upsert_people(ctx: PushContext, outbox: pa.Table, companies: dict[str, str])
     counts = ctx.report[TABLE]
     people = latest_per(ctx.ledger.db, outbox, "email", ["first_name", "last_name", "account_id"], only_needing_record=True)
     state = ctx.ledger.state(TABLE, list(people), ["pushed_hash", "failed_hash", "attempts"])
-    todo: list[tuple[str, dict[str, Any], str, str | None]] = []
+    todo: list[tuple[str, dict[str, Any], str, str | None]] = []  # (email, outbox row, hash, company)
     waiting: list[str] = []
     for email, row in people.items():
         account_id = row["account_id"]
@@ -43,10 +44,18 @@ def upsert_people(ctx: PushContext, outbox: pa.Table, companies: dict[str, str])
         elif ctx.ledger.gives_up(known, digest):
             counts.given_up += 1
         else:
-            todo.append((email, person_record(email, row["first_name"], row["last_name"], gsid), digest, gsid))
+            todo.append((email, row, digest, gsid))
     counts.deferred += len(waiting)
+    try:
+        existing = _existing_people(ctx, [item[0] for item in todo], state)
+    except QuotaExhausted as exhausted:
+        ctx.defer(TABLE, [item[0] for item in todo], exhausted)
+        return
     confirmations: list[dict[str, Any]] = []
-    for position, (email, person, digest, company_gsid) in enumerate(todo):
+    for position, (email, row, digest, company_gsid) in enumerate(todo):
+        exists = email.lower() in existing
+        names = ctx.settings.update_person_names or not exists
+        person = person_record(email, row["first_name"], row["last_name"], company_gsid, names)
         try:
             answer = ctx.client.upsert_person(person)
         except QuotaExhausted as exhausted:
@@ -58,9 +67,8 @@ def upsert_people(ctx: PushContext, outbox: pa.Table, companies: dict[str, str])
             counts.failed += 1
             log.warning("gainsight: person %s dead-lettered: %s", email, exc)
             continue
-        created = email not in state or not state[email].get("pushed_hash")
-        counts.created += created
-        counts.updated += not created
+        counts.created += not exists
+        counts.updated += exists
         confirmations.append(
             {
                 "email": email,
@@ -82,3 +90,16 @@ def upsert_people(ctx: PushContext, outbox: pa.Table, companies: dict[str, str])
         counts.failed,
         len(waiting),
     )
+
+
+def _existing_people(ctx: PushContext, emails: list[str], state: dict[str, dict[str, Any]]) -> set[str]:
+    """Lower-cased e-mails of the persons already in Gainsight, whose names the upsert must leave
+    alone (the People API writes every field it is sent): the ledger's, then a query of Person by
+    Email for the rest (≤5000 per call; none when the ledger knows them all)."""
+    if not emails:
+        return set()
+    known = {email.lower() for email in emails if (state.get(email) or {}).get("pushed_hash")}
+    rest = [email for email in emails if email.lower() not in known]
+    if rest:
+        known.update(str(email).lower() for email in ctx.client.find_by_key("Person", "Email", rest, []))
+    return known

@@ -98,12 +98,22 @@ def company_record(account_id: str, name: str | None, key_field: str) -> dict[st
     return {"Name": name or account_id, key_field: account_id}
 
 
-def company_hash(account_id: str, name: str | None) -> str:
-    return digest(account_id, name or account_id)
+def company_hash(account_id: str, name: str | None, renames: bool = True) -> str:
+    """What the ledger confirmed for an account. Without `rename_companies` the hash also says "name
+    left alone", so turning renames on re-checks every account once instead of trusting old matches."""
+    if renames:
+        return digest(account_id, name or account_id)
+    return digest(account_id, name or account_id, "name kept")
 
 
-def person_record(email: str, first_name: str | None, last_name: str | None, company_gsid: str | None) -> dict[str, Any]:
+def person_record(
+    email: str, first_name: str | None, last_name: str | None, company_gsid: str | None, with_names: bool = True
+) -> dict[str, Any]:
+    """The People API writes every field it is sent: `with_names=False` leaves a person's names as
+    they are in Gainsight (a CRM maintains them) and only adds the Company association."""
     person: dict[str, Any] = {"Email": email}
+    if not with_names:
+        first_name = last_name = None
     if first_name:
         person["FirstName"] = first_name
     if last_name:

@@ -18,6 +18,16 @@ class ObjectCounts:
     given_up: int = 0  # failed max_attempts times for this content; not resent until it changes
 
 
+@dataclass
+class CompanyWaits:
+    """Accounts of this outbox with no Company to reference (see `gainsight.accounts_waiting`)."""
+
+    accounts: int = 0
+    started: int = 0  # of which started waiting in this run: only these make the run exit 12
+    ambiguous: int = 0  # of which their name fits several Companies
+    responses: int = 0  # responses that wait with them
+
+
 @dataclass(frozen=True)
 class Deferral:
     family: str
@@ -32,6 +42,7 @@ class PushReport:
     bulk_rows: int = 0
     recovered_uploads: int = 0
     deferrals: list[Deferral] = field(default_factory=list)
+    waiting: CompanyWaits = field(default_factory=CompanyWaits)
     calls: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     token_grants: int = 0

@@ -36,6 +36,10 @@ DEFAULT_RESPONSE_FIELDS: dict[str, str] = {
 
 SECRET_KEYS = ("access_key", "client_id", "client_secret", "bulk_access_key")
 
+# How an account finds its Company: by the key field only, or by the key, then by exact Name.
+COMPANY_MATCH_MODES = ("key", "key_then_name")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
 
 @dataclass(frozen=True)
 class QuotaLimits:
@@ -71,6 +75,11 @@ class GainsightSettings:
     bulk_poll_interval_seconds: float = 2.0
     company_object: str = "Company"
     company_key_field: str = "CG_Account_Id__gc"
+    # A real tenant's Companies come from its CRM: writing to them is opt-in (README "Companies").
+    company_match: str = "key"
+    create_missing_companies: bool = False
+    rename_companies: bool = False
+    update_person_names: bool = False
     timeline_author_email: str | None = None
     timeline_activity_type: str = "Survey Response"
     timeline_max_age_days: int = 30  # 0 turns Timeline entries off
@@ -136,6 +145,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> GainsightSettin
         settings = GainsightSettings(
             quotas=limits, response_fields=fields_map, **{k: _coerce(k, v) for k, v in values.items()}
         )
+    except GainsightSettingError:
+        raise
     except (TypeError, ValueError) as exc:
         raise GainsightSettingError(f"invalid {SECTION} setting: {exc}") from None
     return validate(settings)
@@ -144,13 +155,27 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> GainsightSettin
 def _coerce(name: str, value: Any) -> Any:
     """TOML and env values arrive as str; give each field its declared type."""
     default = next(f for f in fields(GainsightSettings) if f.name == name).default
-    if isinstance(default, bool) or value is None:
+    if value is None:
         return value
+    if isinstance(default, bool):
+        return _flag(name, value)
     if isinstance(default, int):
         return int(value)
     if isinstance(default, float):
         return float(value)
     return str(value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A switch from TOML (a bool) or env (text); anything else is refused, never read as false."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise GainsightSettingError(
+        f"{SECTION}.{name} (env DESTINATION__GAINSIGHT__{name.upper()}) must be true or false (got {value!r})"
+    )
 
 
 def validate(settings: GainsightSettings) -> GainsightSettings:
@@ -177,6 +202,11 @@ def validate(settings: GainsightSettings) -> GainsightSettings:
         )
     if "response_id" not in settings.response_fields:
         raise GainsightSettingError(f"{SECTION}.response_fields must map response_id (the upsert key)")
+    if settings.company_match not in COMPANY_MATCH_MODES:
+        raise GainsightSettingError(
+            f"{SECTION}.company_match (env {env}COMPANY_MATCH) must be one of {', '.join(COMPANY_MATCH_MODES)} "
+            f"(got {settings.company_match!r})"
+        )
     if not 1 <= settings.timeline_records_per_call <= 50:
         raise GainsightSettingError(f"{SECTION}.timeline_records_per_call must be 1..50")
     return replace(settings, base_url=settings.base_url.rstrip("/"))

@@ -1,7 +1,8 @@
 """Inspection views over the ledger, recreated after every push.
 
 `gainsight.response_status` answers "did Jane's detractor response reach Gainsight?" in one query;
-`gainsight.dead_letter_report` lists what Gainsight rejected, why, and whether it is still retried.
+`gainsight.dead_letter_report` lists what Gainsight rejected, why, and whether it is still retried;
+`gainsight.accounts_waiting` lists the accounts that have no Company to reference yet, and why.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ SELECT
             THEN 'rejected (given up)'
         WHEN l.status = 'failed' THEN 'rejected (will retry)'
         WHEN l.pushed_hash IS NOT NULL THEN 'older version in gainsight'
+        WHEN w.account_id IS NOT NULL THEN 'waiting for its company'
         WHEN l.status = 'deferred' THEN 'deferred (quota)'
         ELSE 'not pushed yet'
     END AS gainsight_status,
@@ -31,6 +33,20 @@ FROM {dataset}.nps_responses r
 LEFT JOIN {schema}.responses l USING (response_id)
 LEFT JOIN {schema}.activities a USING (response_id)
 LEFT JOIN {schema}.companies c ON c.account_id = r.account_id
+LEFT JOIN {schema}.company_waits w ON w.account_id = r.account_id
+"""
+
+ACCOUNTS_WAITING_VIEW = """
+CREATE OR REPLACE VIEW {schema}.accounts_waiting AS
+SELECT
+    w.account_id, w.account_name, w.reason, w.candidates,
+    count(r.response_id) FILTER (WHERE l.pushed_hash IS DISTINCT FROM r.content_hash) AS responses_waiting,
+    w.first_waited_at, w.last_checked_at
+FROM {schema}.company_waits w
+LEFT JOIN {dataset}.nps_responses r ON r.account_id = w.account_id
+LEFT JOIN {schema}.responses l USING (response_id)
+GROUP BY ALL
+ORDER BY responses_waiting DESC, w.account_id
 """
 
 DEAD_LETTER_VIEW = """
@@ -48,3 +64,4 @@ def ensure_views(db: duckdb.DuckDBPyConnection, dataset: str, max_attempts: int)
     names = {"schema": SCHEMA, "dataset": f'"{dataset}"', "max_attempts": int(max_attempts)}
     db.execute(RESPONSE_STATUS_VIEW.format(**names))
     db.execute(DEAD_LETTER_VIEW.format(**names))
+    db.execute(ACCOUNTS_WAITING_VIEW.format(**names))

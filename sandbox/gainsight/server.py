@@ -218,14 +218,17 @@ class GainsightSandbox(SandboxServer):
     def add_user(self, email: str, name: str) -> str:
         """Emulator-only: add a GsUser (authors, CSMs); returns its GSID."""
         first, _, last = name.partition(" ")
-        table = self._store.table("GsUser")
+        return self.add_record("GsUser", {"Email": email, "Name": name, "FirstName": first, "LastName": last or None})
+
+    def add_record(self, object_name: str, values: Mapping[str, Any]) -> str:
+        """Emulator-only: a record made outside the connector (a CRM sync, an admin), validated like an
+        insert; returns its GSID. Seeds a tenant's existing Companies (keyed or by Name only) and Persons."""
+        table = self._table(object_name)
         with self._lock:
-            values, _, errors = self._preparer.prepare(
-                table.spec, {"Email": email, "Name": name, "FirstName": first, "LastName": last or None}
-            )
+            prepared, _, errors = self._preparer.prepare(table.spec, dict(values))
             if errors:
-                raise ValueError(f"invalid user: {errors}")
-            return self._store.insert(table, values)
+                raise ValueError(f"invalid {table.spec.name} record: {errors}")
+            return self._store.insert(table, prepared)
 
     def records(self, object_name: str) -> list[dict[str, Any]]:
         """Emulator-only: every stored record of an object (any case), as Python values, oldest first."""
@@ -290,6 +293,7 @@ class GainsightSandbox(SandboxServer):
 
     def _routes_for_controls(self) -> None:
         self.route("GET", r"/_sandbox/records/([^/]+)", self._control_records)
+        self.route("POST", r"/_sandbox/records/([^/]+)", self._control_add_record)
         self.route("GET", r"/_sandbox/families", lambda request: json_response(200, self.family_counts()))
         self.route("GET", r"/_sandbox/quotas", lambda request: json_response(200, self.quota_state()))
         self.route("GET", r"/_sandbox/bulk/executions", lambda request: json_response(200, _plain(self.bulk_executions())))
@@ -331,6 +335,14 @@ class GainsightSandbox(SandboxServer):
         except (KeyError, TypeError, ValueError) as error:
             return json_response(400, {"message": str(error)})
         return json_response(200, {"keys": keys})
+
+    def _control_add_record(self, request: Request, name: str) -> Response:
+        """A record's field values -> ``{"gsid"}``."""
+        try:
+            gsid = self.add_record(name, request.json())
+        except (KeyError, TypeError, ValueError) as error:
+            return json_response(400, {"message": str(error)})
+        return json_response(201, {"gsid": gsid})
 
     def _control_add_user(self, request: Request) -> Response:
         """``{"email", "name"}`` -> ``{"gsid"}``."""
