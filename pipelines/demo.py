@@ -1,7 +1,8 @@
 """`--demo`: the real command path against the bundled CustomerGauge and Gainsight sandboxes.
 
 Starts both sandboxes in-process with seeded data, stages into a throw-away DuckDB file and pushes
-into the Gainsight sandbox (companies, people, the NPS object through a Bulk job, Timeline), then
+into the Gainsight sandbox (companies, people, the NPS object through a Bulk job, Timeline) - a
+tenant seeded as a CRM leaves it, so the company settings show what they do (`demo_tenant.py`) - then
 changes CustomerGauge the way a real day does (new responses, edited comments, late arrivals, one
 response with an e-mail Gainsight refuses) and runs again to show the incremental pass. The demo
 never reads `.dlt/secrets.toml` and never talks to a real vendor host. Quotas are off in the demo
@@ -21,6 +22,7 @@ import duckdb
 from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
 from sandbox.gainsight import BulkJob, GainsightSandbox
 
+from .demo_tenant import COMPANY_SETTINGS, describe_seed, seed_crm_tenant, show_companies
 from .errors import ExitCode
 from .runner import execute
 from .settings import RunSettings
@@ -36,7 +38,8 @@ DEMO_BULK_JOB = "demo-nps-responses-upsert"
 DEMO_AUTHOR = "nps.connector@example.com"
 RESPONSE_OBJECT = "CG_NPS_Response__gc"
 NO_QUOTAS = {"sync_per_minute": 10**6, "sync_per_day": 10**7, "bulk_per_hour": 10**3, "timeline_per_minute": 10**6}
-COMPLETED = (ExitCode.OK, ExitCode.QUARANTINED, ExitCode.DEAD_LETTERED)
+# Exit 12 here means an account started waiting for a Company (the demo seeds an ambiguous name).
+COMPLETED = (ExitCode.OK, ExitCode.QUARANTINED, ExitCode.DEAD_LETTERED, ExitCode.DEFERRED)
 
 
 def run_demo(workdir: Path = DEMO_DIR) -> ExitCode:
@@ -69,7 +72,10 @@ def run_demo(workdir: Path = DEMO_DIR) -> ExitCode:
             "timeline_author_email": DEMO_AUTHOR,
             "bulk_poll_interval_seconds": 0.2,
             "quotas": NO_QUOTAS,
+            **COMPANY_SETTINGS,
         }
+        tenant = seed_crm_tenant(sandbox, gainsight)
+        print(describe_seed(tenant), flush=True)
         log.info("demo: CustomerGauge sandbox at %s with %d seeded responses", sandbox.base_url, SEED.responses)
         log.info("demo: Gainsight sandbox at %s (Bulk job %s)", gainsight.base_url, DEMO_BULK_JOB)
         log.info("demo: run 1 of 2 (first load: stage, then push through the Bulk job)")
@@ -83,6 +89,7 @@ def run_demo(workdir: Path = DEMO_DIR) -> ExitCode:
             return second
         _show(settings)
         _show_gainsight(settings, gainsight)
+        show_companies(settings.duckdb_path, gainsight, tenant)
     return ExitCode.OK
 
 

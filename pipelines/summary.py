@@ -84,8 +84,8 @@ def _waiting_line(push: "PushReport") -> str:
     if waiting.ambiguous:
         details.append(f"{waiting.ambiguous:,} with a name several Companies share")
     return (
-        f"  waiting for a Company: {waiting.accounts:,} accounts ({', '.join(details)}), {waiting.responses:,} responses; "
-        "see gainsight.accounts_waiting (create or key them in Gainsight, or see README \"Companies\")"
+        f"  waiting for a Company: {waiting.accounts:,} account(s) ({', '.join(details)}), {waiting.responses:,} responses; "
+        "see gainsight.accounts_waiting and README \"Companies and people your CRM already made\""
     )
 
 

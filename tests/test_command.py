@@ -161,3 +161,8 @@ def test_demo_runs_on_a_fresh_folder(tmp_path):
     assert "Last five days in nps.nps_daily" in result.stdout
     assert stat.S_IMODE((tmp_path / ".demo" / "nps_demo.duckdb").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / ".demo" / "pipelines").stat().st_mode) == 0o700
+    # the tenant starts as a CRM left it; the demo says which company settings it runs with
+    assert "company settings of this demo: company_match = key_then_name, create_missing_companies = true" in result.stdout
+    assert "matched by name, key stamped on them           20" in result.stdout
+    assert "persons who kept their CRM names                3 of 3" in result.stdout
+    assert ": ambiguous_name," in result.stdout
