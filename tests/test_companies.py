@@ -14,7 +14,7 @@ import pytest
 
 from destinations.gainsight import GainsightSettingError, load_settings
 from destinations.gainsight.client import GainsightClient
-from destinations.gainsight.matching import count_company_matches, normalized_name
+from destinations.gainsight.matching import count_company_matches, match_accounts, normalized_name
 from destinations.gainsight.quota import QuotaLimiter
 from pipelines.errors import ExitCode
 
@@ -260,3 +260,18 @@ def test_names_compare_case_and_space_insensitively_and_nothing_more():
     assert normalized_name("  ACME   Corp ") == normalized_name("acme corp") == "acme corp"
     assert normalized_name("Acme Corp.") != normalized_name("Acme Corp")
     assert normalized_name(None) == ""
+
+
+def test_two_accounts_naming_one_company_are_both_ambiguous(gs_sandbox):
+    gs = gs_sandbox()
+    acme = gs.add_record("Company", {"Name": "Acme"})
+    gs.add_record("Company", {"Name": "Globex", KEY: "other-account"})  # keyed: never a name candidate
+    settings = load_settings({"base_url": gs.base_url, "access_key": ACCESS_KEY, "timeline_max_age_days": 0})
+    client = GainsightClient(settings, QuotaLimiter(settings.quotas, None, settings.max_rate_limit_wait_seconds))
+    try:
+        matches = match_accounts(client, settings, {"A1": "Acme", "A2": " ACME ", "A3": "Globex", "A4": None}, True)
+    finally:
+        client.close()
+
+    assert set(matches.ambiguous) == {"A1", "A2"} and [c["Gsid"] for c in matches.ambiguous["A1"]] == [acme]
+    assert matches.by_name == {} and matches.by_key == {} and sorted(matches.unmatched) == ["A3", "A4"]

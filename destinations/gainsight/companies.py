@@ -175,17 +175,18 @@ def _report_waiting(ctx: PushContext, outbox: pa.Table, waiting: list[dict[str, 
     accounts = pa.array([row["account_id"] for row in waiting], pa.string())
     needed = pc.and_(pc.fill_null(outbox["needs_response"], False), pc.is_in(outbox["account_id"], value_set=accounts))
     report = ctx.report.waiting
-    report.accounts += len(waiting)
+    report.account_ids.update(row["account_id"] for row in waiting)
+    report.ambiguous_ids.update(row["account_id"] for row in waiting if row["reason"] == "ambiguous_name")
     report.started += started
-    report.ambiguous += sum(1 for row in waiting if row["reason"] == "ambiguous_name")
-    report.responses += pc.sum(needed).as_py() or 0
+    responses = pc.sum(needed).as_py() or 0
+    report.responses += responses
     log.warning(
         "gainsight: %d account(s) wait for a Company (%d new this run, %d with an ambiguous name), holding %d "
         "response(s); see gainsight.accounts_waiting (company_match = %s, create_missing_companies = %s)",
         len(waiting),
         started,
-        report.ambiguous,
-        report.responses,
+        sum(1 for row in waiting if row["reason"] == "ambiguous_name"),
+        responses,
         ctx.settings.company_match,
         str(ctx.settings.create_missing_companies).lower(),
     )

@@ -20,12 +20,21 @@ class ObjectCounts:
 
 @dataclass
 class CompanyWaits:
-    """Accounts of this outbox with no Company to reference (see `gainsight.accounts_waiting`)."""
+    """Accounts with no Company to reference (see `gainsight.accounts_waiting`); sets, because a run
+    may deliver several outbox files naming the same account."""
 
-    accounts: int = 0
-    started: int = 0  # of which started waiting in this run: only these make the run exit 12
-    ambiguous: int = 0  # of which their name fits several Companies
+    account_ids: set[str] = field(default_factory=set)
+    ambiguous_ids: set[str] = field(default_factory=set)  # their name fits several Companies
+    started: int = 0  # accounts that started waiting in this run: only these make the run exit 12
     responses: int = 0  # responses that wait with them
+
+    @property
+    def accounts(self) -> int:
+        return len(self.account_ids)
+
+    @property
+    def ambiguous(self) -> int:
+        return len(self.ambiguous_ids)
 
 
 @dataclass(frozen=True)
