@@ -61,6 +61,9 @@ def test_key_only_waits_for_unmatched_accounts_then_picks_them_up(cg_sandbox, gs
     gs.add_record("Company", {"Name": accounts[by_name]})  # the CRM's, without the key
     connector = connector_for(cg, gs)
 
+    code, result = connector.run(dry_run=True, create_missing_companies=False)
+    assert (result.push["companies"].created, result.push["companies"].deferred) == (0, 4)  # not promised
+
     code, result = connector.run(create_missing_companies=False)
 
     assert code == ExitCode.DEFERRED  # three accounts started waiting: an admin has something to do

@@ -36,7 +36,11 @@ def plan_push(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSe
             persons[row["email"]] = row
     for account_id, name in accounts.items():
         gsid, pushed = companies.get(account_id, (None, None))
-        _count(report, "companies", gsid is not None, pushed == company_hash(account_id, name, settings.rename_companies))
+        if gsid is None and not settings.create_missing_companies:
+            report["companies"].deferred += 1  # the real run finds its Company or lets it wait (`check` says which)
+            continue
+        same = pushed == company_hash(account_id, name, settings.rename_companies) or not settings.rename_companies
+        _count(report, "companies", gsid is not None, gsid is not None and same)
     for email, row in persons.items():
         company = companies.get(row["account_id"], (None, None))[0] if row["account_id"] else None
         (pushed,) = people.get(email, (None,))
