@@ -37,16 +37,9 @@ class CrmTenant:
 def seed_crm_tenant(customergauge: CustomerGaugeSandbox, gainsight: GainsightSandbox) -> CrmTenant:
     """Per four accounts: one keyed (CRM name), two by Name only (one upper-cased), one absent; one
     account's name is held by two Companies; three respondents exist as Persons with CRM names."""
-    accounts: dict[str, str] = {}
-    emails: list[str] = []
-    for record in customergauge.records:
-        number = next((p["reference"] for p in record.get("properties", []) if p["field"] == "Account Number"), None)
-        if number and "nps" in record:
-            accounts.setdefault(number, record["account"]["name"])
-            if record.get("email") and record["email"].lower() not in emails:
-                emails.append(record["email"].lower())
+    emails = list(dict.fromkeys(r["email"].lower() for r in customergauge.records if r.get("email") and "nps" in r))
     tenant = CrmTenant()
-    ordered = sorted(accounts.items())
+    ordered = list(customergauge.accounts().items())
     for position, (account_id, name) in enumerate(ordered[1:], start=1):
         kind = position % 4
         if kind == 1:

@@ -24,16 +24,6 @@ COMPANY_QUERY = "/v1/data/objects/query/Company"
 KEY = "CG_Account_Id__gc"
 
 
-def cg_accounts(cg) -> dict[str, str]:
-    """account_id -> name of every account the CustomerGauge sandbox's responses carry."""
-    accounts = {}
-    for record in cg.records:
-        number = next((p["reference"] for p in record.get("properties", []) if p["field"] == "Account Number"), None)
-        if number and "nps" in record:
-            accounts[number] = record["account"]["name"]
-    return dict(sorted(accounts.items()))
-
-
 def companies(gs) -> dict[str | None, dict]:
     """Company records by key value (None collects the unkeyed ones: must not be duplicated)."""
     rows = gs.records("Company")
@@ -54,7 +44,7 @@ def pushed_ids(connector) -> set[str]:
 
 def test_key_only_waits_for_unmatched_accounts_then_picks_them_up(cg_sandbox, gs_sandbox, connector_for):
     cg = cg_sandbox(responses=60, days=8, accounts=4)
-    accounts = cg_accounts(cg)
+    accounts = cg.accounts()
     keyed, by_name, absent, late = list(accounts)
     gs = gs_sandbox()
     keyed_gsid = gs.add_record("Company", {"Name": "Keyed Co (CRM name)", KEY: keyed})
@@ -104,7 +94,7 @@ def test_key_only_waits_for_unmatched_accounts_then_picks_them_up(cg_sandbox, gs
 
 def test_key_then_name_stamps_the_key_so_the_next_run_matches_by_key(cg_sandbox, gs_sandbox, connector_for):
     cg = cg_sandbox(responses=40, days=6, accounts=3)
-    accounts = cg_accounts(cg)
+    accounts = cg.accounts()
     gs = gs_sandbox()
     # The CRM's spelling: other case and spacing, no key.
     crm = {account: gs.add_record("Company", {"Name": f"  {name.upper().replace(' ', '   ')} "}) for account, name in accounts.items()}
@@ -133,7 +123,7 @@ def test_key_then_name_stamps_the_key_so_the_next_run_matches_by_key(cg_sandbox,
 
 def test_an_ambiguous_name_is_never_guessed(cg_sandbox, gs_sandbox, connector_for):
     cg = cg_sandbox(responses=40, days=6, accounts=2)
-    (single, twice), names = list(cg_accounts(cg)), cg_accounts(cg)
+    (single, twice), names = list(cg.accounts()), cg.accounts()
     gs = gs_sandbox()
     gs.add_record("Company", {"Name": names[single]})
     duplicates = [gs.add_record("Company", {"Name": names[twice]}), gs.add_record("Company", {"Name": names[twice].lower()})]
@@ -158,7 +148,7 @@ def test_an_ambiguous_name_is_never_guessed(cg_sandbox, gs_sandbox, connector_fo
 
 def test_create_and_rename_are_each_an_opt_in(cg_sandbox, gs_sandbox, connector_for):
     cg = cg_sandbox(responses=40, days=6, accounts=2)
-    accounts = cg_accounts(cg)
+    accounts = cg.accounts()
     keyed, missing = list(accounts)
     gs = gs_sandbox()
     gs.add_record("Company", {"Name": "CRM name", KEY: keyed})
@@ -220,8 +210,8 @@ def test_existing_people_keep_their_crm_names_unless_asked(cg_sandbox, gs_sandbo
 
 def test_check_counts_matches_without_writing(cg_sandbox, gs_sandbox, staging_for):
     cg = cg_sandbox(responses=60, days=8, accounts=4)
-    by_key, by_name, ambiguous, none = list(cg_accounts(cg))
-    names = cg_accounts(cg)
+    by_key, by_name, ambiguous, none = list(cg.accounts())
+    names = cg.accounts()
     gs = gs_sandbox()
     gs.add_record("Company", {"Name": "Anything", KEY: by_key})
     gs.add_record("Company", {"Name": names[by_name]})

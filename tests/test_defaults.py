@@ -94,6 +94,10 @@ def shipped(tmp_path_factory) -> ShippedRuns:
         CustomerGaugeSandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, seed=seed) as cg,
         GainsightSandbox(ACCESS_KEY, bulk_jobs=[job], quotas=False) as gs,
     ):
+        # The tenant as README's admin setup leaves it: each account's Company carries the key
+        # (the shipped config matches by key and never creates or renames Companies).
+        for account_id, name in cg.accounts().items():
+            gs.add_record("Company", {"Name": name, "CG_Account_Id__gc": account_id})
         env = operator_env(cg, gs)
         first = run_command(project, env)
         writes_after_first = writes(gs)

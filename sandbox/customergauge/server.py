@@ -74,6 +74,16 @@ class CustomerGaugeSandbox(SandboxServer):
         """Current response records in sync-id order, raw API shape with every expansion."""
         return self._responses.records()
 
+    def accounts(self) -> dict[str, str]:
+        """Account number ("Account Number" property) -> account name, of every stored response, by
+        number: what a CRM would hold, for seeding a Gainsight tenant's Companies."""
+        accounts: dict[str, str] = {}
+        for record in self.records:
+            number = next((p["reference"] for p in record.get("properties") or [] if p.get("field") == "Account Number"), None)
+            if number and "nps" in record:
+                accounts.setdefault(number, (record.get("account") or {}).get("name"))
+        return dict(sorted(accounts.items()))
+
     @property
     def token_requests(self) -> int:
         """How many tokens were granted so far."""
