@@ -526,3 +526,23 @@ def test_response_edited_while_its_window_is_paged_lands_once_in_its_latest_vers
     assert staging.scalar(
         "SELECT comment FROM nps.nps_responses WHERE response_id = ?", [str(first_page_record)]
     ) == "edited during the run"
+
+
+@pytest.mark.parametrize("last_page_cursor", ["number", "null", "missing"])
+def test_empty_last_page_ends_paging_whatever_its_cursor_says(cg_sandbox, staging_for, last_page_cursor):
+    """The reference documents `cursor.next` on the empty page as a number [assumed]; a `null` or an
+    absent `next` ends paging just the same, and every request asks for JSON."""
+    sandbox = cg_sandbox(responses=1200, days=10, last_page_cursor=last_page_cursor)
+    staging = staging_for(sandbox)
+
+    code, result = staging.run()
+
+    assert code == ExitCode.OK
+    assert set(staged_ids(staging)) == sandbox_ids(sandbox) and len(staged_ids(staging)) == 1200
+    assert len(staging.response_requests()) == 3  # two data pages and the empty one
+    sent = sandbox.requests()
+    assert {entry.path for entry in sent} == {RESPONSES, "/oauth2/token"}
+    assert all(entry.accept == "application/json" for entry in sent)  # token and data requests alike
+    sandbox.add_responses(4)
+    code, result = staging.run()  # the next run still finds the feed's end
+    assert code == ExitCode.OK and len(staged_ids(staging)) == 1204

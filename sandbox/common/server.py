@@ -77,6 +77,7 @@ class LoggedRequest:
     query: dict[str, list[str]]
     status: Optional[int]
     timestamp: float
+    accept: Optional[str] = None  # the request's Accept header, so tests can assert the client sends one
 
 
 class RequestLog:
@@ -292,6 +293,7 @@ class SandboxServer:
                 request.query,
                 response.status if response is not None else None,
                 arrived,
+                request.headers.get("Accept"),
             )
         )
         return response

@@ -28,6 +28,15 @@ NON_RESPONSE_EXPANSIONS = ("properties",)  # the other with[] values are accepte
 _DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
+#: The empty last page per ``last_page_cursor`` [assumed variants]: ``number`` = the incoming cursor
+#: (the reference's reading, rendered by the store), ``null`` = ``"next": null``, ``missing`` = no ``next``.
+_LAST_PAGES: dict[str, Optional[bytes]] = {
+    "number": None,
+    "null": b'{"data":[],"cursor":{"next":null}}',
+    "missing": b'{"data":[],"cursor":{}}',
+}
+
+
 class CustomerGaugeSandbox(SandboxServer):
     """A local CustomerGauge v7 API on 127.0.0.1 (token endpoint on the same base URL).
 
@@ -42,8 +51,12 @@ class CustomerGaugeSandbox(SandboxServer):
         seed: Optional[SeedSpec] = None,
         token_lifetime: float = 3600.0,
         port: int = 0,
+        last_page_cursor: str = "number",
     ) -> None:
         super().__init__(port)
+        if last_page_cursor not in _LAST_PAGES:
+            raise ValueError(f"last_page_cursor must be one of {sorted(_LAST_PAGES)}")
+        self.last_page_cursor = last_page_cursor
         self._credentials = (client_id.encode(), client_secret.encode())
         self._tokens = TokenIssuer(token_lifetime)
         spec = seed if seed is not None else SeedSpec()
@@ -139,7 +152,10 @@ class CustomerGaugeSandbox(SandboxServer):
             query = parse_sync_query(request.query)
         except InvalidQuery as invalid:
             return json_response(422, {"message": "The given data was invalid.", "errors": invalid.errors})
-        return Response(200, store.page(query.cursor, query.per_page, query.expansions, query.period))
+        body = store.page(query.cursor, query.per_page, query.expansions, query.period)
+        if body.startswith(b'{"data":[]'):
+            body = _LAST_PAGES[self.last_page_cursor] or body
+        return Response(200, body)
 
     def _authenticated(self, request: Request) -> bool:
         scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")

@@ -94,7 +94,8 @@ class CustomerGaugeClient:
         self.stats = CallStats()
         self._credentials = credentials
         self._session = session or requests.Session()
-        self._session.headers["User-Agent"] = USER_AGENT
+        # JSON on every request, token included: an API gateway may otherwise pick an HTML error page.
+        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self._tokens = TokenCache(self._request_token)
 
     @property

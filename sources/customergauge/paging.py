@@ -7,7 +7,8 @@ silently stop applying; this is the bug not to copy.) Paging ends on the first e
 Pages are handed on as raw bytes so decoding can happen elsewhere (see `decoding.py`); to ask for
 the next page without decoding this one, the cursor is read from the end of the body, where the
 documented envelope `{"data":[...],"cursor":{"next":N}}` puts it. A body of any other shape is
-parsed in full instead, and the decoder re-checks the cursor on every page.
+parsed in full instead, and the decoder re-checks the cursor on every page. The last, empty page
+ends paging whatever its cursor says: `"next": null` or no `next` at all is as final as a number.
 """
 
 from __future__ import annotations
@@ -86,13 +87,18 @@ def iter_pages(
 
 
 def peek(body: bytes) -> tuple[int, bool]:
-    """(cursor.next, whether `data` is empty) without decoding the records when possible."""
+    """(cursor.next, whether `data` is empty) without decoding the records when possible.
+
+    An empty page needs no cursor (-1 stands in): nothing follows it.
+    """
     if len(body) > _SMALL_PAGE:
         match = _TAIL_CURSOR.search(body, len(body) - 256)
         if match:
             return int(match.group(1)), False
     try:
         envelope = json.loads(body)
+        if isinstance(envelope, dict) and isinstance(envelope.get("data"), list) and not envelope["data"]:
+            return -1, True
         return int(envelope["cursor"]["next"]), not envelope["data"]
     except (ValueError, TypeError, KeyError) as exc:
         raise ContractViolation(
