@@ -32,6 +32,7 @@ import urllib3
 
 from connector_common.tokens import TokenCache
 
+from .answers import TimelineOutcome, bulk_status, bulk_status_id, timeline_outcome
 from .errors import (
     GainsightCredentialsRejected,
     GainsightRejected,
@@ -199,12 +200,32 @@ class GainsightClient:
         data = self.call("people", "PUT", "/v1/peoplemgmt/v1.0/people", json_body=person, idempotent=True)
         return data if isinstance(data, dict) else {}
 
-    def insert_activities(self, records: list[dict[str, Any]], lookups: Mapping) -> dict[str, Any]:
-        """Timeline insert; ExternalId is the idempotency key, so a re-send is harmless."""
+    def insert_activities(self, records: list[dict[str, Any]], lookups: Mapping) -> TimelineOutcome:
+        """Timeline insert; ExternalId is the idempotency key, so a re-send is harmless. The answer is
+        undocumented: what it does not clearly name stays unknown for the caller to look up."""
         data = self.call(
-            "timeline", "POST", "/v1/ant/es/activity", json_body={"records": records, "lookups": lookups}, idempotent=True
+            "timeline",
+            "POST",
+            "/v1/ant/es/activity",
+            json_body={"records": records, "lookups": lookups},
+            idempotent=True,
+            opaque_ok=True,
         )
-        return data if isinstance(data, dict) else {}
+        return timeline_outcome(data)
+
+    def update_activities(self, records: list[dict[str, Any]], lookups: Mapping) -> TimelineOutcome:
+        """Timeline update in place, matched by ExternalId (reference §4.7); writing the same values
+        twice is harmless."""
+        data = self.call(
+            "timeline",
+            "PUT",
+            "/v1/ant/es/activity",
+            json_body={"records": records, "lookups": lookups},
+            params={"identifier": "externalid"},
+            idempotent=True,
+            opaque_ok=True,
+        )
+        return timeline_outcome(data)
 
     def bulk_upload(self, upload: BulkFile) -> str:
         """Run the UI-defined Bulk job on one CSV; returns its statusId. Not idempotent."""
@@ -216,12 +237,13 @@ class GainsightClient:
             idempotent=False,
             bulk_auth=True,
         )
-        status_id = data.get("statusId") if isinstance(data, dict) else None
+        status_id = bulk_status_id(data)
         if not status_id:
             raise GainsightUnavailable("Gainsight accepted the Bulk upload but returned no statusId")
-        return str(status_id)
+        return status_id
 
     def bulk_status(self, status_id: str) -> dict[str, Any]:
+        """`{jobStatus, totalCount, successCount, failureCount}` from any plausible spelling."""
         data = self.call(
             "bulk_status",
             "GET",
@@ -229,7 +251,7 @@ class GainsightClient:
             idempotent=True,
             bulk_auth=True,
         )
-        return data if isinstance(data, dict) else {}
+        return bulk_status(data)
 
     # --- the choke point --------------------------------------------------------------------
 
@@ -244,8 +266,13 @@ class GainsightClient:
         upload: BulkFile | None = None,
         idempotent: bool,
         bulk_auth: bool = False,
+        opaque_ok: bool = False,
     ) -> Any:
-        """Send one logical call (with retries) and return the envelope's `data`."""
+        """Send one logical call (with retries) and return the envelope's `data`.
+
+        `opaque_ok`: a 2xx answer without a JSON envelope (an empty body, say) returns None instead
+        of failing; the caller then confirms the effect by a read.
+        """
         settings = self.settings
         retrying = self._retrying()
         request = dict(json_body=json_body, params=params, upload=upload, bulk_auth=bulk_auth)
@@ -255,6 +282,9 @@ class GainsightClient:
             raise GainsightUnavailable(
                 f"Gainsight still failing after {settings.request_attempts} attempts: {exc.reason}"
             ) from None
+        if opaque_ok and 200 <= answer.status < 300 and not isinstance(_json(answer.body), dict):
+            log.info("gainsight: %s %s answered HTTP %d without a JSON envelope", method, path, answer.status)
+            return None
         return self._data(method, path, answer)
 
     def _attempt(self, endpoint: str, method: str, path: str, idempotent: bool, request: dict[str, Any]) -> _Answer:

@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.activities (
     response_id VARCHAR PRIMARY KEY, external_id VARCHAR, activity_id VARCHAR,
     status VARCHAR, attempts INTEGER DEFAULT 0, failed_hash VARCHAR, last_error_code VARCHAR,
     last_error VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ);
+-- pushed_hash: hash of the activity as Gainsight holds it; source_hash: the response content it shows.
+ALTER TABLE {SCHEMA}.activities ADD COLUMN IF NOT EXISTS pushed_hash VARCHAR;
+ALTER TABLE {SCHEMA}.activities ADD COLUMN IF NOT EXISTS source_hash VARCHAR;
 CREATE TABLE IF NOT EXISTS {SCHEMA}.bulk_uploads (
     upload_id VARCHAR PRIMARY KEY, job_id VARCHAR, status_id VARCHAR, file_name VARCHAR,
     file_sha256 VARCHAR, rows INTEGER, bytes BIGINT, status VARCHAR, total_count INTEGER,

@@ -1,9 +1,9 @@
 """The outbox: staged responses Gainsight does not hold in their current version yet.
 
 It is computed from the staging table and the ledger, never remembered: a response is in it when
-its content hash differs from the hash last confirmed in Gainsight (`needs_response`) or when it
-is recent enough for a Timeline activity that does not exist yet (`needs_activity`). Content that
-already failed `max_attempts` times stays out until it changes.
+its content hash differs from the hash last confirmed in Gainsight (`needs_response`), or when its
+Timeline activity is missing (recent responses only) or shows an older version of it
+(`needs_activity`). Content that already failed `max_attempts` times stays out until it changes.
 """
 
 from __future__ import annotations
@@ -25,14 +25,18 @@ COLUMNS = (
     "survey_id, touchpoint, channel, language, country, segment, product, case_link, responded_at, content_hash"
 )
 
+# An activity exists in Gainsight (an edit then updates it, whatever the response's age).
+ACTIVITY_BOOKED = "coalesce(a.status IN ('created', 'exists', 'updated') OR a.pushed_hash IS NOT NULL, FALSE)"
+
 OUTBOX_SQL = f"""
 SELECT * FROM (
     SELECT {', '.join('r.' + c.strip() for c in COLUMNS.split(','))},
         (l.response_id IS NULL OR l.pushed_hash IS DISTINCT FROM r.content_hash)
             AND NOT coalesce(l.failed_hash = r.content_hash AND l.attempts >= $max_attempts, FALSE)
             AS needs_response,
-        ($timeline AND r.account_id IS NOT NULL AND r.responded_at >= $activity_since
-            AND coalesce(a.status NOT IN ('created', 'exists'), TRUE)
+        ($timeline AND r.account_id IS NOT NULL
+            AND CASE WHEN {ACTIVITY_BOOKED} THEN a.source_hash IS DISTINCT FROM r.content_hash
+                     ELSE r.responded_at >= $activity_since END
             AND NOT coalesce(a.failed_hash = r.content_hash AND a.attempts >= $max_attempts, FALSE))
             AS needs_activity
     FROM {{dataset}}.nps_responses r
@@ -99,7 +103,7 @@ def still_pending(db: duckdb.DuckDBPyConnection, outbox: pa.Table, max_attempts:
             f"""SELECT o.needs_response AND l.pushed_hash IS DISTINCT FROM o.content_hash
                            AND NOT coalesce(l.failed_hash = o.content_hash AND l.attempts >= $max_attempts, FALSE)
                            AS needs_response,
-                       o.needs_activity AND coalesce(a.status NOT IN ('created', 'exists'), TRUE) AS needs_activity
+                       o.needs_activity AND a.source_hash IS DISTINCT FROM o.content_hash AS needs_activity
                 FROM _outbox o
                 LEFT JOIN {SCHEMA}.responses l USING (response_id)
                 LEFT JOIN {SCHEMA}.activities a USING (response_id)

@@ -136,10 +136,13 @@ def external_id(response_id: str) -> str:
 
 
 def activity_record(row: Mapping[str, Any], company_gsid: str, author_email: str, activity_type: str) -> dict[str, Any]:
-    """One Timeline activity on the Company: `NPS 3 (Detractor) from jane@acme.com`, notes = comment."""
+    """One Timeline activity on the Company: `NPS 3 (Detractor) from jane@acme.com`, notes = comment.
+
+    `Notes` is always sent (null without a comment), so an update in place clears a removed comment.
+    """
     category = (row.get("category") or "unknown").capitalize()
     who = row.get("email") or "an anonymous respondent"
-    record = {
+    return {
         "ContextName": "Company",
         "TypeName": activity_type,
         "ExternalId": external_id(str(row["response_id"])),
@@ -147,7 +150,10 @@ def activity_record(row: Mapping[str, Any], company_gsid: str, author_email: str
         "ActivityDate": row["responded_at"].strftime(DATETIME_FORMAT),
         "Author": author_email,
         "GsCompanyId": company_gsid,
+        "Notes": row.get("comment") or None,
     }
-    if row.get("comment"):
-        record["Notes"] = row["comment"]
-    return record
+
+
+def activity_hash(activity: Mapping[str, Any]) -> str:
+    """What an activity shows, from a record sent or a row read back from `activity_timeline`."""
+    return digest(activity.get("Subject"), activity.get("Notes") or None, activity.get("GsCompanyId"))

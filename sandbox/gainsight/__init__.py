@@ -5,6 +5,7 @@ from sandbox.common.faults import Fault
 from sandbox.gainsight.bulk import BulkJob
 from sandbox.gainsight.schema import FieldSpec, ObjectSpec, Schema, default_schema, nps_response_object, standard_objects
 from sandbox.gainsight.server import GainsightSandbox
+from sandbox.gainsight.variants import Variants
 
 __all__ = [
     "BulkJob",
@@ -16,4 +17,5 @@ __all__ = [
     "default_schema",
     "nps_response_object",
     "standard_objects",
+    "Variants",
 ]

@@ -27,6 +27,7 @@ from sandbox.gainsight.multipart import parse_form
 from sandbox.gainsight.records import Lookup, RecordPreparer, missing_required, parse_lookups
 from sandbox.gainsight.schema import ObjectSpec
 from sandbox.gainsight.store import Store, Table
+from sandbox.gainsight.variants import Variants
 
 Operation = Literal["INSERT", "UPDATE", "UPSERT"]
 OPERATIONS = ("INSERT", "UPDATE", "UPSERT")
@@ -89,9 +90,17 @@ def _iso(moment: Optional[float]) -> Optional[str]:
 
 class BulkService:
     def __init__(
-        self, store: Store, preparer: RecordPreparer, clock: SandboxClock, lock: threading.RLock, access_key: str, max_bytes: int
+        self,
+        store: Store,
+        preparer: RecordPreparer,
+        clock: SandboxClock,
+        lock: threading.RLock,
+        access_key: str,
+        max_bytes: int,
+        variants: Variants,
     ) -> None:
         self._store = store
+        self._variants = variants
         self._preparer = preparer
         self._clock = clock
         self._lock = lock
@@ -177,14 +186,14 @@ class BulkService:
         with self._lock:
             self._executions[execution.status_id] = execution
         threading.Thread(target=self._run, args=(execution,), name=f"bulk:{execution.status_id}", daemon=True).start()
-        return ok({"statusId": execution.status_id})
+        return ok(self._variants.bulk_upload(execution.status_id))
 
     def status(self, request: Request, status_id: str) -> Response:
         with self._lock:
             execution = self._executions.get(status_id)
             if execution is None:
                 raise bad_request("BULK_STATUS_NOT_FOUND", f"No Bulk API execution has statusId {status_id!r}")
-            return ok(self._status_data(execution, self._clock.now()))
+            return ok(self._variants.bulk_status(self._status_data(execution, self._clock.now())))
 
     # -- processing -------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from sandbox.gainsight.records import RecordPreparer, field_error, parse_lookups
 from sandbox.gainsight.schema import ObjectSpec
 from sandbox.gainsight.store import Store, Table
 from sandbox.gainsight.values import to_json
+from sandbox.gainsight.variants import Variants
 
 MAX_RECORDS = 50  # per insert/update call [documented]
 MAX_KEYS = 3  # per update [observed]
@@ -25,9 +26,10 @@ _BATCH_KEYS = frozenset(("records", "lookups"))
 
 
 class DataApi:
-    def __init__(self, store: Store, preparer: RecordPreparer) -> None:
+    def __init__(self, store: Store, preparer: RecordPreparer, variants: Variants) -> None:
         self._store = store
         self._preparer = preparer
+        self._variants = variants
 
     def insert(self, request: Request, name: str) -> Response:
         table = self._writable(name)
@@ -80,7 +82,7 @@ class DataApi:
     def query(self, request: Request, name: str) -> Response:
         table = self._store.table(name)
         query = parse_query(json_body(request), table.spec, self._store.schema)
-        return ok({"records": run_query(query, table, self._store)})
+        return self._variants.query_answer(run_query(query, table, self._store, self._variants.date_value))
 
     def get(self, request: Request, name: str, gsid: str) -> Response:
         table = self._store.table(name)

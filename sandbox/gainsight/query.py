@@ -250,8 +250,11 @@ class _Evaluator:
         return self._matches(self._tokens[self._position - 1])
 
 
-def run_query(query: Query, table: Table, store: Store) -> list[dict[str, Any]]:
-    """The answer's ``records``: rows in creation order unless ordered, projected on ``select``."""
+def run_query(
+    query: Query, table: Table, store: Store, dates: Optional[Callable[[Any, int], Any]] = None
+) -> list[dict[str, Any]]:
+    """The answer's ``records``: rows in creation order unless ordered, projected on ``select``;
+    ``dates`` renders DATETIME/DATE values (epoch ms without it)."""
     if query.conditions:
         cache: dict[str, set[str]] = {}
 
@@ -273,7 +276,7 @@ def run_query(query: Query, table: Table, store: Store) -> list[dict[str, Any]]:
         # Stable sorts from the last key to the first; nulls sort last ascending, first descending.
         gsids.sort(key=lambda g: _sort_key(path.get(store, rows[g])), reverse=descending)
     page = gsids[query.offset : query.offset + query.limit]
-    return [{name: to_json(path.field, path.get(store, rows[g])) for name, path in query.select} for g in page]
+    return [{name: to_json(path.field, path.get(store, rows[g]), dates) for name, path in query.select} for g in page]
 
 
 def _matching(condition: Condition, table: Table, store: Store) -> set[str]:

@@ -29,6 +29,7 @@ from sandbox.gainsight.records import RecordPreparer
 from sandbox.gainsight.schema import Schema, default_schema
 from sandbox.gainsight.store import Store
 from sandbox.gainsight.timeline import DEFAULT_RECORDS_PER_CALL, TimelineApi
+from sandbox.gainsight.variants import Variants
 
 TOKEN_PATH = "/v1/users/m2m/oauth/token"
 BULK_PATH = "/v1.0/admin/connector/job/bulkimport"
@@ -88,8 +89,11 @@ class GainsightSandbox(SandboxServer):
         retry_after_header: bool = False,
         timeline_records_per_call: int = DEFAULT_RECORDS_PER_CALL,
         bulk_max_bytes: int = DEFAULT_MAX_BYTES,
+        variants: Optional[Variants] = None,
     ) -> None:
         super().__init__(port)
+        #: Emulator-only answer variants (``sandbox/gainsight/variants.py``); changeable while running.
+        self.variants = variants if variants is not None else Variants()
         self.clock = SandboxClock(time_scale)
         self.schema = schema if schema is not None else default_schema()
         self.require_accept = require_accept
@@ -99,10 +103,12 @@ class GainsightSandbox(SandboxServer):
         self._preparer = RecordPreparer(self._store)
         self._auth = Authenticator(access_key, client_id, client_secret, TokenIssuer(token_lifetime, self.clock))
         self._quotas = Quotas(self.clock, quota_limits, quotas)
-        self._data = DataApi(self._store, self._preparer)
+        self._data = DataApi(self._store, self._preparer, self.variants)
         self._people = PeopleApi(self._store, self._preparer)
-        self._timeline = TimelineApi(self._store, self._preparer, self.schema, timeline_records_per_call)
-        self._bulk = BulkService(self._store, self._preparer, self.clock, self._lock, access_key, bulk_max_bytes)
+        self._timeline = TimelineApi(self._store, self._preparer, self.schema, timeline_records_per_call, self.variants)
+        self._bulk = BulkService(
+            self._store, self._preparer, self.clock, self._lock, access_key, bulk_max_bytes, self.variants
+        )
         self._metadata = MetadataApi(self.schema)
         for email, name in self.schema.users:
             gsid = self.add_user(email, name)
@@ -126,6 +132,7 @@ class GainsightSandbox(SandboxServer):
         self.route("PUT", r"/v1/peoplemgmt/v1\.0/people", self._gateway("people", people.upsert))
         self.route("PUT", r"/v1\.0/api/people", self._gateway("people", people.upsert))
         self.route("POST", r"/v1/ant/es/activity", self._gateway("timeline", self._timeline.insert))
+        self.route("PUT", r"/v1/ant/es/activity", self._gateway("timeline", self._timeline.update))
         self.route("POST", re.escape(BULK_PATH), self._gateway("bulk", self._bulk.upload, self._bulk.known_key, locked=False))
         self.route("GET", re.escape(BULK_PATH) + r"/status/([^/]+)", self._gateway("bulk_status", self._bulk.status, self._bulk_status_auth))
         self.route("GET", r"/v1/meta/services/objects/list", self._gateway("metadata", self._metadata.list_objects))

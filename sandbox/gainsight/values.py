@@ -153,14 +153,14 @@ def epoch_ms(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
-def to_json(field: FieldSpec, value: Any) -> Any:
-    """A stored value as a query/get answer renders it."""
+def to_json(field: FieldSpec, value: Any, dates: Callable[[Any, int], Any] | None = None) -> Any:
+    """A stored value as a query/get answer renders it; ``dates(value, epoch_ms)`` may render
+    DATETIME/DATE another way than epoch ms (emulator-only variants)."""
     if value is None:
         return None
-    if field.type == "DATETIME":
-        return epoch_ms(value)
-    if field.type == "DATE":
-        return epoch_ms(datetime(value.year, value.month, value.day, tzinfo=timezone.utc))
+    if field.type in ("DATETIME", "DATE"):
+        moment = value if field.type == "DATETIME" else datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return dates(value, epoch_ms(moment)) if dates else epoch_ms(moment)
     if field.type == "PICKLIST":
         return field.item_gsid(value)
     return value
