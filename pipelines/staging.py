@@ -40,6 +40,10 @@ FROM {ds}.nps_responses
 GROUP BY ALL
 """
 
+# `status` compares the quarantined version with the staged one (what Gainsight has): `never_staged`
+# (no valid version exists), `fixed_upstream` (a valid version was fetched after this one), or
+# `invalid_edit_kept_last_valid` (a valid response was edited into this invalid one: the last
+# valid version stays staged and in Gainsight until CustomerGauge fixes it).
 QUARANTINE_VIEW = """
 CREATE OR REPLACE VIEW {ds}.quarantine_report AS
 SELECT
@@ -49,7 +53,10 @@ SELECT
     {responded_at} AS responded_at,
     {sent_at} AS sent_at,
     q.reason,
-    r.response_id IS NOT NULL AS fixed_upstream,
+    CASE WHEN r.response_id IS NULL THEN 'never_staged'
+         WHEN r.fetched_at > q.quarantined_at THEN 'fixed_upstream'
+         ELSE 'invalid_edit_kept_last_valid' END AS status,
+    coalesce(r.fetched_at > q.quarantined_at, FALSE) AS fixed_upstream,
     q.run_id,
     q.raw
 FROM {ds}.quarantine q
@@ -61,7 +68,8 @@ EMPTY_QUARANTINE_VIEW = """
 CREATE OR REPLACE VIEW {ds}.quarantine_report AS
 SELECT NULL::TIMESTAMPTZ AS last_seen_at, NULL::VARCHAR AS source_table,
        NULL::VARCHAR AS response_id, NULL::TIMESTAMPTZ AS responded_at, NULL::TIMESTAMPTZ AS sent_at,
-       NULL::VARCHAR AS reason, NULL::BOOLEAN AS fixed_upstream, NULL::VARCHAR AS run_id, NULL::VARCHAR AS raw
+       NULL::VARCHAR AS reason, NULL::VARCHAR AS status, NULL::BOOLEAN AS fixed_upstream, NULL::VARCHAR AS run_id,
+       NULL::VARCHAR AS raw
 WHERE FALSE
 """
 

@@ -8,9 +8,11 @@ import tempfile
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+import duckdb
 import pytest
 
 from pipelines.errors import ExitCode
+from sandbox.gainsight import Variants
 
 from .conftest import ACCESS_KEY, AUTHOR, GS_CLIENT_ID, GS_CLIENT_SECRET, RESPONSE_OBJECT
 
@@ -355,3 +357,120 @@ def test_a_bulk_file_that_cannot_be_written_stops_with_exit_6_and_the_next_run_f
     assert code == ExitCode.OK and result.push.bulk_uploads == 1
     assert len(connector.records()) == 200 and set(by_key(connector.records()).values()) == {1}
     assert gs.family_counts().get("company", 0) == 0  # companies were not sent twice
+
+
+# Answers the reference leaves open, served by the sandbox's switches (sandbox/gainsight/variants.py).
+# Each combination mixes a Timeline answer with a query and a Bulk status spelling, so six runs
+# cover every value of every switch.
+ANSWER_VARIANTS = {
+    "sandbox-defaults": {},
+    "duplicate-as-success": {"timeline_answer": "duplicate_as_success", "query_dates": "iso", "bulk_status_fields": "status"},
+    "duplicate-as-call-error": {
+        "timeline_answer": "duplicate_as_call_error", "query_dates": "iso_offset", "query_shape": "bare_list",
+        "bulk_status_fields": "state",
+    },
+    "bare-ok": {"timeline_answer": "bare_ok", "query_dates": "iso_plain", "empty_answer": "no_data_found"},
+    "unknown-body": {
+        "timeline_answer": "unknown_body", "query_shape": "bare_list", "empty_answer": "no_data_found",
+        "bulk_status_fields": "state",
+    },
+    "empty-body": {
+        "timeline_answer": "empty_body", "query_dates": "iso", "empty_answer": "no_data_found",
+        "bulk_status_fields": "status",
+    },
+}  # fmt: skip
+
+
+def assert_one_record_and_one_activity_each(connector, gs, count: int) -> None:
+    staged = {row[0] for row in connector.query("SELECT response_id FROM nps.nps_responses")}
+    records = by_key(connector.records())
+    activities = Counter(a["ExternalId"] for a in gs.records("activity_timeline"))
+    assert len(staged) == count
+    assert set(records) == staged and set(records.values()) == {1}
+    assert set(activities) == {f"cg-nps-{rid}" for rid in staged} and set(activities.values()) == {1}
+    assert connector.scalar("SELECT count(*) FROM gainsight.response_status WHERE gainsight_status <> 'in gainsight'") == 0
+
+
+def lose_timeline_bookings(connector, count: int) -> None:
+    """What a crash between a Timeline call and its ledger write leaves: activities the ledger forgot."""
+    with duckdb.connect(str(connector.staging.settings.duckdb_path)) as db:
+        db.execute(
+            "DELETE FROM gainsight.activities WHERE response_id IN "
+            "(SELECT response_id FROM gainsight.activities ORDER BY response_id DESC LIMIT ?)",
+            [count],
+        )
+
+
+@pytest.mark.parametrize("variant", list(ANSWER_VARIANTS))
+def test_push_converges_under_every_answer_variant(cg_sandbox, gs_sandbox, connector_for, variant):
+    cg = cg_sandbox(responses=40, days=5, accounts=3)
+    gs = gs_sandbox(variants=Variants(**ANSWER_VARIANTS[variant]), time_scale=30.0)  # Bulk phases pass fast
+    connector = connector_for(cg, gs)
+    options = {"bulk_min_rows": 20, "timeline_records_per_call": 25}
+
+    code, result = connector.run(**options)  # Bulk for the responses (status read in this spelling)
+
+    assert code == ExitCode.OK
+    assert result.push.bulk_uploads == 1 and result.push["activities"].created == 40
+    assert_one_record_and_one_activity_each(connector, gs, 40)
+
+    gs.clear_log()
+    code, result = connector.run(**options)
+    assert code == ExitCode.OK and len(gs.requests()) == 0  # no write, not even a query
+
+    edited = connector.scalar("SELECT max(response_id) FROM nps.nps_responses WHERE responded_at >= now() - INTERVAL 2 DAY")
+    cg.edit_response(int(edited), nps=2, comment="Edited: still waiting for the fix.")
+    code, result = connector.run(**options)
+
+    assert code == ExitCode.OK
+    activities = result.push["activities"]
+    assert (activities.updated, activities.created, activities.failed) == (1, 0, 0)
+    (activity,) = [a for a in gs.records("activity_timeline") if a["ExternalId"] == f"cg-nps-{edited}"]
+    assert activity["Subject"].startswith("NPS 2 (Detractor) from ")
+    assert activity["Notes"] == "Edited: still waiting for the fix."
+    assert_one_record_and_one_activity_each(connector, gs, 40)
+
+    # Bookings lost after the calls, plus new responses: re-sends and new inserts share a call.
+    lose_timeline_bookings(connector, 15)
+    cg.add_responses(5)
+    code, result = connector.run(**options)
+
+    assert code == ExitCode.OK
+    activities = result.push["activities"]
+    assert activities.created + activities.unchanged == 20 and activities.failed == 0
+    assert_one_record_and_one_activity_each(connector, gs, 45)
+    gs.clear_log()
+    assert connector.run(**options)[0] == ExitCode.OK and len(gs.requests()) == 0
+
+
+def test_a_valid_response_edited_into_an_invalid_one_keeps_its_last_valid_version(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=20, days=5, accounts=2, invalid=2)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+    assert connector.run()[0] == ExitCode.QUARANTINED  # the two records invalid from the start
+    assert set(connector.query("SELECT DISTINCT status FROM nps.quarantine_report")) == {("never_staged",)}
+    edited = connector.scalar(
+        "SELECT max(response_id) FROM nps.nps_responses WHERE score >= 7 AND responded_at >= now() - INTERVAL 2 DAY"
+    )
+    before = next(r for r in connector.records() if r["ResponseId__gc"] == edited)
+
+    cg.edit_response(int(edited), nps=11, comment="This version is invalid")
+    code, result = connector.run()
+
+    assert code == ExitCode.QUARANTINED
+    assert result.push is None or result.push["responses"].updated == 0
+    after = next(r for r in connector.records() if r["ResponseId__gc"] == edited)
+    assert after["Score__gc"] == before["Score__gc"] and after["Comment__gc"] == before["Comment__gc"]
+    status, fixed = connector.query("SELECT status, fixed_upstream FROM nps.quarantine_report WHERE response_id = ?", [edited])[0]
+    assert (status, fixed) == ("invalid_edit_kept_last_valid", False)
+    assert connector.scalar("SELECT gainsight_status FROM gainsight.response_status WHERE response_id = ?", [edited]) == "in gainsight"
+
+    cg.edit_response(int(edited), nps=3, comment="Fixed upstream")
+    assert connector.run()[0] in (ExitCode.OK, ExitCode.QUARANTINED)
+
+    status, fixed = connector.query("SELECT status, fixed_upstream FROM nps.quarantine_report WHERE response_id = ?", [edited])[0]
+    assert (status, fixed) == ("fixed_upstream", True)
+    after = next(r for r in connector.records() if r["ResponseId__gc"] == edited)
+    assert (after["Score__gc"], after["Comment__gc"]) == (3, "Fixed upstream")
+    (activity,) = [a for a in gs.records("activity_timeline") if a["ExternalId"] == f"cg-nps-{edited}"]
+    assert activity["Subject"].startswith("NPS 3 (Detractor) from ") and activity["Notes"] == "Fixed upstream"

@@ -1,7 +1,9 @@
 """Readers for Gainsight answers whose exact shape nobody documents.
 
-The reference (§4.7, §4.8, §7) leaves three answers open: the Timeline insert/update answer, the
-Bulk status field names and the Bulk upload's statusId field. Nothing here guesses one shape and
+The reference (§3.4, §4.4, §4.7, §4.8, §7) leaves answers open that the connector books on: the
+Timeline insert/update answer, the Bulk status field names, the Bulk upload's statusId field and
+the format of dates in query answers (the row wrapper and the "No data found" empty answer are read
+in `client.query`). Nothing here guesses one shape and
 books on it: each reader accepts every spelling seen in public clients or plausibly sent, and says
 "unknown" for anything else, so the caller confirms the effect with a documented read instead (a
 query of `activity_timeline` by ExternalId, the Bulk query-back by key).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 log = logging.getLogger("nps.gainsight")
@@ -39,6 +42,22 @@ STATUS_ID_FIELDS = ("statusId", "id", "status_id", "jobStatusId", "executionId")
 DUPLICATE_WORDS = ("duplicate", "already exist")
 NO_MATCH_CODES = frozenset({"GSOBJ_1011"})
 NO_MATCH_WORDS = ("no entity", "not found", "does not exist", "no match", "no activity")
+
+
+def epoch_ms(value: Any) -> int | None:
+    """A DATETIME as queries return it — epoch ms [documented], ISO with `Z` or an offset, with or
+    without milliseconds, or `yyyy-MM-dd HH:mm:ss[.S]` (read as UTC) [observed] — in epoch ms."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(parsed.timestamp() * 1000)
 
 
 def bulk_status_id(data: Any) -> str | None:

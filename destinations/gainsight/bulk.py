@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import pyarrow as pa
 
+from .answers import epoch_ms
 from .context import PushContext
 from .errors import MaybeApplied, QuotaExhausted
 from .ledger import now
@@ -209,7 +209,7 @@ def _same(sent: dict[str, Any], stored: dict[str, Any], datetime_fields: set[str
     for name, value in sent.items():
         other = stored.get(name)
         if name in datetime_fields:
-            if _epoch_ms(value) != _epoch_ms(other):
+            if epoch_ms(value) != epoch_ms(other):
                 return False
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             if not isinstance(other, (int, float)) or float(value) != float(other):
@@ -217,21 +217,3 @@ def _same(sent: dict[str, Any], stored: dict[str, Any], datetime_fields: set[str
         elif (value or None) != (other or None):
             return False
     return True
-
-
-def _epoch_ms(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return int(value)
-    text = str(value).replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
-        except ValueError:
-            return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return int(parsed.timestamp() * 1000)
