@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
+from destinations.gainsight.answers import epoch_ms
 from destinations.gainsight.client import GainsightClient
 from destinations.gainsight.errors import (
     GainsightCredentialsRejected,
@@ -11,11 +13,14 @@ from destinations.gainsight.errors import (
     MaybeApplied,
     QuotaExhausted,
 )
+from destinations.gainsight.multipart import BulkFile
 from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.settings import GainsightSettings, QuotaLimits
 from destinations.gainsight.writes import insert_reconciled
 
-from .conftest import ACCESS_KEY, GS_CLIENT_ID, GS_CLIENT_SECRET, NO_CLIENT_QUOTAS
+from sandbox.gainsight import Variants
+
+from .conftest import ACCESS_KEY, BULK_JOB, GS_CLIENT_ID, GS_CLIENT_SECRET, NO_CLIENT_QUOTAS
 from .test_gainsight_units import FakeClock
 
 COMPANY = "Company"
@@ -118,3 +123,51 @@ def test_wrong_access_key_is_credentials_rejected_and_not_retried(gs_sandbox):
         client.query(COMPANY, ["Name"])
     assert "not-the-key-0000" not in str(raised.value)
     assert gs.count(status=401) == 1
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"query_dates": "iso", "query_shape": "bare_list"},
+        {"query_dates": "iso_offset", "empty_answer": "no_data_found"},
+        {"query_dates": "iso_plain", "query_shape": "bare_list", "empty_answer": "no_data_found"},
+    ],
+    ids=["epoch-records-empty_list", "iso-bare_list", "iso_offset-no_data_found", "iso_plain-bare_list-no_data_found"],
+)
+def test_query_answers_read_alike_in_every_variant(gs_sandbox, variant):
+    gs = gs_sandbox(variants=Variants(**variant))
+    client = client_for(gs)
+    assert client.find_by_key(COMPANY, KEY, ["acct-1"], ["Name"]) == {}  # empty, however it is said
+
+    client.insert("company", COMPANY, [{"Name": "Acme", KEY: "acct-1"}])
+    found = client.find_by_key(COMPANY, KEY, ["acct-1"], ["Name", "CreatedDate"])
+
+    stored = gs.records(COMPANY)[0]
+    assert found["acct-1"]["Name"] == "Acme" and found["acct-1"]["Gsid"] == stored["Gsid"]
+    # second precision: two of the ISO spellings carry no milliseconds
+    assert epoch_ms(found["acct-1"]["CreatedDate"]) // 1000 == int(stored["CreatedDate"].timestamp())
+
+
+@pytest.mark.parametrize("spelling", ["jobStatus", "status", "state"])
+def test_bulk_status_reads_alike_in_every_spelling(gs_sandbox, spelling):
+    gs = gs_sandbox(variants=Variants(bulk_status_fields=spelling), time_scale=0)
+    client = client_for(gs)
+    rows = pa.table({"ResponseId__gc": ["r-1", "r-2", "r-3"], "Score__gc": [9, 3, 7]})
+    gs.fail_bulk_rows(["r-2"], reason="emulated")
+    upload = BulkFile(BULK_JOB, "nps.csv", rows)
+    try:
+        status_id = client.bulk_upload(upload)
+    finally:
+        upload.close()
+
+    assert client.bulk_status(status_id)["jobStatus"] == "INIT"
+    gs.advance(1.5)
+    assert client.bulk_status(status_id)["jobStatus"] == "IN_PROGRESS"
+    gs.advance(5)
+    for _ in range(200):  # the rows are written by a background thread once the phase has passed
+        status = client.bulk_status(status_id)
+        if status["jobStatus"] == "COMPLETED":
+            break
+        gs.advance(1)
+    assert status == {"jobStatus": "COMPLETED", "totalCount": 3, "successCount": 2, "failureCount": 1}

@@ -11,6 +11,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from destinations.gainsight.answers import bulk_status, bulk_status_id, epoch_ms, timeline_outcome
 from destinations.gainsight.bulk import _bytes_per_row, _same, fitting_file
 from destinations.gainsight.errors import QuotaExhausted
 from destinations.gainsight.ledger import Ledger
@@ -159,3 +160,51 @@ def test_a_redelivered_outbox_file_drops_rows_confirmed_or_given_up_since(tmp_pa
     assert pending["response_id"].to_pylist() == ["2", "3"]
     assert still_pending(ledger.db, pending, max_attempts=3) is pending  # nothing changed: no copy
     connection.close()
+
+
+@pytest.mark.parametrize(
+    "data, written, duplicate, missing, failed",
+    [
+        ({"success": {"a": [{"activityId": "1A"}]}, "failure": {"b": [{"errorCode": "ACTIVITY_DUPLICATE_EXTERNAL_ID"}]}},
+         {"a": "1A"}, {"b"}, set(), {}),
+        ({"success": [{"ExternalId": "a", "activityId": "1A"}], "failure": [{"b": {"errorMessage": "No activity with this ExternalId"}}]},
+         {"a": "1A"}, set(), {"b"}, {}),
+        ({"success": [{"a": "1A"}], "failure": {"b": {"errorCode": "GSOBJ_1001", "errorMessage": "Too long"}}},
+         {"a": "1A"}, set(), set(), {"b": ("GSOBJ_1001", "Too long")}),
+        ({"failure": {"a": [{"code": "X", "message": "ExternalId already exists"}]}}, {}, {"a"}, set(), {}),
+        (None, {}, set(), set(), {}),
+        ({"status": "ACCEPTED", "count": 2}, {}, set(), set(), {}),
+    ],
+    ids=["keyed", "lists", "pairs-and-failure", "already-exists", "bare", "unknown"],
+)
+def test_timeline_answers_name_only_what_they_clearly_say(data, written, duplicate, missing, failed):
+    outcome = timeline_outcome(data)
+    assert (outcome.written, outcome.duplicate, outcome.missing, outcome.failed) == (written, duplicate, missing, failed)
+    assert outcome.unknown(["a", "b", "c"]) == [e for e in ["a", "b", "c"] if e not in {*written, *duplicate, *missing, *failed}]
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"statusId": "s", "jobStatus": "COMPLETED", "totalCount": 3, "successCount": 2, "failureCount": 1}, ("COMPLETED", 3, 2, 1)),
+        ({"id": "s", "status": "SUCCESS", "total": 3, "success": 2, "failed": 1}, ("COMPLETED", 3, 2, 1)),
+        ({"state": "running"}, ("IN_PROGRESS", None, None, None)),
+        ([{"state": "FAILED", "totalRecords": 3, "successRecordsCount": 0, "failedRecordsCount": 3}], ("FAILED", 3, 0, 3)),
+        ({"status": "Queued"}, ("INIT", None, None, None)),
+        ({"status": "WHATEVER"}, ("", None, None, None)),
+        ("not a status", ("", None, None, None)),
+    ],
+)
+def test_bulk_status_spellings(data, expected):
+    status = bulk_status(data)
+    assert (status["jobStatus"], status.get("totalCount"), status.get("successCount"), status.get("failureCount")) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1656682560000, "2022-07-01T13:36:00Z", "2022-07-01T13:36:00.000Z", "2022-07-01T06:36:00.000-07:00",
+     "2022-07-01T13:36:00.000+0000", "2022-07-01 13:36:00", "2022-07-01 13:36:00.0"],
+)  # fmt: skip
+def test_query_dates_in_every_spelling(value):
+    assert epoch_ms(value) == 1656682560000
+    assert bulk_status_id({"statusId": "x"}) == bulk_status_id({"id": "x"}) == bulk_status_id("x") == "x"

@@ -25,6 +25,7 @@ def plan_push(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSe
         companies = _known(ledger.db, "companies", "account_id", "gsid, pushed_hash")
         people = _known(ledger.db, "people", "email", "pushed_hash")
         responses = _known(ledger.db, "responses", "response_id", "gsid")
+        activities = _known(ledger.db, "activities", "response_id", "pushed_hash")
     finally:
         ledger.close()
     accounts: dict[str, str | None] = {}
@@ -50,7 +51,9 @@ def plan_push(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSe
     for row in needs:
         _count(report, "responses", responses.get(row["response_id"], (None,))[0] is not None, False)
     report["responses"].unchanged = max(0, staged - len(needs))
-    report["activities"].created = sum(1 for row in rows if row["needs_activity"])
+    for row in rows:
+        if row["needs_activity"]:
+            _count(report, "activities", row["response_id"] in activities, False)
     return report
 
 

@@ -26,6 +26,7 @@ from sandbox.gainsight import (
     GainsightSandbox,
     ObjectSpec,
     Schema,
+    Variants,
     default_schema,
     nps_response_object,
     standard_objects,
@@ -563,6 +564,101 @@ def test_timeline_record_failures_do_not_fail_the_call(
     assert key == ("bad" if "ExternalId" not in changes else "record[0]")
     assert problems[0]["errorCode"] == code and problems[0]["errorMessage"]
     assert gs.count_records("activity_timeline") == 1
+
+
+def timeline_update(gs: GainsightSandbox, http: requests.Session, *records: dict, identifier: str = "externalid") -> requests.Response:
+    params = {"identifier": identifier} if identifier else {}
+    return call(gs, http, "PUT", TIMELINE, params=params, json={"records": list(records)})
+
+
+def test_timeline_update_by_external_id_is_strict(gs: GainsightSandbox, http: requests.Session) -> None:
+    gs.add_user("testuser@gainsight.com", "Test User")
+    companies(gs, http, "Tech systems ABC Ltd")
+    activity_id = ok_data(timeline_call(gs, http, ACTIVITY))["success"][ACTIVITY["ExternalId"]][0]["activityId"]
+    change = {"ExternalId": ACTIVITY["ExternalId"], "Subject": "NPS 2 (Detractor) from jane@acme.com", "Notes": None}
+
+    data = ok_data(timeline_update(gs, http, change))
+
+    assert data == {"success": {ACTIVITY["ExternalId"]: [{"activityId": activity_id}]}, "failure": {}}
+    [stored] = gs.records("activity_timeline")
+    assert (stored["Gsid"], stored["Subject"], stored["Notes"]) == (activity_id, change["Subject"], None)
+    # An unknown ExternalId fails the whole call, like an update by keys that matches nothing.
+    unknown = dict(change, ExternalId="cg-nps-404", Subject="never written")
+    failed(timeline_update(gs, http, dict(change, Subject="not written either"), unknown), 400, "GSOBJ_1011")
+    failed(timeline_update(gs, http, dict(change, TypeName="Lunch")), 400, "ACTIVITY_INVALID_TYPE")
+    failed(timeline_update(gs, http, {"Subject": "no key"}), 400, "GSOBJ_1007")
+    failed(timeline_update(gs, http, change, identifier="activityid"), 400, "GSOBJ_1008")
+    failed(timeline_update(gs, http, change, identifier=""), 400, "GSOBJ_1008")
+    assert [a["Subject"] for a in gs.records("activity_timeline")] == [change["Subject"]]
+
+
+@pytest.mark.parametrize(
+    "answer, data",
+    [
+        ("duplicate_as_success", "success"),
+        ("duplicate_as_call_error", 400),
+        ("bare_ok", None),
+        ("unknown_body", {"status": "ACCEPTED", "count": 1}),
+        ("empty_body", b""),
+    ],
+)
+def test_timeline_answer_variants_change_the_answer_not_the_effect(
+    gs: GainsightSandbox, http: requests.Session, answer: str, data: Any
+) -> None:
+    gs.add_user("testuser@gainsight.com", "Test User")
+    companies(gs, http, "Tech systems ABC Ltd")
+    first = ok_data(timeline_call(gs, http, ACTIVITY))["success"][ACTIVITY["ExternalId"]][0]["activityId"]
+    gs.variants.timeline_answer = answer
+    new = dict(ACTIVITY, ExternalId="cg-nps-new")
+
+    response = timeline_call(gs, http, ACTIVITY, new)  # a re-send beside a new activity
+
+    if data == 400:
+        assert "Duplicate ExternalId" in failed(response, 400, "GSOBJ_1008")["errorDesc"]
+        assert gs.count_records("activity_timeline") == 1  # nothing of the call is written
+        return
+    if data == b"":
+        assert response.status_code == 200 and response.content == b""
+    elif data == "success":
+        success = ok_data(response)["success"]
+        assert success[ACTIVITY["ExternalId"]] == [{"activityId": first}] and "cg-nps-new" in success
+    else:
+        assert ok_data(response) == data
+    assert sorted(a["ExternalId"] for a in gs.records("activity_timeline")) == sorted([ACTIVITY["ExternalId"], "cg-nps-new"])
+
+
+@pytest.mark.parametrize(
+    "dates, expected",
+    [
+        ("epoch", 1656682560000),
+        ("iso", "2022-07-01T13:36:00Z"),
+        ("iso_offset", "2022-07-01T06:36:00.000-07:00"),
+        ("iso_plain", "2022-07-01 13:36:00.0"),
+    ],
+)
+def test_query_date_variants(gs: GainsightSandbox, http: requests.Session, dates: str, expected: Any) -> None:
+    gs.add_user("testuser@gainsight.com", "Test User")
+    companies(gs, http, "Tech systems ABC Ltd")
+    ok_data(timeline_call(gs, http, ACTIVITY))
+    gs.variants.query_dates = dates
+    [row] = ok_data(query(gs, http, "activity_timeline", select=["ActivityDate"]))["records"]
+    assert row == {"ActivityDate": expected}
+
+
+def test_query_shape_and_empty_answer_variants(gs: GainsightSandbox, http: requests.Session) -> None:
+    gs.variants.query_shape = "bare_list"
+    assert ok_data(query(gs, http, "Company", select=["Name"])) == []
+    companies(gs, http, "Acme")
+    assert ok_data(query(gs, http, "Company", select=["Name"])) == [{"Name": "Acme"}]
+    gs.variants.empty_answer = "no_data_found"
+    none = query(gs, http, "Company", select=["Name"], where={"conditions": [{"name": "Name", "alias": "A", "value": ["Zeta"], "operator": "EQ"}]})
+    assert none.status_code == 200
+    assert none.json() | {"requestId": None} == {
+        "result": False, "errorCode": "GSOBJ_1XXX", "errorDesc": "No data found for given criteria",
+        "requestId": None, "data": None, "message": "No data found for given criteria",
+    }  # fmt: skip
+    with pytest.raises(ValueError):
+        gs.variants.query_shape = "rows"
 
 
 def test_timeline_records_per_call_cap_rejects_the_call(http: requests.Session) -> None:
