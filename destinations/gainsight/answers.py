@@ -104,10 +104,12 @@ class TimelineOutcome:
         return [e for e in external_ids if e not in named]
 
 
-def timeline_outcome(data: Any) -> TimelineOutcome:
+def timeline_outcome(data: Any, update: bool = False) -> TimelineOutcome:
     """Read `data.success` / `data.failure` keyed by ExternalId [assumed, the sandbox's default], or as
     lists of `{ExternalId, activityId}` / `{<ExternalId>: <activityId>}` entries (as CTA answers are).
-    A bare `result: true`, an empty or unknown body names nothing: every record stays unknown."""
+    A bare `result: true`, an empty or unknown body names nothing: every record stays unknown.
+    Only an `update`'s "no such activity" means the activity is missing; an insert's "not found"
+    (an unknown author, say) is an ordinary failure."""
     outcome = TimelineOutcome()
     if not isinstance(data, dict):
         return outcome
@@ -117,7 +119,7 @@ def timeline_outcome(data: Any) -> TimelineOutcome:
         code, message = _problem(detail)
         if is_duplicate(code, message):
             outcome.duplicate.add(external_id)
-        elif is_no_match(code, message):
+        elif update and is_no_match(code, message):
             outcome.missing.add(external_id)
         else:
             outcome.failed[external_id] = (code, message)

@@ -225,7 +225,7 @@ class GainsightClient:
             idempotent=True,
             opaque_ok=True,
         )
-        return timeline_outcome(data)
+        return timeline_outcome(data, update=True)
 
     def bulk_upload(self, upload: BulkFile) -> str:
         """Run the UI-defined Bulk job on one CSV; returns its statusId. Not idempotent."""

@@ -152,7 +152,7 @@ def _send(ctx: PushContext, operation: str, batch: list[_Activity]) -> list[_Act
     try:
         outcome = write(records, AUTHOR_LOOKUP)
     except GainsightRejected as exc:
-        if is_duplicate(exc.code, exc.reason) or is_no_match(exc.code, exc.reason):
+        if is_duplicate(exc.code, exc.reason) or (operation == "update" and is_no_match(exc.code, exc.reason)):
             # Refused whole because some ExternalIds exist (insert) or do not (update): nothing was
             # written and nothing says which, so each one is looked up.
             log.info("gainsight: timeline %s refused as a whole (%s); looking the activities up", operation, exc.code)
