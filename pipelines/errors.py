@@ -38,6 +38,10 @@ class ExitCode(IntEnum):
     DEFERRED = 12  # completed what the Gainsight quota allowed; the next run continues
 
 
+# "Completed with warnings": what `warnings_as_success` reports as 0 (run_history keeps the real one).
+WARNINGS = (ExitCode.QUARANTINED, ExitCode.DEAD_LETTERED, ExitCode.DEFERRED)
+
+
 class CommandError(Exception):
     """An error with a message written for the operator and a fixed exit code."""
 
@@ -57,7 +61,10 @@ class StagingFailed(CommandError):
 
 
 def outcome_code(quarantined: int, dead_lettered: int, quota_deferred: bool) -> ExitCode:
-    """The exit code of a run that completed: what needs a human outranks what heals itself."""
+    """The exit code of a run that completed: what needs a human outranks what heals itself.
+
+    The counts are of records *new* in this run (pipelines/alerts.py): a problem already reported
+    by an earlier run does not alert again."""
     if dead_lettered:
         return ExitCode.DEAD_LETTERED
     if quarantined:

@@ -1,4 +1,4 @@
-"""One run of the connector: lock the staging file, stage, summarise, pick the exit code.
+"""One run of the connector: lock the staging file, stage, push, summarise, record, pick the exit code.
 
 Shared by the scheduled command and `--demo`, so the demo exercises exactly the production path.
 """
@@ -15,12 +15,15 @@ import pyarrow as pa
 from destinations.gainsight import GainsightSettingError, load_settings
 from sources.customergauge import ExtractReport
 
-from .errors import CommandError, ExitCode, exit_code_for, outcome_code
+from .alerts import dead_letter_novelty, note_dead_letters
+from .errors import WARNINGS, CommandError, ExitCode, exit_code_for, outcome_code
+from .history import RunRecord, record
+from .logs import bind_run_id, redact
 from .push import run_push
 from .settings import RunSettings
 from .stage import StageResult, make_pipeline, run_stage
 from .staging import QUARANTINE, RESPONSES, StagingStore
-from .summary import format_summary, one_line_summary
+from .summary import format_summary, one_line_summary, run_counts
 
 log = logging.getLogger("nps.run")
 
@@ -48,6 +51,7 @@ def execute(
     """Stage, then push; never raises for expected failures, returns the exit code instead."""
     started = time.monotonic()
     report = ExtractReport(run_id=new_run_id())
+    bind_run_id(report.run_id)
     log.info("run %s: staging file %s", report.run_id, settings.duckdb_path)
     _return_freed_memory()
     try:
@@ -57,27 +61,68 @@ def execute(
     except (CommandError, GainsightSettingError) as exc:
         log.error("%s", exc)
         return exit_code_for(exc), None
+    run = RunRecord(report.run_id, run_mode(settings, source_options, dry_run), datetime.now(timezone.utc))
+    result: StageResult | None = None
+    outcome: ExitCode | None = None  # stays None only if the run is interrupted (KeyboardInterrupt, SystemExit)
     try:
         if settings.push_only:
             result = StageResult(report=report, staged_rows=store.count(RESPONSES), quarantine_rows=store.count(QUARANTINE))
         else:
             result = run_stage(make_pipeline(settings, store), store, report, source_options)
         if destination is not None:
+            note_dead_letters(store.connection)
             result.push = run_push(settings, store, report.run_id, destination, dry_run)
+            result.dead_letters = dead_letter_novelty(store.connection, report.run_id)
+        push = result.push
+        # An account that starts waiting for a Company needs an admin once; the same wait is not re-alerted.
+        outcome = outcome_code(
+            result.quarantine.new,
+            sum(n.new for n in result.dead_letters.values()),
+            bool(push and (push.deferrals or push.waiting.started)),
+        )
+        code = ExitCode.OK if settings.warnings_as_success and outcome in WARNINGS else outcome
+        run.counts = run_counts(result)
     except Exception as exc:  # noqa: BLE001 - every failure must become a documented exit code
-        code = exit_code_for(exc)
+        outcome = code = exit_code_for(exc)
+        run.error = redact(str(exc))
+        run.counts = run_counts(result or StageResult(report=report))  # what was done before it failed
         if code == ExitCode.INTERNAL_ERROR:
             log.exception("run %s failed unexpectedly", report.run_id)
         else:
             log.error("run %s failed: %s", report.run_id, exc)
-        return code, None
+        result = None
     finally:
+        run.ended_at = datetime.now(timezone.utc)
+        run.cursor_before, run.cursor_after = _cursors(report)
+        if outcome is not None:
+            run.exit_code, run.outcome = int(code), outcome.name.lower()
+        record(store.connection, run)
         store.close()
-    push = result.push
-    # An account that starts waiting for a Company needs an admin once; the same wait is not re-alerted.
-    code = outcome_code(report.quarantined, push.failed if push else 0, bool(push and (push.deferrals or push.waiting.started)))
+    if result is None:
+        return code, None
     duration = time.monotonic() - started
-    log.info("%s", one_line_summary(result, duration, code))
-    print(format_summary(result, duration, str(settings.duckdb_path), code), flush=True)
+    log.info("%s", one_line_summary(result, duration, code, outcome), extra={"counts": run.counts})
+    print(format_summary(result, duration, str(settings.duckdb_path), code, outcome), flush=True)
     return code, result
 
+
+def run_mode(settings: RunSettings, source_options: dict[str, Any] | None, dry_run: bool) -> str:
+    """How the run was asked to work, for run_history: scheduled, backfill, stage-only, push-only, dry-run."""
+    labels = ["backfill" if (source_options or {}).get("backfill_start") else "scheduled"]
+    if settings.push_only:
+        labels = ["push-only"]
+    labels += [label for label, on in (("stage-only", settings.stage_only), ("dry-run", dry_run)) if on]
+    return ", ".join(labels)
+
+
+def _cursors(report: ExtractReport) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """Each feed's cursor before and after the run (feeds a backfill left alone are omitted)."""
+    feeds = [feed for feed in report.feeds.values() if feed.cursor_before or feed.cursor_after]
+    return (
+        {feed.table: _iso(feed.cursor_before) for feed in feeds},
+        {feed.table: _iso(feed.cursor_after) for feed in feeds},
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

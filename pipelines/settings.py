@@ -34,6 +34,7 @@ class RunSettings:
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     stage_only: bool = False  # stage into DuckDB, do not push to Gainsight
     push_only: bool = False  # push what is staged, do not call CustomerGauge
+    warnings_as_success: bool = False  # exit 0 instead of 10/11/12; run_history keeps the real outcome
 
 
 def require_project_config() -> Path:
@@ -65,6 +66,7 @@ def load_run_settings() -> RunSettings:
         dataset_name=str(dlt.config.get(f"{SECTION}.dataset_name") or "nps"),
         pipelines_dir=dlt.config.get(f"{SECTION}.pipelines_dir") or str(default_pipelines_dir(duckdb_path)),
         duckdb_memory_limit=str(dlt.config.get(f"{SECTION}.duckdb_memory_limit") or DEFAULT_MEMORY_LIMIT),
+        warnings_as_success=config_flag(f"{SECTION}.warnings_as_success"),
     )
     check_names(settings)
     return settings
@@ -110,6 +112,17 @@ def describe_missing(exc: ConfigFieldMissingException, section: str) -> ConfigEr
         for field in exc.fields
     ]
     return ConfigError("missing configuration:\n" + "\n".join(lines))
+
+
+def config_flag(key: str) -> bool:
+    """A true/false setting; TOML gives a bool, env vars a string."""
+    value = dlt.config.get(key)
+    if isinstance(value, str):
+        if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no", ""):
+            section, _, name = key.rpartition(".")
+            raise ConfigError(f"{key} must be true or false, got {value!r} (env {env_name(section, name)})")
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 def env_name(section: str, key: str) -> str:

@@ -20,6 +20,7 @@ from destinations.gainsight import PushReport
 from sources.customergauge import ExtractReport, customergauge
 from sources.customergauge.errors import CustomerGaugeError, InvalidSetting
 
+from .alerts import NewAndSeen, quarantine_novelty
 from .errors import ConfigError, StagingFailed
 from .settings import RunSettings, describe_missing
 from .staging import QUARANTINE, RESPONSES, ChangeCounts, StagingStore
@@ -31,10 +32,12 @@ log = logging.getLogger("nps.stage")
 class StageResult:
     report: ExtractReport
     changes: ChangeCounts = field(default_factory=ChangeCounts)
+    quarantine: NewAndSeen = field(default_factory=NewAndSeen)  # this run's quarantined records, new or seen before
     finished_pending: int = 0
     staged_rows: int = 0
     quarantine_rows: int = 0
     push: PushReport | None = None  # None when the run only staged
+    dead_letters: dict[str, NewAndSeen] = field(default_factory=dict)  # per object, written by this run's push
 
 
 def make_pipeline(settings: RunSettings, store: StagingStore) -> dlt.Pipeline:
@@ -126,6 +129,7 @@ def run_stage(
             pipeline.extract(source)
             pipeline.normalize()
             changes = store.count_changes(_staged_files(pipeline, RESPONSES))
+            quarantined = quarantine_novelty(store.connection, store.dataset, _staged_files(pipeline, QUARANTINE))
             load(pipeline, store)
         except PipelineStepFailed as exc:
             raise _unwrap(exc) from None
@@ -133,6 +137,7 @@ def run_stage(
             raise describe_missing(exc, "sources.customergauge") from None
         result.changes.new += changes.new
         result.changes.updated += changes.updated
+        result.quarantine.add(quarantined)
         tables = report.unfinished
         if not tables:
             break

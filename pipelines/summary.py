@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ExitCode
 
@@ -13,10 +14,13 @@ if TYPE_CHECKING:
     from .stage import StageResult
 
 
-def format_summary(result: "StageResult", duration: float, staging_path: str, exit_code: ExitCode) -> str:
+def format_summary(
+    result: "StageResult", duration: float, staging_path: str, exit_code: ExitCode, outcome: ExitCode
+) -> str:
+    """`outcome` is what happened; `exit_code` differs from it only under warnings_as_success."""
     report = result.report
     lines = [
-        f"run {report.run_id}: {_verdict(exit_code, report.quarantined, result.push)} in {duration:.1f} s",
+        f"run {report.run_id}: {_verdict(outcome, result)} in {duration:.1f} s",
         f"  customergauge: {sum(f.pages for f in report.feeds.values())} pages, {report.api_calls} API calls "
         f"({report.retries} retries, {report.token_grants} token grants)",
     ]
@@ -35,12 +39,19 @@ def format_summary(result: "StageResult", duration: float, staging_path: str, ex
             lines.append(f"  cursor {feed.table}: {_ts(feed.cursor_before)} -> {_ts(feed.cursor_after)}")
         elif feed.window_start is not None:
             lines.append(f"  cursor {feed.table}: unchanged (backfill)")
+    if result.quarantine.seen_before:
+        lines.append(
+            f"  still quarantined (seen before): {result.quarantine.seen_before:,} record(s) already reported by an "
+            "earlier run; they do not raise the exit code again"
+        )
     lines.append(
         f"  staging: {staging_path} ({result.staged_rows:,} responses, {result.quarantine_rows:,} quarantined records)"
     )
     if result.push is not None:
-        lines += _push_lines(result.push)
+        lines += _push_lines(result.push) + _dead_letter_lines(result)
     lines.append(f"  exit code {int(exit_code)}")
+    if exit_code != outcome:
+        lines[-1] += f" ({outcome.name.lower()} reported as success: warnings_as_success is on)"
     return "\n".join(lines)
 
 
@@ -89,36 +100,77 @@ def _waiting_line(push: "PushReport") -> str:
     )
 
 
-def one_line_summary(result: "StageResult", duration: float, exit_code: ExitCode) -> str:
+def _dead_letter_lines(result: "StageResult") -> list[str]:
+    new = sum(n.new for n in result.dead_letters.values())
+    seen = sum(n.seen_before for n in result.dead_letters.values())
+    if not seen:
+        return []
+    return [f"  still dead-lettered (seen before): {seen:,} record(s) rejected again for the same reason; {new:,} new"]
+
+
+def one_line_summary(result: "StageResult", duration: float, exit_code: ExitCode, outcome: ExitCode) -> str:
     """The log line that ends every run: greppable, with the counts that matter."""
     report = result.report
     fetched = sum(feed.fetched for feed in report.feeds.values())
     line = (
-        f"run {report.run_id} finished: exit {int(exit_code)} in {duration:.1f} s; fetched {fetched}, "
-        f"new {result.changes.new}, updated {result.changes.updated}, quarantined {report.quarantined}, "
-        f"API calls {report.api_calls}"
+        f"run {report.run_id} finished: exit {int(exit_code)}"
+        + (f" (outcome {outcome.name.lower()})" if outcome != exit_code else "")
+        + f" in {duration:.1f} s; fetched {fetched}, new {result.changes.new}, updated {result.changes.updated}, "
+        f"quarantined {report.quarantined} (new {result.quarantine.new}), API calls {report.api_calls}"
     )
     push = result.push
     if push is not None and not push.dry_run:
         line += (
             f"; gainsight: responses created {push['responses'].created}, updated {push['responses'].updated}, "
-            f"dead-lettered {push.failed}, deferred {push.deferred}, API calls {sum(push.calls.values())}"
+            f"dead-lettered {push.failed} (new {sum(n.new for n in result.dead_letters.values())}), "
+            f"deferred {push.deferred}, API calls {sum(push.calls.values())}"
         )
         if push.waiting.accounts:
             line += f", waiting for a Company {push.waiting.accounts} accounts / {push.waiting.responses} responses"
     return line + " (full summary on stdout)"
 
 
-def _verdict(exit_code: ExitCode, quarantined: int, push: "PushReport | None" = None) -> str:
-    if exit_code == ExitCode.QUARANTINED:
-        return f"completed with {quarantined} quarantined record(s) (see quarantine_report)"
-    if exit_code == ExitCode.DEAD_LETTERED:
-        return "completed; Gainsight rejected some records (see gainsight.dead_letter_report)"
-    if exit_code == ExitCode.DEFERRED and push is not None and not push.deferrals:
+def run_counts(result: "StageResult") -> dict[str, Any]:
+    """The run's counts as one dict: the summary log line's `counts` and run_history.counts."""
+    report = result.report
+    counts: dict[str, Any] = {
+        "fetched": sum(feed.fetched for feed in report.feeds.values()),
+        "staged": {
+            "new": result.changes.new,
+            "updated": result.changes.updated,
+            "quarantined": report.quarantined,
+            "quarantined_new": result.quarantine.new,
+            "quarantined_seen_before": result.quarantine.seen_before,
+        },
+        "customergauge_api_calls": report.api_calls,
+    }
+    push = result.push
+    if push is not None:
+        counts["pushed"] = {name: asdict(object_counts) for name, object_counts in push.objects.items()}
+        counts["dead_lettered"] = {name: asdict(n) for name, n in result.dead_letters.items()}
+        counts["waiting_for_company"] = {
+            "accounts": push.waiting.accounts,
+            "started": push.waiting.started,
+            "ambiguous": push.waiting.ambiguous,
+            "responses": push.waiting.responses,
+        }
+        counts["gainsight_api_calls"] = dict(push.calls)
+        counts["quota_left"] = push.quota_left
+        counts["dry_run"] = push.dry_run
+    return counts
+
+
+def _verdict(outcome: ExitCode, result: "StageResult") -> str:
+    push = result.push
+    if outcome == ExitCode.QUARANTINED:
+        return f"completed with {result.quarantine.new} newly quarantined record(s) (see quarantine_report)"
+    if outcome == ExitCode.DEAD_LETTERED:
+        return "completed; Gainsight rejected new records (see gainsight.dead_letter_report)"
+    if outcome == ExitCode.DEFERRED and push is not None and not push.deferrals:
         return f"completed; {push.waiting.started} account(s) started waiting for a Company (see gainsight.accounts_waiting)"
-    if exit_code == ExitCode.DEFERRED:
+    if outcome == ExitCode.DEFERRED:
         return "completed what the Gainsight quota allowed; the rest is deferred to the next run"
-    return "completed" if exit_code == ExitCode.OK else f"failed ({exit_code.name})"
+    return "completed" if outcome == ExitCode.OK else f"failed ({outcome.name})"
 
 
 def _ts(value: datetime | None) -> str:

@@ -133,8 +133,12 @@ def test_one_invalid_record_in_a_sync_batch_is_the_only_dead_letter(cg_sandbox, 
         "SELECT gainsight_status FROM gainsight.response_status WHERE response_id = ?", [str(bad)]
     ) == "rejected (will retry)"
 
-    # Retried on later runs up to max_attempts, then left alone until the content changes.
-    assert connector.run(max_attempts=2)[0] == ExitCode.DEAD_LETTERED
+    # Retried on later runs up to max_attempts, then left alone until the content changes; rejected
+    # again for the same reason it is "seen before": counted, but it does not alert again.
+    code, again = connector.run(max_attempts=2)
+    assert code == ExitCode.OK and again.push["responses"].failed == 1
+    assert (again.dead_letters["responses"].new, again.dead_letters["responses"].seen_before) == (0, 1)
+    assert connector.scalar("SELECT outcome FROM gainsight.run_history ORDER BY started_at DESC LIMIT 1") == "ok"
     gs.clear_log()
     code, result = connector.run(max_attempts=2)
     assert code == ExitCode.OK and result.push["responses"].given_up == 1

@@ -184,10 +184,22 @@ def test_invalid_rows_are_quarantined_with_reasons_while_valid_rows_load(cg_sand
     assert "nps: Input should be less than or equal to 10" in reasons
     assert "number_customergauge: Field required" in reasons
 
-    # the same bad records re-read in the next lookback do not pile up
-    code, _ = staging.run()
-    assert code == ExitCode.QUARANTINED
+    # the same bad records re-read in the next lookback do not pile up, and do not alert again
+    code, again = staging.run()
+    assert code == ExitCode.OK
+    seen = again.report.feeds["nps_responses"].quarantined
+    assert seen > 0 and (again.quarantine.new, again.quarantine.seen_before) == (0, seen)
     assert staging.scalar("SELECT count(*) FROM nps.quarantine") == feed.quarantined
+    assert staging.query(
+        "SELECT outcome, counts->'staged'->>'quarantined_seen_before' FROM gainsight.run_history ORDER BY started_at"
+    ) == [("quarantined", "0"), ("ok", str(seen))]
+
+    # a record that turns bad later is new: it alerts once, next to the ones seen before
+    latest = staging.scalar("SELECT response_id FROM nps.nps_responses ORDER BY responded_at DESC LIMIT 1")
+    sandbox.edit_response(int(latest), nps=11)
+    code, later = staging.run()
+    assert code == ExitCode.QUARANTINED
+    assert (later.quarantine.new, later.quarantine.seen_before) == (1, seen)
 
 
 def test_clean_run_has_an_empty_quarantine_report_and_daily_view(cg_sandbox, staging_for):
