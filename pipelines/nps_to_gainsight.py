@@ -6,6 +6,7 @@ Run from the repository root (it reads .dlt/config.toml and .dlt/secrets.toml fr
     python pipelines/nps_to_gainsight.py --dry-run       # stage, then show what the push would do
     python pipelines/nps_to_gainsight.py --start 2025-01-01 --end 2025-03-31   # backfill a range
     python pipelines/nps_to_gainsight.py --demo          # against bundled sandboxes, no setup
+    python pipelines/nps_to_gainsight.py status          # cursor, last runs, outbox, dead letters (read-only)
 
 Exit codes are listed in README.md ("Exit codes") and in `pipelines/errors.py`.
 """
@@ -13,23 +14,27 @@ Exit codes are listed in README.md ("Exit codes") and in `pipelines/errors.py`.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import replace
 from datetime import date
+from importlib import metadata
 from pathlib import Path
 
 # Allow `python pipelines/nps_to_gainsight.py` from a checkout even without an editable install.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.errors import CommandError  # noqa: E402
-from pipelines.logs import setup_logging  # noqa: E402
+from pipelines.logs import FORMATS, setup_logging  # noqa: E402  (stdlib only: --version stays fast)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The scheduled run is the default verb (no subcommand); other verbs are subcommands."""
     parser = argparse.ArgumentParser(
         prog="nps_to_gainsight.py",
         description="CustomerGauge NPS responses -> DuckDB staging -> Gainsight CS.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    _add_logging_options(parser, verb=False)
     parser.add_argument("--demo", action="store_true", help="run twice against in-process sandboxes with seeded data")
     parser.add_argument("--start", type=_day, help="backfill from this day (YYYY-MM-DD); leaves the cursor untouched")
     parser.add_argument("--end", type=_day, help="backfill up to and including this day (YYYY-MM-DD)")
@@ -42,7 +47,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="stage as usual, then plan the push (create/update/unchanged per object) without writing to Gainsight",
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--warnings-as-success",
+        action="store_true",
+        help="exit 0 instead of 10/11/12 (completed with warnings); run_history keeps the real outcome "
+        "(config nps_to_gainsight.warnings_as_success)",
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="{status}", help="default: the scheduled run")
+    status = verbs.add_parser("status", help="cursor, last runs, outbox, dead letters, quarantine, quota (read-only)")
+    _add_logging_options(status, verb=True)
+    status.add_argument("--runs", type=int, default=10, help="how many recent runs to list (default 10)")
+    status.add_argument("--json", action="store_true", help="one JSON document instead of text")
     args = parser.parse_args(argv)
     if (args.start is None) != (args.end is None):
         parser.error("--start and --end go together")
@@ -57,9 +72,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _add_logging_options(parser: argparse.ArgumentParser, verb: bool) -> None:
+    """On the main parser and on each verb's, so they may come before or after the verb (a verb's
+    copies default to SUPPRESS, or they would overwrite what was given before the verb)."""
+    parser.add_argument(
+        "--log-level", default=argparse.SUPPRESS if verb else "INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.add_argument(
+        "--log-format",
+        default=argparse.SUPPRESS if verb else None,
+        choices=FORMATS,
+        help="text (default) or json: one JSON object per line on stderr "
+        "(config nps_to_gainsight.log_format, env NPS_TO_GAINSIGHT__LOG_FORMAT)",
+    )
+
+
+def package_version() -> str:
+    """The installed package's version, or pyproject's in a plain checkout."""
+    try:
+        return metadata.version("cg-gainsight-nps")
+    except metadata.PackageNotFoundError:
+        pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject, re.MULTILINE)
+        return found.group(1) if found else "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    redactor = setup_logging(args.log_level)
+    from pipelines.errors import CommandError
+    from pipelines.settings import log_format_setting
+
+    try:
+        log_format = args.log_format or log_format_setting()
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    redactor = setup_logging(args.log_level, log_format)
     if args.demo:
         from pipelines.demo import run_demo
 
@@ -90,7 +138,20 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     )
-    settings = replace(settings, stage_only=args.stage_only, push_only=args.push_only)
+    if args.verb == "status":
+        from pipelines.status import show_status
+
+        try:
+            return int(show_status(settings, args.runs, args.json))
+        except CommandError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return int(exc.exit_code)
+    settings = replace(
+        settings,
+        stage_only=args.stage_only,
+        push_only=args.push_only,
+        warnings_as_success=args.warnings_as_success or settings.warnings_as_success,
+    )
     options = {}
     if args.start:
         options = {"backfill_start": args.start.isoformat(), "backfill_end": args.end.isoformat()}

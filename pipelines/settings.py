@@ -114,6 +114,16 @@ def describe_missing(exc: ConfigFieldMissingException, section: str) -> ConfigEr
     return ConfigError("missing configuration:\n" + "\n".join(lines))
 
 
+def log_format_setting() -> str:
+    """`nps_to_gainsight.log_format` (env NPS_TO_GAINSIGHT__LOG_FORMAT): text (default) or json."""
+    value = str(dlt.config.get(f"{SECTION}.log_format") or "text").strip().lower()
+    if value not in ("text", "json"):
+        raise ConfigError(
+            f"{SECTION}.log_format must be text or json, got {value!r} (env {env_name(SECTION, 'log_format')})"
+        )
+    return value
+
+
 def config_flag(key: str) -> bool:
     """A true/false setting; TOML gives a bool, env vars a string."""
     value = dlt.config.get(key)

@@ -1,0 +1,207 @@
+"""`status`: what the connector has done and what is waiting, read from the DuckDB file read-only.
+
+It opens the file read-only and changes nothing, so it is safe next to cron. DuckDB lets no other
+process read a file while a run holds it read-write: then status says so and exits 4 (LOCKED),
+like a second run would.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+
+from destinations.gainsight import GainsightSettingError, load_settings
+from destinations.gainsight.ledger import Ledger
+from destinations.gainsight.outbox import OUTBOX_SQL, outbox_parameters
+from destinations.gainsight.quota import QuotaLimiter
+from destinations.gainsight.settings import GainsightSettings
+
+from .errors import ConfigError, ExitCode, StagingLocked
+from .history import RunRecord, last_cursor, recent
+from .settings import RunSettings
+from .staging import QUARANTINE, RESPONSES
+
+LEDGER = "gainsight"
+
+
+def show_status(settings: RunSettings, runs: int, as_json: bool) -> ExitCode:
+    """Print the status (text, or one JSON document with `as_json`); raises CommandError."""
+    gainsight, why_not = _gainsight_settings()
+    with _open_read_only(settings) as db:
+        state = collect(db, settings.dataset_name, runs, gainsight, why_not)
+    print(json.dumps(state, indent=2, default=str) if as_json else render(state, settings))
+    return ExitCode.OK
+
+
+def _gainsight_settings() -> tuple[GainsightSettings | None, str | None]:
+    """The outbox and quota figures depend on them; status still works without them."""
+    try:
+        return load_settings(), None
+    except GainsightSettingError as exc:
+        return None, str(exc)
+
+
+def _open_read_only(settings: RunSettings) -> duckdb.DuckDBPyConnection:
+    path = settings.duckdb_path
+    if not path.is_file():
+        raise ConfigError(
+            f"no staging file at {path}: no run has used it yet, or destination.duckdb.credentials "
+            "(DESTINATION__DUCKDB__CREDENTIALS) points elsewhere than the scheduled job's"
+        )
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StagingLocked(
+                f"{path} is held by another process (a run in progress, or a read-write duckdb session); "
+                "DuckDB lets nothing else read it meanwhile. Run status again when it has finished "
+                f"(the run's last log line has its counts). DuckDB says: {exc}"
+            ) from None
+        raise
+
+
+def collect(
+    db: duckdb.DuckDBPyConnection, dataset: str, runs: int, gainsight: GainsightSettings | None, why_not: str | None
+) -> dict[str, Any]:
+    """Everything status shows, as plain data (the `--json` document)."""
+    cursor = last_cursor(db)
+    return {
+        "read_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cursor": {"run_id": cursor[0], "feeds": cursor[1]} if cursor else None,
+        "runs": [asdict(run) for run in recent(db, runs)],
+        "staged_responses": _count(db, dataset, RESPONSES),
+        "quarantine": _quarantine(db, dataset),
+        "outbox": _outbox(db, dataset, gainsight) if gainsight else {"unknown": why_not},
+        "dead_letters": _dead_letters(db, gainsight.max_attempts if gainsight else None),
+        "quota_left": _quota_left(db, gainsight) if gainsight else {"unknown": why_not},
+    }
+
+
+def _exists(db: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        db.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
+        ).fetchall()[0][0]
+    )
+
+
+def _count(db: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
+    return int(db.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchall()[0][0]) if _exists(db, schema, table) else 0
+
+
+def _quarantine(db: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, int]:
+    if not _exists(db, dataset, "quarantine_report"):
+        return {"records": _count(db, dataset, QUARANTINE), "fixed_upstream": 0}
+    total, fixed = db.execute(
+        f'SELECT count(*), count(*) FILTER (WHERE fixed_upstream) FROM "{dataset}".quarantine_report'
+    ).fetchall()[0]
+    return {"records": int(total), "fixed_upstream": int(fixed)}
+
+
+def _outbox(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSettings) -> dict[str, int]:
+    """Responses and Timeline activities waiting for a push (the push's own outbox query, counted)."""
+    if not _exists(db, dataset, RESPONSES):
+        return {"responses": 0, "activities": 0}
+    if not (_exists(db, LEDGER, "responses") and _exists(db, LEDGER, "activities")):
+        return {"responses": _count(db, dataset, RESPONSES), "activities": 0}
+    sql = OUTBOX_SQL.format(dataset=f'"{dataset}"', where="")
+    responses, activities = db.sql(
+        f"SELECT count(*) FILTER (WHERE needs_response), count(*) FILTER (WHERE needs_activity) FROM ({sql})",
+        params=outbox_parameters(settings),
+    ).fetchall()[0]
+    return {"responses": int(responses), "activities": int(activities)}
+
+
+def _dead_letters(db: duckdb.DuckDBPyConnection, max_attempts: int | None) -> dict[str, dict[str, int | None]]:
+    if not _exists(db, LEDGER, "dead_letters"):
+        return {}
+    rows = db.execute(
+        f"SELECT object, count(*), count(*) FILTER (WHERE attempts < ?) FROM {LEDGER}.dead_letters GROUP BY object ORDER BY object",
+        [max_attempts or 0],
+    ).fetchall()
+    return {obj: {"records": int(n), "will_retry": int(retry) if max_attempts else None} for obj, n, retry in rows}
+
+
+class _QuotaLogReader:
+    """The ledger's quota log, read only: what `QuotaLimiter` loads, without the ledger's DDL."""
+
+    load_quota_counts = Ledger.load_quota_counts
+
+    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
+        self.db = db
+
+    def save_quota_counts(self, counts: dict[tuple[str, str, int], int]) -> None:
+        raise RuntimeError("status never writes the quota log")
+
+
+def _quota_left(db: duckdb.DuckDBPyConnection, settings: GainsightSettings) -> dict[str, dict[str, int]]:
+    store = _QuotaLogReader(db) if _exists(db, LEDGER, "quota_log") else None
+    return QuotaLimiter(settings.quotas, store).remaining()
+
+
+def render(state: dict[str, Any], settings: RunSettings) -> str:
+    """The text form, for a person at a terminal."""
+    lines = [f"staging file: {settings.duckdb_path} (read {state['read_at']})"]
+    cursor = state["cursor"]
+    if cursor:
+        feeds = ", ".join(f"{feed} {value or 'none'}" for feed, value in cursor["feeds"].items())
+        lines.append(f"cursor: {feeds} (left by run {cursor['run_id']})")
+    else:
+        lines.append("cursor: none recorded yet (no scheduled run has finished)")
+    lines.append(f"last {len(state['runs'])} run(s), newest first:")
+    lines += [f"  {_run_line(RunRecord(**run))}" for run in state["runs"]] or ["  none recorded yet"]
+    lines.append(f"staged responses: {state['staged_responses']:,}")
+    quarantine = state["quarantine"]
+    lines.append(
+        f"quarantine: {quarantine['records']:,} record(s), {quarantine['fixed_upstream']:,} fixed upstream "
+        f"(see {settings.dataset_name}.quarantine_report)"
+    )
+    outbox = state["outbox"]
+    lines.append(
+        f"outbox: unknown ({outbox['unknown']})"
+        if "unknown" in outbox
+        else f"outbox: {outbox['responses']:,} response(s) and {outbox['activities']:,} Timeline activit(y/ies) waiting for a push"
+    )
+    dead = state["dead_letters"]
+    lines.append(
+        "dead letters: "
+        + (
+            "; ".join(
+                f"{obj} {d['records']:,}" + (f" ({d['will_retry']:,} will retry)" if d["will_retry"] is not None else "")
+                for obj, d in dead.items()
+            )
+            or "none"
+        )
+        + (" (see gainsight.dead_letter_report)" if dead else "")
+    )
+    quota = state["quota_left"]
+    lines.append(
+        f"quota left: unknown ({quota['unknown']})"
+        if "unknown" in quota
+        else "quota left: "
+        + "; ".join(f"{family} " + ", ".join(f"{left:,}/{window}" for window, left in w.items()) for family, w in quota.items())
+    )
+    return "\n".join(lines)
+
+
+def _run_line(run: RunRecord) -> str:
+    counts = run.counts or {}
+    staged = counts.get("staged", {})
+    text = (
+        f"{run.run_id} {run.mode}: exit {run.exit_code if run.exit_code is not None else '-'} ({run.outcome}); "
+        f"fetched {counts.get('fetched', 0):,}, new {staged.get('new', 0):,}, updated {staged.get('updated', 0):,}, "
+        f"quarantined {staged.get('quarantined', 0):,} ({staged.get('quarantined_new', 0):,} new)"
+    )
+    responses = counts.get("pushed", {}).get("responses")
+    if responses:
+        text += (
+            f"; responses created {responses['created']:,}, updated {responses['updated']:,}, "
+            f"failed {responses['failed']:,}, deferred {responses['deferred']:,}"
+        )
+    if run.error:
+        text += f"; error: {run.error}"
+    return text
