@@ -141,11 +141,13 @@ def run_stage(
         tables = report.unfinished
         if not tables:
             break
+        fetched = sum(feed.fetched for feed in report.feeds.values())
         log.info(
             "stage: part %d loaded (%s rows fetched so far); continuing %s",
             max(feed.loads for feed in report.feeds.values()),
-            f"{sum(feed.fetched for feed in report.feeds.values()):,}",
+            f"{fetched:,}",
             ", ".join(tables),
+            extra={"counts": {"fetched": fetched, "new": result.changes.new, "updated": result.changes.updated}},
         )
     store.ensure_views()
     result.staged_rows = store.count(RESPONSES)
