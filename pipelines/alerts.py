@@ -3,8 +3,11 @@
 A bad record inside the lookback window is re-read, and re-quarantined, by every run for days; a
 record Gainsight rejects is retried and rejected again on later runs. Alerting on each of those
 runs pages someone every hour for a problem already reported. A quarantined record or dead letter
-is *new* when no earlier run recorded the same record with the same reason; only new ones raise the
-exit code, the others are counted as "seen before" in the summary and in run_history.
+is *seen before* when an earlier run that reported it recorded the same record with the same
+reason; only the others are *new* and raise the exit code. "Reported" means that run completed
+(its outcome in run_history is ok/quarantined/dead_lettered/deferred) or ran before the history
+existed (the previous version alerted on every run); a run that failed or was killed reported
+nothing, so what it recorded is still new to the operator.
 
 Quarantine rows are merged on a hash of the raw payload, so a re-read overwrites the earlier row:
 what was seen before is read from the table *before* this run's rows are loaded into it. Dead
@@ -20,6 +23,8 @@ import duckdb
 
 from connector_common.sql import one_row
 
+from .history import REPORTED_OUTCOMES
+from .history import TABLE as RUN_HISTORY
 from .staging import QUARANTINE
 
 LEDGER_SCHEMA = "gainsight"  # destinations/gainsight/ledger.py owns it; read here, never written
@@ -38,6 +43,13 @@ class NewAndSeen:
         self.seen_before += other.seen_before
 
 
+def _reported(alias: str) -> str:
+    """SQL: the row `alias` was recorded by a run that reported it (see the module docstring)."""
+    outcomes = ", ".join(f"'{outcome}'" for outcome in REPORTED_OUTCOMES)
+    return f"""({alias}.run_id IN (SELECT run_id FROM {RUN_HISTORY} WHERE outcome IN ({outcomes}))
+        OR {alias}.run_id < coalesce((SELECT min(run_id) FROM {RUN_HISTORY}), '~'))"""
+
+
 def _table_exists(db: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     row = one_row(
         db,
@@ -49,7 +61,8 @@ def _table_exists(db: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
 
 def quarantine_novelty(db: duckdb.DuckDBPyConnection, dataset: str, staged_files: list[str]) -> NewAndSeen:
     """Distinct quarantined records in this run's not-yet-loaded files: new, or already quarantined
-    with the same reason. Runs before the load, on the files only, like the change counts."""
+    with the same reason by a run that reported it. Runs before the load, on the files only, like
+    the change counts. Needs run_history to exist (`history.ensure`)."""
     if not staged_files:
         return NewAndSeen()
     if not _table_exists(db, dataset, QUARANTINE):
@@ -61,7 +74,8 @@ def quarantine_novelty(db: duckdb.DuckDBPyConnection, dataset: str, staged_files
         WITH incoming AS (SELECT DISTINCT quarantine_id, reason FROM read_parquet(?))
         SELECT count(*) FILTER (WHERE q.quarantine_id IS NULL), count(*) FILTER (WHERE q.quarantine_id IS NOT NULL)
         FROM incoming i
-        LEFT JOIN "{dataset}".{QUARANTINE} q ON q.quarantine_id = i.quarantine_id AND q.reason IS NOT DISTINCT FROM i.reason
+        LEFT JOIN "{dataset}".{QUARANTINE} q ON q.quarantine_id = i.quarantine_id
+            AND q.reason IS NOT DISTINCT FROM i.reason AND {_reported("q")}
         """,
         [staged_files],
     )
@@ -69,9 +83,9 @@ def quarantine_novelty(db: duckdb.DuckDBPyConnection, dataset: str, staged_files
 
 
 def note_dead_letters(db: duckdb.DuckDBPyConnection) -> None:
-    """Remember which dead letters (and their error codes) exist before the push writes any."""
+    """Remember which dead letters (and their error codes) reported runs left, before the push writes any."""
     source = (
-        f"SELECT object, record_key, error_code FROM {LEDGER_SCHEMA}.dead_letters"
+        f"SELECT object, record_key, error_code FROM {LEDGER_SCHEMA}.dead_letters d WHERE {_reported('d')}"
         if _table_exists(db, LEDGER_SCHEMA, "dead_letters")
         else "SELECT NULL::VARCHAR AS object, NULL::VARCHAR AS record_key, NULL::VARCHAR AS error_code WHERE FALSE"
     )
@@ -80,7 +94,7 @@ def note_dead_letters(db: duckdb.DuckDBPyConnection) -> None:
 
 def dead_letter_novelty(db: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, NewAndSeen]:
     """Per object, the dead letters this run wrote: new, or the same record already dead-lettered
-    with the same error code before the push. Needs `note_dead_letters` first."""
+    with the same error code by a reported run. Needs `note_dead_letters` first."""
     if not _table_exists(db, LEDGER_SCHEMA, "dead_letters"):
         return {}
     rows = db.execute(

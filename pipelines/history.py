@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     exit_code INTEGER, outcome VARCHAR, counts JSON, cursor_before JSON, cursor_after JSON, error VARCHAR);
 """
 
+# Outcomes of runs that completed and so told the operator what they found (summary, exit code).
+REPORTED_OUTCOMES = ("ok", "quarantined", "dead_lettered", "deferred")
+
 COLUMNS = ("run_id", "mode", "started_at", "ended_at", "exit_code", "outcome", "counts", "cursor_before", "cursor_after", "error")
 
 
@@ -52,12 +55,17 @@ class RunRecord:
     error: str | None = None
 
 
+def ensure(db: duckdb.DuckDBPyConnection) -> None:
+    """Create the table if needed (at the start of a run: alerts.py reads it during the run)."""
+    db.execute(DDL)
+
+
 def record(db: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     """Write the run's row. A failure here is logged, never raised: the run's own outcome stands."""
     values = [getattr(run, name) for name in COLUMNS]
     values = [json.dumps(v, default=str) if isinstance(v, dict) else v for v in values]
     try:
-        db.execute(DDL)
+        ensure(db)
         db.execute(
             f"INSERT OR REPLACE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", values
         )

@@ -17,7 +17,7 @@ from sources.customergauge import ExtractReport
 
 from .alerts import dead_letter_novelty, note_dead_letters
 from .errors import WARNINGS, CommandError, ExitCode, exit_code_for, outcome_code
-from .history import RunRecord, record
+from .history import RunRecord, ensure, record
 from .logs import bind_run_id, redact
 from .push import run_push
 from .settings import RunSettings
@@ -65,6 +65,7 @@ def execute(
     result: StageResult | None = None
     outcome: ExitCode | None = None  # stays None only if the run is interrupted (KeyboardInterrupt, SystemExit)
     try:
+        ensure(store.connection)
         if settings.push_only:
             result = StageResult(report=report, staged_rows=store.count(RESPONSES), quarantine_rows=store.count(QUARANTINE))
         else:

@@ -149,3 +149,25 @@ def test_version_is_the_package_version(tmp_path):
     result = run_cli("--version", cwd=tmp_path, env=cli_env())
     declared = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.MULTILINE).group(1)
     assert result.returncode == 0 and result.stdout.strip() == f"nps_to_gainsight.py {declared}"
+
+
+def test_quarantined_by_a_failed_run_is_still_new_to_the_next_run_that_sees_it(cg_sandbox, staging_for):
+    """A run that fails reported nothing: what it quarantined alerts when a completed run meets it."""
+    sandbox = cg_sandbox(responses=2400, days=3, invalid=12)
+    staging = staging_for(sandbox)
+    sandbox.add_fault(kind="status", status=503, path="/v7/rest/sync/responses", skip=1, times=100)
+
+    code, _ = staging.run(rows_per_load=1000, decode_workers=0, max_attempts=2)  # first part loads, then 503s
+
+    assert code == ExitCode.SOURCE_API_ERROR
+    (failed_run,) = staging.query("SELECT run_id FROM gainsight.run_history WHERE outcome = 'source_api_error'")[0]
+    unreported = staging.scalar("SELECT count(*) FROM nps.quarantine WHERE run_id = ?", [failed_run])
+    assert unreported > 0
+    sandbox.clear_faults()
+    staging.run(rows_per_load=1000, decode_workers=0)  # resumes after the loaded part: does not re-read it
+
+    code, result = staging.run(rows_per_load=1000, decode_workers=0)  # the lookback re-reads everything
+
+    assert code == ExitCode.QUARANTINED
+    assert result.quarantine.new == unreported
+    assert result.quarantine.new + result.quarantine.seen_before == staging.scalar("SELECT count(*) FROM nps.quarantine")
