@@ -16,3 +16,13 @@ def one_row(connection: duckdb.DuckDBPyConnection, sql: str, params: Sequence[An
     """
     rows = connection.execute(sql, list(params or [])).fetchall()
     return rows[0] if rows else ()
+
+
+def table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether `schema.table` (or a view of that name) exists; works on read-only connections."""
+    row = one_row(
+        connection,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, table],
+    )
+    return bool(row and row[0])

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 
 import duckdb
 
-from connector_common.sql import one_row
+from connector_common.sql import one_row, table_exists
+from destinations.gainsight.ledger import SCHEMA as LEDGER_SCHEMA
 
 from .history import REPORTED_OUTCOMES
 from .history import TABLE as RUN_HISTORY
 from .staging import QUARANTINE
 
-LEDGER_SCHEMA = "gainsight"  # destinations/gainsight/ledger.py owns it; read here, never written
 DEAD_LETTERS_BEFORE = "dead_letters_before_push"
 
 
@@ -50,22 +50,13 @@ def _reported(alias: str) -> str:
         OR {alias}.run_id < coalesce((SELECT min(run_id) FROM {RUN_HISTORY}), '~'))"""
 
 
-def _table_exists(db: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    row = one_row(
-        db,
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    )
-    return bool(row and row[0])
-
-
 def quarantine_novelty(db: duckdb.DuckDBPyConnection, dataset: str, staged_files: list[str]) -> NewAndSeen:
     """Distinct quarantined records in this run's not-yet-loaded files: new, or already quarantined
     with the same reason by a run that reported it. Runs before the load, on the files only, like
     the change counts. Needs run_history to exist (`history.ensure`)."""
     if not staged_files:
         return NewAndSeen()
-    if not _table_exists(db, dataset, QUARANTINE):
+    if not table_exists(db, dataset, QUARANTINE):
         row = one_row(db, "SELECT count(DISTINCT quarantine_id) FROM read_parquet(?)", [staged_files])
         return NewAndSeen(new=int(row[0]) if row else 0)
     new, seen = one_row(
@@ -86,7 +77,7 @@ def note_dead_letters(db: duckdb.DuckDBPyConnection) -> None:
     """Remember which dead letters (and their error codes) reported runs left, before the push writes any."""
     source = (
         f"SELECT object, record_key, error_code FROM {LEDGER_SCHEMA}.dead_letters d WHERE {_reported('d')}"
-        if _table_exists(db, LEDGER_SCHEMA, "dead_letters")
+        if table_exists(db, LEDGER_SCHEMA, "dead_letters")
         else "SELECT NULL::VARCHAR AS object, NULL::VARCHAR AS record_key, NULL::VARCHAR AS error_code WHERE FALSE"
     )
     db.execute(f"CREATE OR REPLACE TEMP TABLE {DEAD_LETTERS_BEFORE} AS {source}")
@@ -95,7 +86,7 @@ def note_dead_letters(db: duckdb.DuckDBPyConnection) -> None:
 def dead_letter_novelty(db: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, NewAndSeen]:
     """Per object, the dead letters this run wrote: new, or the same record already dead-lettered
     with the same error code by a reported run. Needs `note_dead_letters` first."""
-    if not _table_exists(db, LEDGER_SCHEMA, "dead_letters"):
+    if not table_exists(db, LEDGER_SCHEMA, "dead_letters"):
         return {}
     rows = db.execute(
         f"""

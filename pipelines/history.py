@@ -21,9 +21,11 @@ from typing import Any
 
 import duckdb
 
+from connector_common.sql import table_exists
+from destinations.gainsight.ledger import SCHEMA
+
 log = logging.getLogger("nps.history")
 
-SCHEMA = "gainsight"
 TABLE = f"{SCHEMA}.run_history"
 
 DDL = f"""
@@ -75,9 +77,7 @@ def record(db: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
 
 def recent(db: duckdb.DuckDBPyConnection, limit: int) -> list[RunRecord]:
     """The last `limit` runs, newest first (none when no run was recorded yet)."""
-    if not db.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = 'run_history'", [SCHEMA]
-    ).fetchall()[0][0]:
+    if not table_exists(db, SCHEMA, "run_history"):
         return []
     rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY started_at DESC LIMIT ?", [limit]).fetchall()
     runs = []

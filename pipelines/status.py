@@ -14,7 +14,9 @@ from typing import Any
 
 import duckdb
 
+from connector_common.sql import table_exists
 from destinations.gainsight import GainsightSettingError, load_settings
+from destinations.gainsight.ledger import SCHEMA as LEDGER
 from destinations.gainsight.ledger import Ledger
 from destinations.gainsight.outbox import OUTBOX_SQL, outbox_parameters
 from destinations.gainsight.quota import QuotaLimiter
@@ -24,8 +26,6 @@ from .errors import ConfigError, ExitCode, StagingLocked
 from .history import RunRecord, last_cursor, recent
 from .settings import RunSettings
 from .staging import QUARANTINE, RESPONSES
-
-LEDGER = "gainsight"
 
 
 def show_status(settings: RunSettings, runs: int, as_json: bool) -> ExitCode:
@@ -81,20 +81,12 @@ def collect(
     }
 
 
-def _exists(db: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(
-        db.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
-        ).fetchall()[0][0]
-    )
-
-
 def _count(db: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
-    return int(db.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchall()[0][0]) if _exists(db, schema, table) else 0
+    return int(db.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchall()[0][0]) if table_exists(db, schema, table) else 0
 
 
 def _quarantine(db: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, int]:
-    if not _exists(db, dataset, "quarantine_report"):
+    if not table_exists(db, dataset, "quarantine_report"):
         return {"records": _count(db, dataset, QUARANTINE), "fixed_upstream": 0}
     total, fixed = db.execute(
         f'SELECT count(*), count(*) FILTER (WHERE fixed_upstream) FROM "{dataset}".quarantine_report'
@@ -104,9 +96,9 @@ def _quarantine(db: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, int]:
 
 def _outbox(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSettings) -> dict[str, int]:
     """Responses and Timeline activities waiting for a push (the push's own outbox query, counted)."""
-    if not _exists(db, dataset, RESPONSES):
+    if not table_exists(db, dataset, RESPONSES):
         return {"responses": 0, "activities": 0}
-    if not (_exists(db, LEDGER, "responses") and _exists(db, LEDGER, "activities")):
+    if not (table_exists(db, LEDGER, "responses") and table_exists(db, LEDGER, "activities")):
         return {"responses": _count(db, dataset, RESPONSES), "activities": 0}
     sql = OUTBOX_SQL.format(dataset=f'"{dataset}"', where="")
     responses, activities = db.sql(
@@ -117,7 +109,7 @@ def _outbox(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSett
 
 
 def _dead_letters(db: duckdb.DuckDBPyConnection, max_attempts: int | None) -> dict[str, dict[str, int | None]]:
-    if not _exists(db, LEDGER, "dead_letters"):
+    if not table_exists(db, LEDGER, "dead_letters"):
         return {}
     rows = db.execute(
         f"SELECT object, count(*), count(*) FILTER (WHERE attempts < ?) FROM {LEDGER}.dead_letters GROUP BY object ORDER BY object",
@@ -139,7 +131,7 @@ class _QuotaLogReader:
 
 
 def _quota_left(db: duckdb.DuckDBPyConnection, settings: GainsightSettings) -> dict[str, dict[str, int]]:
-    store = _QuotaLogReader(db) if _exists(db, LEDGER, "quota_log") else None
+    store = _QuotaLogReader(db) if table_exists(db, LEDGER, "quota_log") else None
     return QuotaLimiter(settings.quotas, store).remaining()
 
 
