@@ -50,7 +50,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        # ASCII escapes: a lone surrogate from a vendor's payload stays valid, writable JSON.
+        return json.dumps(entry, ensure_ascii=True, default=str)
 
 
 class OperatorHandler(logging.StreamHandler):

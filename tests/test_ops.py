@@ -52,6 +52,11 @@ setup_logging("INFO", "json").add(["s3cret-value-123"])
 bind_run_id("run-1")
 dlt.pipeline(pipeline_name="logs_probe", destination="duckdb", pipelines_dir={str(tmp_path)!r})
 logger.warning("dlt says s3cret-value-123")
+import logging
+try:
+    raise ValueError("vendor echoed s3cret-value-123 \\ud800")
+except ValueError:
+    logging.getLogger("nps.probe").exception("step failed")
 """
     import subprocess
     import sys
@@ -62,8 +67,13 @@ logger.warning("dlt says s3cret-value-123")
     )
 
     assert result.returncode == 0, result.stderr
-    (line,) = [entry for entry in json_lines(result.stderr) if entry["logger"] == "dlt"]
+    lines = json_lines(result.stderr)
+    assert all(KEYS <= set(line) for line in lines)
+    (line,) = [entry for entry in lines if entry["logger"] == "dlt"]
     assert (line["level"], line["event"], line["run_id"]) == ("WARNING", "dlt says ***", "run-1")
+    (failure,) = [entry for entry in lines if entry["logger"] == "nps.probe"]
+    assert failure["level"] == "ERROR" and "ValueError: vendor echoed ***" in failure["exc"]
+    assert "s3cret-value-123" not in result.stderr
 
 
 def test_history_status_warnings_as_success_and_new_only_alerts(cg_sandbox, project):
