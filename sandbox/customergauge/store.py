@@ -30,6 +30,8 @@ from typing import Any, Iterable, Optional
 PERIOD_KEYS = ("date_creation", "date_order", "date_email_sent", "date_survey_response")
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# For a raw record carrying a lone surrogate ("\ud800"): legal JSON only as an escape.
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 _DATETIME = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}) (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
 _MAX_CACHED_PERIODS = 64
 
@@ -184,11 +186,18 @@ def _render(record: dict[str, Any], expandable: tuple[str, ...]) -> tuple[bytes,
     base = {key: value for key, value in record.items() if key not in expandable}
     if not base and any(key in record for key in expandable):
         raise ValueError(f"a record needs at least one key besides {expandable}")
-    head = _ENCODER.encode(base).encode()[:-1]
+    head = _json(base)[:-1]
     return (head,) + tuple(
-        b',"%b":%b' % (key.encode(), _ENCODER.encode(record[key]).encode()) if key in record else b""
-        for key in expandable
+        b',"%b":%b' % (key.encode(), _json(record[key])) if key in record else b"" for key in expandable
     )
+
+
+def _json(value: Any) -> bytes:
+    """UTF-8 JSON; text UTF-8 cannot hold (a lone surrogate) is sent as `\\uXXXX` escapes."""
+    try:
+        return _ENCODER.encode(value).encode()
+    except UnicodeEncodeError:
+        return _ASCII_ENCODER.encode(value).encode()
 
 
 def _day(value: Any) -> Optional[str]:

@@ -248,7 +248,7 @@ def quarantine_table(
     `date_key`, when readable) lands in `cursor_column`.
     """
     zone = ZoneInfo(tenant_tz)
-    raws = [json.dumps(reject.raw, ensure_ascii=False, sort_keys=True, default=str) for reject in rejects]
+    raws = [raw_json(reject.raw) for reject in rejects]
     payloads = [reject.raw if isinstance(reject.raw, dict) else {} for reject in rejects]
     columns = {
         "quarantine_id": pa.array(
@@ -268,6 +268,17 @@ def quarantine_table(
         "quarantined_at": pa.array([at] * len(rejects), UTC_TS),
     }
     return pa.Table.from_pydict(columns, schema=quarantine_schema(cursor_column))
+
+
+def raw_json(raw: Any) -> str:
+    """The record as JSON text, verbatim. A text holding a lone surrogate cannot be UTF-8, so
+    such a record is kept with every non-ASCII character as a JSON escape: still lossless."""
+    text = json.dumps(raw, ensure_ascii=False, sort_keys=True, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(raw, ensure_ascii=True, sort_keys=True, default=str)
+    return text
 
 
 def day_in(moment: datetime, tenant_tz: str) -> date:

@@ -19,13 +19,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, Optional, TypeVar
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 from typing_extensions import NotRequired, TypedDict
 
 from .errors import ContractViolation
 
-Score = Annotated[int, Field(ge=0, le=10)]
-CgId = Annotated[int, Field(gt=0)]
+# Staged ids are BIGINT and DuckDB's/Arrow's int64 is the widest integer on the way there.
+INT64_MAX = 2**63 - 1
+
+
+def _not_a_boolean(value: Any) -> Any:
+    """JSON `true` is not a number: pydantic's lax mode would stage `"nps": true` as a score of 1
+    and `"number_customergauge": true` as response 1, overwriting a real one."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number here")
+    return value
+
+
+Score = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0, le=10)]
+CgId = Annotated[int, BeforeValidator(_not_a_boolean), Field(gt=0, le=INT64_MAX)]
 
 
 class Contact(TypedDict, total=False):
@@ -94,6 +106,16 @@ class ValidatedPage(Generic[R]):
     next_cursor: int
 
 
+class _Envelope(TypedDict):
+    """A page with its records unread: checked before records are validated one by one."""
+
+    data: list[Any]
+    cursor: Cursor
+
+
+_ENVELOPE = TypeAdapter(_Envelope)
+
+
 class PageValidator(Generic[R]):
     """Validates pages of one record type."""
 
@@ -109,21 +131,65 @@ class PageValidator(Generic[R]):
         try:
             page = self._page.validate_json(body)
         except ValidationError as exc:
-            if any(error["loc"][:1] != ("data",) or len(error["loc"]) < 2 for error in exc.errors()):
+            # Python's parser also takes a lone surrogate ("\ud800", legal JSON) that pydantic-core
+            # refuses for the whole page, so the record carrying it can be quarantined alone.
+            envelope = _lenient_envelope(body)
+            if envelope is None:
                 raise ContractViolation(_envelope_problem(body, exc)) from None
-            return self._validate_one_by_one(body)
+            return self._validate_one_by_one(envelope)
         return ValidatedPage(page["data"], [], page["cursor"]["next"])
 
-    def _validate_one_by_one(self, body: bytes) -> ValidatedPage[R]:
-        envelope = json.loads(body)
+    def _validate_one_by_one(self, envelope: _Envelope) -> ValidatedPage[R]:
         records: list[R] = []
         rejects: list[Reject] = []
         for raw in envelope["data"]:
+            surrogate = lone_surrogate_at(raw)
+            if surrogate is not None:
+                rejects.append(Reject(raw, f"{surrogate}: text holds a lone UTF-16 surrogate, which no UTF-8 store can keep"))
+                continue
             try:
                 records.append(self._record.validate_python(raw))
             except ValidationError as exc:
                 rejects.append(Reject(raw, describe(exc)))
-        return ValidatedPage(records, rejects, int(envelope["cursor"]["next"]))
+        return ValidatedPage(records, rejects, envelope["cursor"]["next"])
+
+
+def _lenient_envelope(body: bytes) -> Optional[_Envelope]:
+    """The page parsed by Python's JSON parser and checked as an envelope; None if it is neither."""
+    try:
+        return _ENVELOPE.validate_python(json.loads(body))
+    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+
+
+def lone_surrogate_at(value: Any, where: str = "record") -> Optional[str]:
+    """Where (`email`, `properties.2.reference`, ...) the first lone surrogate sits in a parsed
+    JSON value, in a key or a text, or None. Python strings can hold them; UTF-8 cannot."""
+    if isinstance(value, str):
+        return where if _has_surrogate(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+            path = name if where == "record" else f"{where}.{name}"
+            if _has_surrogate(str(key)):
+                return path
+            found = lone_surrogate_at(item, path)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = lone_surrogate_at(item, f"{where}.{index}")
+            if found is not None:
+                return found
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def describe(exc: ValidationError) -> str:
