@@ -68,9 +68,10 @@ def run_push(
         report = pusher.finish()
     finally:
         pusher.close()
-    ensure_views(store.connection, settings.dataset_name, gainsight_settings.max_attempts)
+    ensure_views(store.connection, settings.dataset_name, gainsight_settings)
+    for name, count in given_up(store.connection, settings.dataset_name, gainsight_settings).items():
+        report[name].given_up = count  # from the rule that picks what is retried, for every object
     responses = report["responses"]
-    responses.given_up += given_up(store.connection, settings.dataset_name, gainsight_settings.max_attempts)
     responses.unchanged += max(0, staged - outbox.needs_response - responses.given_up)
     if not outbox.rows:
         log.info("push: Gainsight is up to date (%s staged responses, none to push)", f"{staged:,}")

@@ -78,6 +78,9 @@ def _push_lines(push: "PushReport") -> list[str]:
         )
         lines.append(f"  quota left: {quota}")
     for deferral in push.deferrals:
+        if deferral.reason:
+            lines.append(f"  deferred: {deferral.reason}; the next run reconciles or re-sends its rows")
+            continue
         lines.append(
             f"  deferred: the {deferral.family} quota ({deferral.window} window) is used up; the next run after "
             f"{_ts(deferral.resume_at)} continues"
@@ -169,7 +172,7 @@ def _verdict(outcome: ExitCode, result: "StageResult") -> str:
     if outcome == ExitCode.DEFERRED and push is not None and not push.deferrals:
         return f"completed; {push.waiting.started} account(s) started waiting for a Company (see gainsight.accounts_waiting)"
     if outcome == ExitCode.DEFERRED:
-        return "completed what the Gainsight quota allowed; the rest is deferred to the next run"
+        return "completed what Gainsight allowed (quota, or a Bulk upload without an outcome); the rest is deferred to the next run"
     return "completed" if outcome == ExitCode.OK else f"failed ({outcome.name})"
 
 

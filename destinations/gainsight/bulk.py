@@ -70,7 +70,7 @@ def push_bulk(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
             # Unknown whether Gainsight got it; the rows stay in the outbox and the Upsert job
             # makes sending them again harmless.
             ctx.ledger.update_upload(upload_id, status="UNKNOWN", reconciled_at=now())
-            ctx.report[TABLE].deferred += length
+            _defer_upload(ctx, chunk_rows, "a Bulk upload got no answer (5xx or a lost connection)")
             log.warning("gainsight: bulk upload %d: %s; its %d rows are retried next run", number, exc, length)
             continue
         finally:
@@ -79,7 +79,7 @@ def push_bulk(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
         ctx.report.bulk_uploads += 1
         ctx.report.bulk_rows += length
         if follow(ctx, upload_id, status_id) is None:
-            ctx.report[TABLE].deferred += length
+            _defer_upload(ctx, chunk_rows, "Gainsight was still processing a Bulk upload when the run stopped waiting")
             continue
         missed_rows, missed_records = reconcile(ctx, upload_id, chunk_rows, chunk_records)
         if missed_rows.num_rows:
@@ -90,6 +90,13 @@ def push_bulk(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
                 missed_rows.num_rows,
             )
             push_sync(ctx, missed_rows, missed_records)
+
+
+def _defer_upload(ctx: PushContext, rows: pa.Table, reason: str) -> None:
+    """The rows of an upload whose outcome this run cannot learn wait for the next run, which
+    reconciles (or re-sends) them: deferred work, so the run exits with the deferral code."""
+    ctx.report.defer_records(TABLE, rows["response_id"].to_pylist())
+    ctx.report.defer("bulk", "upload", None, reason)
 
 
 def fitting_file(job_id: str, name: str, records: pa.Table, start: int, max_bytes: int, per_row: float) -> BulkFile:

@@ -33,7 +33,7 @@ class PushContext:
         """Leave `keys` for a later run because a quota is used up; returns how many."""
         keys = list(keys)
         self.ledger.mark(table, keys, "deferred")
-        self.report[table].deferred += len(keys)
+        self.report.defer_records(table, keys)
         self.report.defer(exhausted.family, exhausted.window, exhausted.resume_at)
         log.warning("gainsight: %s; %d %s deferred to a later run", exhausted, len(keys), table)
         return len(keys)

@@ -68,6 +68,10 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.dead_letters (
 KEYS = {"companies": "account_id", "people": "email", "responses": "response_id", "activities": "response_id"}
 
 
+# Ledger statuses of a record Gainsight holds (`confirm` writes them; `mark`/`fail` others).
+CONFIRMED = ("synced", "created", "exists")
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -99,6 +103,11 @@ class Ledger:
         finally:
             self.db.unregister("_keys")
         return {row[0]: dict(zip(columns, row[1:])) for row in rows}
+
+    def settled_since(self, table: str, keys: Sequence[str], since: datetime) -> list[str]:
+        """Which of `keys` were confirmed in Gainsight at or after `since`."""
+        state = self.state(table, keys, ["status", "updated_at"])
+        return [key for key, row in state.items() if row["status"] in CONFIRMED and row["updated_at"] >= since]
 
     def gives_up(self, row: dict[str, Any] | None, content_hash: str) -> bool:
         """True when this exact content already failed `max_attempts` times: stop resending it."""

@@ -45,7 +45,7 @@ def upsert_people(ctx: PushContext, outbox: pa.Table, companies: dict[str, str])
             counts.given_up += 1
         else:
             todo.append((email, row, digest, gsid))
-    counts.deferred += len(waiting)
+    ctx.report.defer_records(TABLE, waiting)
     try:
         existing = _existing_people(ctx, [item[0] for item in todo], state)
     except QuotaExhausted as exhausted:

@@ -33,7 +33,7 @@ def plan_push(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSe
     for row in sorted(rows, key=lambda r: r["responded_at"]):
         if row["account_id"]:
             accounts[row["account_id"]] = row["account_name"]
-        if row["email"] and row["needs_response"]:
+        if row["email"] and (row["needs_response"] or row["needs_retry"]):
             persons[row["email"]] = row
     for account_id, name in accounts.items():
         gsid, pushed = companies.get(account_id, (None, None))

@@ -18,7 +18,7 @@ from .client import GainsightClient
 from .companies import resolve_companies
 from .context import PushContext
 from .errors import QuotaExhausted
-from .ledger import Ledger
+from .ledger import Ledger, now
 from .outbox import staged_rows, still_pending
 from .people import upsert_people
 from .quota import QuotaLimiter
@@ -42,6 +42,7 @@ class Pusher:
         self.client = GainsightClient(settings, self.limiter)
         self.ctx = PushContext(settings, self.client, self.ledger, self.report)
         self.failure: Exception | None = None  # a fatal error met inside dlt's load step
+        self.started = now()
 
     def recover(self) -> int:
         """Finish what an earlier run left open (Bulk uploads Gainsight was still processing)."""
@@ -49,7 +50,7 @@ class Pusher:
 
     def deliver(self, outbox: pa.Table) -> None:
         """Push one outbox table (a dlt load file) through all four steps."""
-        outbox = still_pending(self.ledger.db, outbox, self.settings.max_attempts)
+        outbox = still_pending(self.ledger.db, outbox, self.settings.max_attempts, self.ledger.run_id)
         if not outbox.num_rows:
             log.info("gainsight: every row of this outbox file is already confirmed in the ledger")
             return
@@ -70,14 +71,22 @@ class Pusher:
                 create_activities(ctx, outbox, companies)
         except QuotaExhausted as exhausted:
             # Each step defers its own remainder; this catches a quota hit between steps' loops
-            # (e.g. the one metadata call): whatever was not confirmed stays in the outbox.
+            # (e.g. the one metadata call): whatever was not confirmed stays in the outbox, and
+            # is counted as deferred like the remainder of a step.
             self.report.defer(exhausted.family, exhausted.window, exhausted.resume_at)
             log.warning("gainsight: %s; the rest of the outbox waits for the next run", exhausted)
+            rest = still_pending(self.ledger.db, outbox, self.settings.max_attempts, self.ledger.run_id)
+            for table, flag in (("responses", "needs_response"), ("activities", "needs_activity")):
+                keys = rest["response_id"].filter(rest[flag]).to_pylist()
+                if keys:
+                    ctx.defer(table, keys, exhausted)
 
     def finish(self) -> PushReport:
         """Persist quota counts and fill the report's call statistics."""
         self.limiter.flush()
         report = self.report
+        for table, keys in report.deferred_keys.items():
+            report.settle(table, self.ledger.settled_since(table, list(keys), self.started))
         report.calls = dict(self.client.stats.calls)
         report.retries = self.client.stats.retries
         report.token_grants = self.client.token_grants

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Iterable, Optional
 
 OBJECTS = ("companies", "people", "responses", "activities")
 
@@ -14,7 +15,7 @@ class ObjectCounts:
     updated: int = 0
     unchanged: int = 0
     failed: int = 0  # dead-lettered this run (Gainsight rejected the record)
-    deferred: int = 0  # left for a later run (quota, or a company not confirmed yet)
+    deferred: int = 0  # records left for a later run (quota, lost Bulk upload, company not confirmed yet)
     given_up: int = 0  # failed max_attempts times for this content; not resent until it changes
 
 
@@ -39,9 +40,13 @@ class CompanyWaits:
 
 @dataclass(frozen=True)
 class Deferral:
+    """Why work was left for the next run: a used-up quota window, or (`reason`) a Bulk upload
+    whose outcome this run could not learn."""
+
     family: str
     window: str
-    resume_at: datetime
+    resume_at: Optional[datetime]
+    reason: str = ""
 
 
 @dataclass
@@ -57,6 +62,9 @@ class PushReport:
     token_grants: int = 0
     quota_left: dict[str, dict[str, int]] = field(default_factory=dict)
     dry_run: bool = False
+    # Per object, the keys behind `deferred`: a record deferred twice in one run (a re-delivered
+    # package, then the fresh outbox) is one record left for the next run.
+    deferred_keys: dict[str, set[str]] = field(default_factory=lambda: {name: set() for name in OBJECTS})
 
     def __getitem__(self, name: str) -> ObjectCounts:
         return self.objects[name]
@@ -73,6 +81,21 @@ class PushReport:
     def write_calls(self) -> int:
         return sum(n for endpoint, n in self.calls.items() if endpoint not in ("query", "bulk_status", "token"))
 
-    def defer(self, family: str, window: str, resume_at: datetime) -> None:
-        if not any(d.family == family for d in self.deferrals):
-            self.deferrals.append(Deferral(family, window, resume_at))
+    def defer(self, family: str, window: str, resume_at: Optional[datetime], reason: str = "") -> None:
+        if not any(d.family == family and d.reason == reason for d in self.deferrals):
+            self.deferrals.append(Deferral(family, window, resume_at, reason))
+
+    def defer_records(self, name: str, keys: Iterable[str]) -> None:
+        """Count `keys` of object `name` as left for the next run (each once per run)."""
+        deferred = self.deferred_keys[name]
+        deferred.update(keys)
+        self.objects[name].deferred = len(deferred)
+
+    def settle(self, name: str, keys: Iterable[str]) -> None:
+        """`keys` deferred earlier in this run were pushed after all (a later delivery sent them)."""
+        deferred = self.deferred_keys[name]
+        deferred.difference_update(keys)
+        self.objects[name].deferred = len(deferred)
+        if not any(self.deferred_keys.values()):
+            # Bulk deferrals are about records; with none left, nothing waits for the next run.
+            self.deferrals = [d for d in self.deferrals if not d.reason]

@@ -39,10 +39,10 @@ def pending_responses(ctx: PushContext, outbox: pa.Table, companies: dict[str, s
         pc.index_in(accounts, value_set=pa.array(list(companies), pa.string())),
     )
     ready = pc.or_(pc.is_null(accounts), pc.is_valid(gsids))
-    waiting = pc.sum(pc.and_(needed, pc.invert(ready))).as_py() or 0
+    waiting = outbox["response_id"].filter(pc.and_(needed, pc.invert(ready))).to_pylist()
     if waiting:
-        ctx.report[TABLE].deferred += waiting
-        log.info("gainsight: responses: %d wait for their company to be confirmed", waiting)
+        ctx.report.defer_records(TABLE, waiting)
+        log.info("gainsight: responses: %d wait for their company to be confirmed", len(waiting))
     keep = pc.and_(needed, ready)
     rows = outbox
     if not pc.all(keep).as_py():

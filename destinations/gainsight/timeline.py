@@ -72,7 +72,7 @@ def create_activities(ctx: PushContext, outbox: pa.Table, companies: dict[str, s
     counts = ctx.report[TABLE]
     rows = outbox.filter(outbox["needs_activity"]).to_pylist()
     waiting = [row for row in rows if row["account_id"] not in companies]
-    counts.deferred += len(waiting)
+    ctx.report.defer_records(TABLE, [row["response_id"] for row in waiting])
     rows = [row for row in rows if row["account_id"] in companies]
     state = ctx.ledger.state(TABLE, [row["response_id"] for row in rows], STATE)
     current: list[_Activity] = []

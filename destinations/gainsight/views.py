@@ -10,6 +10,8 @@ from __future__ import annotations
 import duckdb
 
 from .ledger import SCHEMA
+from .retries import retry_sql
+from .settings import GainsightSettings
 
 RESPONSE_STATUS_VIEW = """
 CREATE OR REPLACE VIEW {schema}.response_status AS
@@ -49,19 +51,25 @@ GROUP BY ALL
 ORDER BY responses_waiting DESC, w.account_id
 """
 
+# `will_retry` is the outbox's own rule (`retries.retry_sql`), evaluated with the run's settings:
+# true exactly when the next run sends the record again.
 DEAD_LETTER_VIEW = """
 CREATE OR REPLACE VIEW {schema}.dead_letter_report AS
 SELECT
     d.object, d.record_key, d.error_code, d.error_message, d.attempts,
-    d.attempts < {max_attempts} AS will_retry,
+    coalesce(retry.will_retry, FALSE) AS will_retry,
     d.first_failed_at, d.last_failed_at, d.run_id, d.payload
 FROM {schema}.dead_letters d
+LEFT JOIN ({retry}) retry USING (object, record_key)
 ORDER BY d.last_failed_at DESC
 """
 
 
-def ensure_views(db: duckdb.DuckDBPyConnection, dataset: str, max_attempts: int) -> None:
-    names = {"schema": SCHEMA, "dataset": f'"{dataset}"', "max_attempts": int(max_attempts)}
+def ensure_views(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSettings) -> None:
+    max_attempts = int(settings.max_attempts)
+    names = {"schema": SCHEMA, "dataset": f'"{dataset}"', "max_attempts": max_attempts}
     db.execute(RESPONSE_STATUS_VIEW.format(**names))
-    db.execute(DEAD_LETTER_VIEW.format(**names))
+    since = f"now() - INTERVAL {max(int(settings.timeline_max_age_days), 0)} DAY"
+    retry = retry_sql(names["dataset"], str(max_attempts), str(bool(settings.timeline_enabled)).upper(), since)
+    db.execute(DEAD_LETTER_VIEW.format(retry=retry, **names))
     db.execute(ACCOUNTS_WAITING_VIEW.format(**names))
