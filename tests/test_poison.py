@@ -4,12 +4,18 @@ crash and bad-input trials found, then that the record is quarantined alone, ret
 from __future__ import annotations
 
 import json
+import signal
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
+import duckdb
 import pytest
 
 from pipelines.errors import ExitCode
+
+from .conftest import NO_CLIENT_QUOTAS
+from .test_command import project, run_cli, start_cli, wait_for  # noqa: F401 - fixture
+from .test_push_command import assert_exactly_once, push_env
 
 INT64_MAX = 2**63 - 1
 
@@ -79,7 +85,7 @@ def test_a_poison_record_is_quarantined_alone_and_the_rest_of_its_page_is_staged
 
 # --- (a) dead letters are retried under the give-up policy, and will_retry says so -----------------
 
-PEOPLE_PATH = "/v1/peoplemgmt/"
+PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"
 BULK_PATH = "/v1.0/admin/connector/job/bulkimport"
 
 
@@ -173,3 +179,130 @@ def test_a_dead_lettered_company_is_retried_and_its_responses_follow(cg_sandbox,
     assert code == ExitCode.OK and result.push["companies"].created == 1
     assert _dead_letters(connector, "companies") == []
     _exactly_once(connector, 15)
+
+
+# --- (b) a Bulk upload without an outcome is deferred work: exit 12, then landed exactly once --------
+
+@pytest.mark.parametrize(
+    "fault, options",
+    [
+        ({"status": 503}, {}),
+        ({"kind": "drop"}, {}),
+        # Gainsight takes the file, but its answer comes after the client gave up waiting
+        ({"kind": "delay", "delay": 3.0}, {"timeout_seconds": 0.5}),
+    ],
+    ids=["503", "dropped-connection", "lost-answer"],
+)
+def test_a_lost_bulk_upload_defers_its_rows_and_the_next_run_lands_them_once(
+    cg_sandbox, gs_sandbox, connector_for, fault, options
+):
+    cg = cg_sandbox(responses=150, days=5, accounts=4)
+    gs = gs_sandbox()
+    gs.add_fault(path=BULK_PATH, times=1, **fault)
+    connector = connector_for(cg, gs)
+
+    code, result = connector.run(bulk_min_rows=100, **options)
+
+    # Before: exit 0 "completed" with every row of the upload left behind.
+    assert code == ExitCode.DEFERRED
+    assert result.push["responses"].deferred == 150 and result.push.bulk_uploads == 0
+    assert [d.reason for d in result.push.deferrals] == ["a Bulk upload got no answer (5xx or a lost connection)"]
+
+    code, result = connector.run(bulk_min_rows=100)
+
+    assert code == ExitCode.OK and result.push["responses"].deferred == 0
+    _exactly_once(connector, 150)
+
+
+def test_a_bulk_upload_still_processing_when_polling_times_out_is_deferred_and_reconciled_next_run(
+    cg_sandbox, gs_sandbox, connector_for
+):
+    cg = cg_sandbox(responses=150, days=5, accounts=4)
+    gs = gs_sandbox(time_scale=0)  # the sandbox clock stands still: the job stays INIT
+    connector = connector_for(cg, gs)
+
+    code, result = connector.run(bulk_min_rows=100, bulk_poll_timeout_seconds=0.3)
+
+    assert code == ExitCode.DEFERRED
+    assert result.push["responses"].deferred == 150 and result.push.bulk_uploads == 1
+    assert "still processing" in result.push.deferrals[0].reason
+
+    gs.advance(10)  # Gainsight finishes the job
+    gs.clear_log()
+    code, result = connector.run(bulk_min_rows=100)
+
+    assert code == ExitCode.OK and result.push.recovered_uploads == 1
+    assert gs.family_counts().get("bulk", 0) == 0  # reconciled, not uploaded again
+    _exactly_once(connector, 150)
+
+
+# --- (f) deferred counts: a quota that runs out between steps ---------------------------------------
+
+def test_a_quota_used_up_between_steps_counts_every_row_left_behind(cg_sandbox, gs_sandbox, connector_for):
+    cg = cg_sandbox(responses=120, days=5, accounts=3)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+    # companies take a query and an insert, the first person the third call; the second person
+    # finds the day's sync quota used up, and so does the response step's metadata call after it
+    quotas = {**NO_CLIENT_QUOTAS, "sync_per_day": 3}
+
+    code, result = connector.run(quotas=quotas)
+
+    # Before: exit 12, but responses and activities showed 0 deferred.
+    assert code == ExitCode.DEFERRED
+    push = result.push
+    emails = connector.scalar("SELECT count(DISTINCT email) FROM nps.nps_responses")
+    recent = connector.scalar(
+        "SELECT count(*) FROM nps.nps_responses WHERE responded_at >= now() - INTERVAL 14 DAY AND account_id IS NOT NULL"
+    )
+    assert push["companies"].created == 3 and push["people"].created == 1
+    assert push["people"].deferred == emails - 1
+    assert push["responses"].deferred == 120 and push["activities"].deferred == recent
+    assert connector.scalar("SELECT count(*) FROM gainsight.response_status WHERE gainsight_status = 'deferred (quota)'") == 120
+
+    code, result = connector.run()
+
+    assert code == ExitCode.OK
+    assert result.push["responses"].created == 120 and result.push["people"].created == emails - 1
+    _exactly_once(connector, 120)
+
+
+# --- (f) deferred counts: a re-delivered package and the fresh outbox are one set of records -------
+
+def _summary_row(stdout: str, name: str) -> dict[str, int]:
+    """The summary table's row for one Gainsight object, by column."""
+    line = next(line for line in stdout.splitlines() if line.strip().startswith(f"{name} "))
+    numbers = [int(value.replace(",", "")) for value in line.split()[1:6]]
+    return dict(zip(("created", "updated", "unchanged", "failed", "deferred"), numbers))
+
+
+def test_records_deferred_by_a_redelivered_package_and_the_fresh_outbox_count_once(cg_sandbox, gs_sandbox, project):
+    cg = cg_sandbox(responses=400, days=20, accounts=10)
+    gs = gs_sandbox()
+    gs.add_fault(path=PEOPLE_PATH, kind="delay", delay=0.05, times=10_000)
+    env = push_env(cg, gs, project)
+    victim = start_cli(cwd=project, env=env)
+    try:  # killed inside dlt's load step: its package stays pending
+        wait_for(lambda: gs.count(path=PEOPLE_PATH) >= 25, timeout=60)
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    gs.clear_faults()
+
+    result = run_cli(cwd=project, env={**env, "DESTINATION__GAINSIGHT__QUOTAS__SYNC_PER_DAY": "1"})
+
+    assert result.returncode == ExitCode.DEFERRED, result.stderr
+    assert "re-delivering 1 package(s) an interrupted run left pending" in result.stderr
+    with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
+        recent = conn.execute(
+            "SELECT count(*) FROM nps.nps_responses WHERE account_id IS NOT NULL AND responded_at >= now() - INTERVAL 20 DAY"
+        ).fetchone()[0]
+    # Before: 800 responses deferred (each record counted by the package and again by the fresh outbox).
+    assert _summary_row(result.stdout, "responses")["deferred"] == 400
+    assert _summary_row(result.stdout, "activities")["deferred"] == recent
+
+    result = run_cli(cwd=project, env=env)
+
+    assert result.returncode == ExitCode.OK, result.stderr
+    assert _summary_row(result.stdout, "responses") == {"created": 400, "updated": 0, "unchanged": 0, "failed": 0, "deferred": 0}
+    assert_exactly_once(project, gs)
