@@ -306,3 +306,29 @@ def test_records_deferred_by_a_redelivered_package_and_the_fresh_outbox_count_on
     assert result.returncode == ExitCode.OK, result.stderr
     assert _summary_row(result.stdout, "responses") == {"created": 400, "updated": 0, "unchanged": 0, "failed": 0, "deferred": 0}
     assert_exactly_once(project, gs)
+
+
+# --- one definition: the SQL spelling of the company and person hashes is the Python one ---------
+
+@pytest.mark.parametrize(
+    "account_id, name, email, first, last, gsid",
+    [
+        ("ACC-1", "Acme GmbH", "jane@acme.com", "Jane", "Doe", "1P02ABC"),
+        ("ACC-2", None, "zoë@acme.com", None, "Ñúñez", None),
+        ("ACC-3", "", "x@y.z", "", None, "1P02DEF"),
+    ],
+)
+def test_retry_rule_hashes_match_the_hashes_the_push_books(account_id, name, email, first, last, gsid):
+    from destinations.gainsight.records import company_hash, person_hash
+    from destinations.gainsight.retries import COMPANY_HASH, PERSON_HASH
+
+    row = {"account_id": account_id, "account_name": name, "email": email, "first_name": first, "last_name": last}
+    with duckdb.connect() as db:
+        company, person = db.execute(
+            f"SELECT {COMPANY_HASH}, {PERSON_HASH} FROM (SELECT $account_id AS account_id, $account_name::VARCHAR AS "
+            "account_name, $email AS email, $first_name::VARCHAR AS first_name, $last_name::VARCHAR AS last_name) x, "
+            "(SELECT $gsid::VARCHAR AS gsid) c",
+            {**row, "gsid": gsid},
+        ).fetchone()
+    assert company == company_hash(account_id, name)
+    assert person == person_hash(email, first, last, gsid)
