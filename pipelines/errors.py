@@ -35,7 +35,7 @@ class ExitCode(IntEnum):
     GAINSIGHT_API_ERROR = 8  # Gainsight unavailable or refused a request; the next run continues
     QUARANTINED = 10  # completed, but CustomerGauge records were quarantined (see quarantine_report)
     DEAD_LETTERED = 11  # completed, but Gainsight rejected records (see gainsight.dead_letter_report)
-    DEFERRED = 12  # completed what the Gainsight quota allowed; the next run continues
+    DEFERRED = 12  # completed what Gainsight allowed (quota, Bulk upload without an outcome); the next run continues
 
 
 # "Completed with warnings": what `warnings_as_success` reports as 0 (run_history keeps the real one).
