@@ -242,9 +242,10 @@ def test_a_quota_used_up_between_steps_counts_every_row_left_behind(cg_sandbox, 
     cg = cg_sandbox(responses=120, days=5, accounts=3)
     gs = gs_sandbox()
     connector = connector_for(cg, gs)
-    # companies take a query and an insert, the first person the third call; the second person
-    # finds the day's sync quota used up, and so does the response step's metadata call after it
-    quotas = {**NO_CLIENT_QUOTAS, "sync_per_day": 3}
+    # companies take a query and an insert, people a query and the first person the fourth call;
+    # the second person finds the day's sync quota used up, and so does the response step's
+    # metadata call after it
+    quotas = {**NO_CLIENT_QUOTAS, "sync_per_day": 4}
 
     code, result = connector.run(quotas=quotas)
 
@@ -256,7 +257,7 @@ def test_a_quota_used_up_between_steps_counts_every_row_left_behind(cg_sandbox, 
         "SELECT count(*) FROM nps.nps_responses WHERE responded_at >= now() - INTERVAL 14 DAY AND account_id IS NOT NULL"
     )
     assert push["companies"].created == 3 and push["people"].created == 1
-    assert push["people"].deferred == emails - 1
+    assert push["people"].deferred == emails - 1 > 0
     assert push["responses"].deferred == 120 and push["activities"].deferred == recent
     assert connector.scalar("SELECT count(*) FROM gainsight.response_status WHERE gainsight_status = 'deferred (quota)'") == 120
 
