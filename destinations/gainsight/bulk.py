@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
+from connector_common.stop import STOP
+
 from .answers import epoch_ms
 from .context import PushContext
 from .errors import MaybeApplied, QuotaExhausted
@@ -139,6 +141,7 @@ def recover_uploads(ctx: PushContext, load_rows: LoadRows) -> int:
 def follow(ctx: PushContext, upload_id: str, status_id: str) -> dict[str, Any] | None:
     """Poll the job status with backoff until it is final; None if the run stops waiting."""
     settings = ctx.settings
+    STOP.enter("the push: Bulk polling")
     deadline = time.monotonic() + settings.bulk_poll_timeout_seconds
     interval = settings.bulk_poll_interval_seconds
     last = None
@@ -170,7 +173,7 @@ def follow(ctx: PushContext, upload_id: str, status_id: str) -> dict[str, Any] |
                 settings.bulk_poll_timeout_seconds,
             )
             return None
-        time.sleep(interval)
+        STOP.wait(interval)  # the upload stays open in the log; the next run polls it to the end
         interval = min(interval * 1.5, 30.0)
 
 

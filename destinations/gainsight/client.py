@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -30,6 +29,7 @@ import requests
 import tenacity
 import urllib3
 
+from connector_common.stop import STOP
 from connector_common.tokens import TokenCache
 
 from .answers import TimelineOutcome, bulk_status, bulk_status_id, timeline_outcome
@@ -97,7 +97,7 @@ class GainsightClient:
         settings: GainsightSettings,
         limiter: QuotaLimiter,
         session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = STOP.wait,
     ) -> None:
         self.settings = settings
         self.limiter = limiter
@@ -289,6 +289,8 @@ class GainsightClient:
 
     def _attempt(self, endpoint: str, method: str, path: str, idempotent: bool, request: dict[str, Any]) -> _Answer:
         family = QUOTA_FAMILY[endpoint]
+        # A safe point: the answer to the previous call is booked by now, this one is not sent.
+        STOP.check()
         self.limiter.acquire(family)
         answer = self._send(endpoint, method, path, idempotent, request)
         if answer.status in (401, 403) or _code(answer) in AUTH_CODES:

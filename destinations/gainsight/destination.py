@@ -7,7 +7,8 @@ record batches, should someone configure a batch size.
 
 Failures of the push are not raised into dlt: dlt would retry the job 5 times a second apart and
 then park the package. The pusher keeps the ledger exact after every batch, so the sink records
-the error and the command reports it; the next run recomputes the outbox from the ledger.
+the error and the command reports it; the next run recomputes the outbox from the ledger. A stop
+asked for by a signal travels the same way, so dlt's worker thread is done before the run ends.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationTerminalException
+
+from connector_common.stop import StopRequested
 
 from .errors import GainsightError, GainsightSettingError, LocalWriteFailed
 from .push import Pusher
@@ -56,7 +59,7 @@ def gainsight_outbox(items: Any, table: dict[str, Any]) -> None:
         return  # a fatal error earlier in this load: the command reports it
     try:
         pusher.deliver(_as_table(items))
-    except (GainsightError, GainsightSettingError, LocalWriteFailed) as exc:
+    except (GainsightError, GainsightSettingError, LocalWriteFailed, StopRequested) as exc:
         pusher.failure = exc
     except duckdb.IOException as exc:  # a full disk, typically; other DuckDB errors are bugs
         pusher.failure = LocalWriteFailed(f"writing the ledger in DuckDB failed: {exc}")

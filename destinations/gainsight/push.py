@@ -13,6 +13,8 @@ import logging
 import duckdb
 import pyarrow as pa
 
+from connector_common.stop import STOP
+
 from .bulk import push_bulk, recover_uploads
 from .client import GainsightClient
 from .companies import resolve_companies
@@ -46,6 +48,7 @@ class Pusher:
 
     def recover(self) -> int:
         """Finish what an earlier run left open (Bulk uploads Gainsight was still processing)."""
+        STOP.enter("the push: Bulk uploads left open by an earlier run")
         return recover_uploads(self.ctx, self._rebuild)
 
     def deliver(self, outbox: pa.Table) -> None:
@@ -62,12 +65,16 @@ class Pusher:
         )
         ctx = self.ctx
         try:
+            STOP.enter("the push: companies")
             companies = resolve_companies(ctx, outbox)
+            STOP.enter("the push: people")
             upsert_people(ctx, outbox, companies)
             rows, records = pending_responses(ctx, outbox, companies)
             use_bulk = bool(self.settings.response_bulk_job_id) and rows.num_rows >= self.settings.bulk_min_rows
+            STOP.enter("the push: Bulk upload" if use_bulk else "the push: sync writes")
             (push_bulk if use_bulk else push_sync)(ctx, rows, records)
             if self.settings.timeline_enabled:
+                STOP.enter("the push: Timeline")
                 create_activities(ctx, outbox, companies)
         except QuotaExhausted as exhausted:
             # Each step defers its own remainder; this catches a quota hit between steps' loops

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Protocol
 
+from connector_common.stop import STOP
+
 from .errors import QuotaExhausted
 from .settings import QuotaLimits
 
@@ -55,7 +57,7 @@ class QuotaLimiter:
         store: QuotaStore | None,
         max_wait: float = 65.0,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = STOP.wait,  # a stop request ends the wait at once
     ) -> None:
         self._windows = {
             family: [Window(family, name, seconds, limit) for name, seconds, limit in windows]

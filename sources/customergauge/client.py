@@ -22,6 +22,7 @@ import requests
 import tenacity
 import urllib3
 
+from connector_common.stop import STOP
 from connector_common.tokens import TokenCache
 
 from .auth import ClientCredentials
@@ -157,6 +158,7 @@ class CustomerGaugeClient:
             retry=tenacity.retry_if_exception_type(_Transient),
             stop=tenacity.stop_after_attempt(policy.max_attempts) | _stop_on_long_retry_after(policy),
             wait=_wait(policy),
+            sleep=STOP.wait,  # a stop requested during the backoff ends it at once
             before_sleep=self._log_retry,
             reraise=True,
         )
@@ -176,6 +178,7 @@ class CustomerGaugeClient:
     def _attempt(self, method: str, url: str, **kwargs: Any) -> Answer:
         """One request, body included: a connection dropped mid-body is as transient as a 503."""
         path = urlsplit(url).path
+        STOP.check()  # before sending, so nothing is in flight when the run stops
         self.stats.calls += 1
         try:
             with self._session.request(
