@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from connector_common.stop import StopRequested
 from destinations.gainsight.errors import (
     GainsightCredentialsRejected,
     GainsightError,
@@ -36,6 +37,8 @@ class ExitCode(IntEnum):
     QUARANTINED = 10  # completed, but CustomerGauge records were quarantined (see quarantine_report)
     DEAD_LETTERED = 11  # completed, but Gainsight rejected records (see gainsight.dead_letter_report)
     DEFERRED = 12  # completed what Gainsight allowed (quota, Bulk upload without an outcome); the next run continues
+    INTERRUPTED = 130  # SIGINT (Ctrl-C): stopped at a safe point; the next run resumes (128 + 2)
+    TERMINATED = 143  # SIGTERM (systemd, k8s, kill): stopped at a safe point; the next run resumes (128 + 15)
 
 
 # "Completed with warnings": what `warnings_as_success` reports as 0 (run_history keeps the real one).
@@ -78,6 +81,8 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     """Map any exception escaping a run to its documented exit code."""
     if isinstance(exc, CommandError):
         return exc.exit_code
+    if isinstance(exc, StopRequested):
+        return ExitCode(128 + exc.signal_number)  # the shell's convention for "ended by signal N"
     if isinstance(exc, LocalWriteFailed):
         return ExitCode.STAGING_ERROR
     if isinstance(exc, (InvalidSetting, GainsightSettingError)):

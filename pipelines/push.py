@@ -15,6 +15,7 @@ from typing import Iterator
 import dlt
 import pyarrow as pa
 
+from connector_common.stop import StopRequested
 from destinations.gainsight import (
     GainsightSettings,
     Pusher,
@@ -27,6 +28,7 @@ from destinations.gainsight.plan import plan_push
 from destinations.gainsight.views import ensure_views
 
 from .settings import RunSettings
+from .stage import without_dlt_signal_handlers
 from .staging import RESPONSES, StagingStore
 
 log = logging.getLogger("nps.push")
@@ -48,10 +50,12 @@ def run_push(
     try:
         if pusher.recover():
             log.info("push: finished %d Bulk upload(s) left open by an earlier run", pusher.report.recovered_uploads)
-        pipeline = dlt.pipeline(
-            pipeline_name=f"{settings.pipeline_name}_push",
-            destination=gainsight(pusher),
-            pipelines_dir=settings.pipelines_dir,
+        pipeline = without_dlt_signal_handlers(
+            dlt.pipeline(
+                pipeline_name=f"{settings.pipeline_name}_push",
+                destination=gainsight(pusher),
+                pipelines_dir=settings.pipelines_dir,
+            )
         )
         pending = len(pipeline.list_extracted_load_packages()) + len(pipeline.list_normalized_load_packages())
         if pending:
@@ -66,6 +70,9 @@ def run_push(
         if pusher.failure is not None:
             raise pusher.failure
         report = pusher.finish()
+    except StopRequested as stop:
+        stop.push = pusher.finish()  # what this run did, for the summary of the stopped run
+        raise
     finally:
         pusher.close()
     ensure_views(store.connection, settings.dataset_name, gainsight_settings)

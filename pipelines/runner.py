@@ -12,6 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from connector_common.stop import StopRequested, stop_on_signals
 from destinations.gainsight import GainsightSettingError, load_settings
 from sources.customergauge import ExtractReport
 
@@ -48,7 +49,20 @@ def execute(
     gainsight_options: dict[str, Any] | None = None,
     dry_run: bool = False,
 ) -> tuple[ExitCode, StageResult | None]:
-    """Stage, then push; never raises for expected failures, returns the exit code instead."""
+    """Stage, then push; never raises for expected failures, returns the exit code instead.
+
+    SIGINT/SIGTERM stop the run at the next safe point with exit 130/143 (connector_common.stop).
+    """
+    with stop_on_signals():
+        return _execute(settings, source_options, gainsight_options, dry_run)
+
+
+def _execute(
+    settings: RunSettings,
+    source_options: dict[str, Any] | None,
+    gainsight_options: dict[str, Any] | None,
+    dry_run: bool,
+) -> tuple[ExitCode, StageResult | None]:
     started = time.monotonic()
     report = ExtractReport(run_id=new_run_id())
     bind_run_id(report.run_id)
@@ -83,6 +97,19 @@ def execute(
         )
         code = ExitCode.OK if settings.warnings_as_success and outcome in WARNINGS else outcome
         run.counts = run_counts(result)
+    except StopRequested as stop:
+        result = result or StageResult(report=report)
+        result.push = stop.push if result.push is None else result.push
+        result.staged_rows, result.quarantine_rows = store.count(RESPONSES), store.count(QUARANTINE)
+        outcome = code = exit_code_for(stop)
+        run.error = str(stop)
+        run.counts = run_counts(result)
+        log.warning(
+            "run %s stopped by %s during %s, at a safe point; the next run resumes from there",
+            report.run_id,
+            stop.signal_name,
+            stop.where,
+        )
     except Exception as exc:  # noqa: BLE001 - every failure must become a documented exit code
         outcome = code = exit_code_for(exc)
         run.error = redact(str(exc))

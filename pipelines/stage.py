@@ -16,6 +16,7 @@ import duckdb
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from connector_common.stop import STOP, StopRequested
 from destinations.gainsight import PushReport
 from sources.customergauge import ExtractReport, customergauge
 from sources.customergauge.errors import CustomerGaugeError, InvalidSetting
@@ -42,12 +43,24 @@ class StageResult:
 
 def make_pipeline(settings: RunSettings, store: StagingStore) -> dlt.Pipeline:
     """A dlt pipeline writing through the store's (locked) connection."""
-    return dlt.pipeline(
-        pipeline_name=settings.pipeline_name,
-        destination=dlt.destinations.duckdb(store.connection),
-        dataset_name=settings.dataset_name,
-        pipelines_dir=settings.pipelines_dir,
+    return without_dlt_signal_handlers(
+        dlt.pipeline(
+            pipeline_name=settings.pipeline_name,
+            destination=dlt.destinations.duckdb(store.connection),
+            dataset_name=settings.dataset_name,
+            pipelines_dir=settings.pipelines_dir,
+        )
     )
+
+
+def without_dlt_signal_handlers(pipeline: dlt.Pipeline) -> dlt.Pipeline:
+    """Leave SIGINT/SIGTERM to the run's stop request (connector_common.stop).
+
+    dlt swaps in its own handlers around normalize and load and drops the first signal once its
+    job pool is empty, so a stop asked for during the push would be forgotten.
+    """
+    pipeline.runtime_config.intercept_signals = False
+    return pipeline
 
 
 def finish_pending(pipeline: dlt.Pipeline, store: StagingStore) -> int:
@@ -126,10 +139,13 @@ def run_stage(
             source = customergauge(report=report, **(source_options or {}))
             if tables:
                 source = source.with_resources(*tables)
+            STOP.enter("the extract from CustomerGauge")
             pipeline.extract(source)
+            STOP.enter("normalize")
             pipeline.normalize()
             changes = store.count_changes(_staged_files(pipeline, RESPONSES))
             quarantined = quarantine_novelty(store.connection, store.dataset, _staged_files(pipeline, QUARANTINE))
+            STOP.enter("the DuckDB load")
             load(pipeline, store)
         except PipelineStepFailed as exc:
             raise _unwrap(exc) from None
@@ -139,6 +155,7 @@ def run_stage(
         result.changes.updated += changes.updated
         result.quarantine.add(quarantined)
         tables = report.unfinished
+        STOP.enter("staging")
         if not tables:
             break
         fetched = sum(feed.fetched for feed in report.feeds.values())
@@ -167,7 +184,7 @@ def _staged_files(pipeline: dlt.Pipeline, table: str) -> list[str]:
 def _unwrap(exc: PipelineStepFailed) -> Exception:
     """Surface the CustomerGauge / config error inside dlt's step wrapper; name load failures."""
     for cause in _causes(exc):
-        if isinstance(cause, (CustomerGaugeError, ConfigError, InvalidSetting)):
+        if isinstance(cause, (CustomerGaugeError, ConfigError, InvalidSetting, StopRequested)):
             return cause  # type: ignore[return-value]
         if isinstance(cause, ConfigFieldMissingException):
             return describe_missing(cause, "sources.customergauge")

@@ -26,16 +26,20 @@ def format_summary(
     ]
     if result.finished_pending:
         lines.append(f"  recovered: {result.finished_pending} load package(s) from an interrupted run")
+    # A stopped run's extract report holds pages not staged and a cursor not committed.
+    stopped = exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
     for feed in report.feeds.values():
         line = (
             f"  {feed.table}: window {feed.window_start}..{feed.window_end}; fetched {feed.fetched:,}, "
             f"valid {feed.valid:,}, quarantined {feed.quarantined:,}"
         )
-        if feed.table == "nps_responses":
+        if feed.table == "nps_responses" and not stopped:
             unchanged = max(0, feed.valid - result.changes.new - result.changes.updated)
             line += f" -> new {result.changes.new:,}, updated {result.changes.updated:,}, unchanged {unchanged:,}"
         lines.append(line)
-        if feed.cursor_before is not None or feed.cursor_after is not None:
+        if stopped:
+            lines.append(f"  cursor {feed.table}: as committed with the last part loaded into DuckDB")
+        elif feed.cursor_before is not None or feed.cursor_after is not None:
             lines.append(f"  cursor {feed.table}: {_ts(feed.cursor_before)} -> {_ts(feed.cursor_after)}")
         elif feed.window_start is not None:
             lines.append(f"  cursor {feed.table}: unchanged (backfill)")
@@ -173,6 +177,8 @@ def _verdict(outcome: ExitCode, result: "StageResult") -> str:
         return f"completed; {push.waiting.started} account(s) started waiting for a Company (see gainsight.accounts_waiting)"
     if outcome == ExitCode.DEFERRED:
         return "completed what Gainsight allowed (quota, or a Bulk upload without an outcome); the rest is deferred to the next run"
+    if outcome in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+        return "stopped by a signal at a safe point; the next run resumes"
     return "completed" if outcome == ExitCode.OK else f"failed ({outcome.name})"
 
 
