@@ -64,6 +64,32 @@ def wait_for(condition, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def stop_and_collect(victim: subprocess.Popen[str], condition, stop_signal: signal.Signals) -> subprocess.CompletedProcess[str]:
+    """Signal the run once `condition` holds (SIGINT twice, as an impatient operator would); its outcome."""
+    try:
+        wait_for(condition, timeout=60)
+    finally:
+        victim.send_signal(stop_signal)
+        if stop_signal == signal.SIGINT:
+            time.sleep(0.3)  # a separate second press, not one the handler sees once
+            victim.send_signal(stop_signal)
+        stdout, stderr = victim.communicate(timeout=120)
+    return subprocess.CompletedProcess(victim.args, victim.returncode, stdout, stderr)
+
+
+def assert_stopped_cleanly(stopped: subprocess.CompletedProcess[str], stop_signal: signal.Signals) -> None:
+    """The documented exit code, one log line naming the signal, the summary, and no traceback."""
+    if stop_signal == signal.SIGKILL:
+        return  # nothing runs after kill -9: the next run proves the rest
+    assert stopped.returncode == 128 + stop_signal, stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    about_it = [line for line in stopped.stderr.splitlines() if stop_signal.name in line or "signal" in line.lower()]
+    assert len(about_it) == 1, about_it
+    assert f"stopped by {stop_signal.name} during " in about_it[0] and "the next run resumes" in about_it[0]
+    assert "stopped by a signal at a safe point" in stopped.stdout
+    assert f"exit code {128 + stop_signal}" in stopped.stdout
+
+
 def test_scheduled_run_configured_by_environment(cg_sandbox, project):
     sandbox = cg_sandbox(responses=1200, days=30)
     result = run_cli("--stage-only", cwd=project, env=cli_env(sandbox, project))
@@ -136,16 +162,19 @@ def test_second_concurrent_run_fails_fast_on_the_lock(cg_sandbox, project):
         assert conn.execute("SELECT count(*), count(DISTINCT response_id) FROM nps.nps_responses").fetchone() == (3000, 3000)
 
 
-@pytest.mark.parametrize("kill_after_requests", [2, 5])
-def test_killed_run_is_completed_by_the_next_with_no_duplicates(cg_sandbox, project, kill_after_requests):
+@pytest.mark.parametrize(
+    "kill_after_requests, stop_signal",
+    [(2, signal.SIGKILL), (5, signal.SIGKILL), (2, signal.SIGTERM), (5, signal.SIGINT)],
+    ids=["kill-9-after-2", "kill-9-after-5", "sigterm-after-2", "sigint-twice-after-5"],
+)
+def test_killed_run_is_completed_by_the_next_with_no_duplicates(cg_sandbox, project, kill_after_requests, stop_signal):
     sandbox = cg_sandbox(responses=6000, days=30)
     sandbox.add_fault(kind="delay", delay=0.3, path=RESPONSES, times=50)
     env = cli_env(sandbox, project, SOURCES__CUSTOMERGAUGE__ROWS_PER_LOAD="1000")
     victim = start_cli("--stage-only", cwd=project, env=env)
-    wait_for(lambda: sandbox.count(path=RESPONSES) >= kill_after_requests)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    stopped = stop_and_collect(victim, lambda: sandbox.count(path=RESPONSES) >= kill_after_requests, stop_signal)
     sandbox.clear_faults()
+    assert_stopped_cleanly(stopped, stop_signal)
 
     result = run_cli("--stage-only", cwd=project, env=env)
 

@@ -11,7 +11,14 @@ import duckdb
 import pytest
 
 from .conftest import ACCESS_KEY, AUTHOR, BULK_JOB, CLIENT_SECRET, NO_CLIENT_QUOTAS, RESPONSE_OBJECT
-from .test_command import cli_env, project, run_cli, start_cli, wait_for  # noqa: F401 - fixture
+from .test_command import (  # noqa: F401 - project is a fixture
+    assert_stopped_cleanly,
+    cli_env,
+    project,
+    run_cli,
+    start_cli,
+    stop_and_collect,
+)
 
 BULK_PATH = "/v1.0/admin/connector/job/bulkimport"
 PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"
@@ -72,41 +79,62 @@ def upload_answered(gs) -> bool:
     return True
 
 
+HANG = 3.0  # a SIGTERM/SIGINT run waits for the answer in flight: long enough to signal it, short to wait
+
+
 @pytest.mark.parametrize(
-    "path, fault, killed_when",
+    "path, fault, killed_when, stop_signal",
     [
         # Gainsight answered with a statusId and is processing; the run dies while polling.
-        (STATUS_PATH, {"kind": "delay", "delay": 30.0, "times": 1}, upload_answered),
+        (STATUS_PATH, {"kind": "delay", "delay": 30.0, "times": 1}, upload_answered, signal.SIGKILL),
+        (STATUS_PATH, {"kind": "delay", "delay": HANG, "times": 1}, upload_answered, signal.SIGTERM),
         # Gainsight has the file and is processing it; the answer with the statusId never arrives.
-        (BULK_PATH, {"kind": "delay", "delay": 30.0, "times": 1}, bulk_received),
-        (PEOPLE_PATH, {"kind": "delay", "delay": 0.05, "times": 10_000}, lambda gs: gs.count(path=PEOPLE_PATH) >= 25),
-        (TIMELINE_PATH, {"kind": "delay", "delay": 0.1, "times": 10_000}, lambda gs: gs.count(path=TIMELINE_PATH) >= 4),
+        (BULK_PATH, {"kind": "delay", "delay": 30.0, "times": 1}, bulk_received, signal.SIGKILL),
+        (BULK_PATH, {"kind": "delay", "delay": HANG, "times": 1}, bulk_received, signal.SIGTERM),
+        (PEOPLE_PATH, {"kind": "delay", "delay": 0.05, "times": 10_000}, lambda gs: gs.count(path=PEOPLE_PATH) >= 25, signal.SIGKILL),
+        (PEOPLE_PATH, {"kind": "delay", "delay": 0.05, "times": 10_000}, lambda gs: gs.count(path=PEOPLE_PATH) >= 25, signal.SIGTERM),
+        (TIMELINE_PATH, {"kind": "delay", "delay": 0.1, "times": 10_000}, lambda gs: gs.count(path=TIMELINE_PATH) >= 4, signal.SIGKILL),
+        # Ctrl-C twice: the second press while stopping changes nothing.
+        (TIMELINE_PATH, {"kind": "delay", "delay": 0.1, "times": 10_000}, lambda gs: gs.count(path=TIMELINE_PATH) >= 4, signal.SIGINT),
     ],
-    ids=["while-polling-bulk-status", "after-bulk-upload", "mid-people", "mid-timeline"],
+    ids=[
+        "kill-9-while-polling-bulk-status",
+        "sigterm-while-polling-bulk-status",
+        "kill-9-after-bulk-upload",
+        "sigterm-during-bulk-upload",
+        "kill-9-mid-people",
+        "sigterm-mid-people",
+        "kill-9-mid-timeline",
+        "sigint-twice-mid-timeline",
+    ],
 )
-def test_killed_push_is_finished_by_the_next_run_exactly_once(cg_sandbox, gs_sandbox, project, path, fault, killed_when):
+def test_killed_push_is_finished_by_the_next_run_exactly_once(
+    cg_sandbox, gs_sandbox, project, path, fault, killed_when, stop_signal
+):
     cg = cg_sandbox(responses=400, days=20, accounts=10)
     gs = gs_sandbox()
     gs.add_fault(path=path, **fault)
     env = push_env(cg, gs, project, DESTINATION__GAINSIGHT__TIMELINE_RECORDS_PER_CALL="10")
     victim = start_cli(cwd=project, env=env)
-    try:
-        wait_for(lambda: killed_when(gs), timeout=60)
-    finally:
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
+    stopped = stop_and_collect(victim, lambda: killed_when(gs), stop_signal)
     gs.clear_faults()
 
     result = run_cli(cwd=project, env=env)
 
     assert result.returncode == 0, result.stderr
     assert_exactly_once(project, gs)
-    if path in (PEOPLE_PATH, TIMELINE_PATH):  # killed inside dlt's load step: its package goes first
+    assert_stopped_cleanly(stopped, stop_signal)
+    if stop_signal != signal.SIGKILL:  # a stopped run booked every answer: no person was sent twice
+        assert gs.count(path=PEOPLE_PATH) == len(gs.records("Person"))
+    if path in (PEOPLE_PATH, TIMELINE_PATH) and stop_signal == signal.SIGKILL:
+        # killed inside dlt's load step: its package goes first (a stopped run finishes the step)
         assert "re-delivering 1 package(s) an interrupted run left pending" in result.stderr
-    if path == STATUS_PATH:  # the open upload is polled and reconciled, not sent again
+    if path == STATUS_PATH or (path == BULK_PATH and stop_signal != signal.SIGKILL):
+        # the open upload is polled and reconciled, not sent again: a stopped run waited for the
+        # statusId and booked it, so it knows the upload as well as a run killed while polling
         assert "finished 1 Bulk upload(s) left open by an earlier run" in result.stderr
         assert gs.family_counts().get("bulk") == 1
-    if path == BULK_PATH:  # the upload whose answer was lost is on record, and was sent again
+    if path == BULK_PATH and stop_signal == signal.SIGKILL:  # the upload whose answer was lost is on record, and was sent again
         with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
             states = [row[0] for row in conn.execute("SELECT status FROM gainsight.bulk_uploads ORDER BY uploaded_at").fetchall()]
         assert states[0] == "UNKNOWN" and states[-1] == "COMPLETED"

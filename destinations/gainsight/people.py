@@ -14,6 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from connector_common.stop import StopRequested
+
 from .context import PushContext
 from .errors import GainsightRejected, QuotaExhausted
 from .outbox import latest_per
@@ -62,6 +64,9 @@ def upsert_people(ctx: PushContext, outbox: pa.Table, companies: dict[str, str])
             ctx.ledger.confirm(TABLE, confirmations)
             ctx.defer(TABLE, [item[0] for item in todo[position:]], exhausted)
             return
+        except StopRequested:
+            ctx.ledger.confirm(TABLE, confirmations)  # every answer received is booked before the run stops
+            raise
         except GainsightRejected as exc:
             ctx.ledger.fail(TABLE, email, digest, exc.code, exc.reason, person)
             counts.failed += 1
