@@ -50,13 +50,12 @@ def run_push(
     try:
         if pusher.recover():
             log.info("push: finished %d Bulk upload(s) left open by an earlier run", pusher.report.recovered_uploads)
-        pipeline = without_dlt_signal_handlers(
-            dlt.pipeline(
-                pipeline_name=f"{settings.pipeline_name}_push",
-                destination=gainsight(pusher),
-                pipelines_dir=settings.pipelines_dir,
-            )
+        pipeline = dlt.pipeline(
+            pipeline_name=f"{settings.pipeline_name}_push",
+            destination=gainsight(pusher),
+            pipelines_dir=settings.pipelines_dir,
         )
+        without_dlt_signal_handlers(pipeline)
         pending = len(pipeline.list_extracted_load_packages()) + len(pipeline.list_normalized_load_packages())
         if pending:
             log.warning("push: re-delivering %d package(s) an interrupted run left pending", pending)

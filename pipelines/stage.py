@@ -43,14 +43,13 @@ class StageResult:
 
 def make_pipeline(settings: RunSettings, store: StagingStore) -> dlt.Pipeline:
     """A dlt pipeline writing through the store's (locked) connection."""
-    return without_dlt_signal_handlers(
-        dlt.pipeline(
-            pipeline_name=settings.pipeline_name,
-            destination=dlt.destinations.duckdb(store.connection),
-            dataset_name=settings.dataset_name,
-            pipelines_dir=settings.pipelines_dir,
-        )
+    pipeline = dlt.pipeline(
+        pipeline_name=settings.pipeline_name,
+        destination=dlt.destinations.duckdb(store.connection),
+        dataset_name=settings.dataset_name,
+        pipelines_dir=settings.pipelines_dir,
     )
+    return without_dlt_signal_handlers(pipeline)
 
 
 def without_dlt_signal_handlers(pipeline: dlt.Pipeline) -> dlt.Pipeline:
