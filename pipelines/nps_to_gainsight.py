@@ -167,4 +167,8 @@ def _day(text: str) -> date:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C while starting up, before the run handles signals: nothing began
+        print("stopped by SIGINT before the run began", file=sys.stderr)
+        sys.exit(130)
