@@ -119,5 +119,8 @@ def stop_on_signals() -> Iterator[StopRequest]:
         yield STOP
     finally:
         for number, handler in previous.items():
-            signal.signal(number, handler)
+            # After a stop the process is on its way out: a second Ctrl-C while it exits must not
+            # turn exit 130 into death by SIGINT. SIG_IGN, unlike a Python handler, outlives
+            # interpreter shutdown.
+            signal.signal(number, signal.SIG_IGN if STOP.requested else handler)
         STOP.reset()
