@@ -7,6 +7,7 @@ Run from the repository root (it reads .dlt/config.toml and .dlt/secrets.toml fr
     python pipelines/nps_to_gainsight.py --start 2025-01-01 --end 2025-03-31   # backfill a range
     python pipelines/nps_to_gainsight.py --demo          # against bundled sandboxes, no setup
     python pipelines/nps_to_gainsight.py status          # cursor, last runs, outbox, dead letters (read-only)
+    python pipelines/nps_to_gainsight.py check           # prove config and both tenants; changes nothing
 
 Exit codes are listed in README.md ("Exit codes") and in `pipelines/errors.py`.
 """
@@ -14,6 +15,7 @@ Exit codes are listed in README.md ("Exit codes") and in `pipelines/errors.py`.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from dataclasses import replace
@@ -53,7 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="exit 0 instead of 10/11/12 (completed with warnings); run_history keeps the real outcome "
         "(config nps_to_gainsight.warnings_as_success)",
     )
-    verbs = parser.add_subparsers(dest="verb", metavar="{status}", help="default: the scheduled run")
+    verbs = parser.add_subparsers(dest="verb", metavar="{status,check}", help="default: the scheduled run")
+    check = verbs.add_parser("check", help="validate the configuration and read both tenants; changes nothing")
+    _add_logging_options(check, verb=True)
     status = verbs.add_parser("status", help="cursor, last runs, outbox, dead letters, quarantine, quota (read-only)")
     _add_logging_options(status, verb=True)
     status.add_argument("--runs", type=int, default=10, help="how many recent runs to list (default 10)")
@@ -63,6 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--start and --end go together")
     if args.start and args.start > args.end:
         parser.error(f"--start {args.start} is after --end {args.end}")
+    if args.verb == "check" and (args.demo or args.start or args.stage_only or args.push_only or args.dry_run):
+        parser.error("check takes no other options")
     if args.demo and (args.start or args.stage_only or args.push_only or args.dry_run):
         parser.error("--demo takes no other options")
     if args.stage_only and (args.dry_run or args.push_only):
@@ -113,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(run_demo())
 
+    from pipelines.config_keys import require_known_keys
     from pipelines.runner import execute
     from pipelines.settings import (
         load_run_settings,
@@ -120,12 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         secret_values,
     )
 
-    try:
-        require_project_config()
-        settings = load_run_settings()
-    except CommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return int(exc.exit_code)
     redactor.add(
         secret_values(
             [
@@ -138,6 +139,17 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     )
+    try:
+        settings_dir = require_project_config()
+        if args.verb == "check":
+            from pipelines.check import run_check
+
+            return int(run_check(settings_dir, os.environ))
+        require_known_keys(settings_dir, os.environ)
+        settings = load_run_settings()
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
     if args.verb == "status":
         from pipelines.status import show_status
 

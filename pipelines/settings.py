@@ -21,6 +21,9 @@ from .errors import ConfigError
 from .staging import DEFAULT_MEMORY_LIMIT
 
 SECTION = "nps_to_gainsight"
+# Keys of [nps_to_gainsight] read outside RunSettings. RunSettings' fields are known keys already;
+# the run and `check` refuse any other key in the section (pipelines/config_keys.py).
+OTHER_KEYS: tuple[str, ...] = ("log_format",)  # read before logging is set up
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 
 from sources.customergauge.auth import ClientCredentials
 from sources.customergauge.client import CustomerGaugeClient, RetryPolicy
-from sources.customergauge.errors import ApiUnavailable, CredentialsRejected, RequestRejected
+from sources.customergauge.errors import ApiUnavailable, CredentialsRejected, InvalidSetting, RequestRejected
 from sources.customergauge.settings import RESPONSES_PATH
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
@@ -86,9 +86,21 @@ def test_persistent_5xx_gives_up_after_the_budget(cg_sandbox):
     assert sandbox.count(path=RESPONSES_PATH, status=502) == 4
 
 
-def test_unreachable_host_is_api_unavailable():
+def test_unreachable_host_on_first_contact_is_a_setting_error_not_retried():
     client = CustomerGaugeClient(
-        "http://127.0.0.1:9", "http://127.0.0.1:9/oauth2/token", ClientCredentials("a", "b"), RetryPolicy(max_attempts=2, backoff=0.01)
+        "http://127.0.0.1:9", "http://127.0.0.1:9/oauth2/token", ClientCredentials("a", "b"), RetryPolicy(max_attempts=3, backoff=0.01)
     )
-    with pytest.raises(ApiUnavailable, match="ConnectionError on POST /oauth2/token"):
+    with pytest.raises(InvalidSetting, match=r"127\.0\.0\.1:9 refused the connection.*SOURCES__CUSTOMERGAUGE__TOKEN_URL"):
         client.get_page(RESPONSES_PATH, [])
+    assert client.stats.calls == 1
+
+
+def test_host_lost_after_first_contact_is_retried_then_api_unavailable(cg_sandbox):
+    sandbox = cg_sandbox(responses=5)
+    client = client_for(sandbox, max_attempts=2)
+    client.get_page(RESPONSES_PATH, [])
+    sandbox.__exit__(None, None, None)
+    calls = client.stats.calls
+    with pytest.raises(ApiUnavailable, match="ConnectionError on GET"):
+        client.get_page(RESPONSES_PATH, [])
+    assert client.stats.calls == calls + 2

@@ -13,7 +13,11 @@ Retry policy:
   key, People upsert, Timeline insert with its ExternalId). A non-idempotent write (insert, Bulk
   upload) raises `MaybeApplied` instead, and the caller reconciles by key before writing again.
   A connection that was never established is always safe to retry.
-- Other 4xx and `result: false`: `GainsightRejected` with the vendor code; never retried as is.
+- Other 4xx and `result: false`: `GainsightRejected` with the vendor code; never retried as is. An
+  unknown object, field or Bulk job is a `GainsightSettingError` naming the setting that holds it.
+- Before the tenant has answered once in this run, a TLS failure, an unresolvable host, a refused
+  connection or a 404 is a `GainsightSettingError` naming the host and `base_url`, not retried
+  (`connector_common.first_contact`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -29,6 +34,7 @@ import requests
 import tenacity
 import urllib3
 
+from connector_common.first_contact import FirstContact
 from connector_common.stop import STOP
 from connector_common.tokens import TokenCache
 
@@ -36,12 +42,13 @@ from .answers import TimelineOutcome, bulk_status, bulk_status_id, timeline_outc
 from .errors import (
     GainsightCredentialsRejected,
     GainsightRejected,
+    GainsightSettingError,
     GainsightUnavailable,
     MaybeApplied,
 )
 from .multipart import BulkFile
 from .quota import QuotaLimiter
-from .settings import GainsightSettings
+from .settings import GainsightSettings, setting
 
 log = logging.getLogger("nps.gainsight")
 
@@ -63,6 +70,11 @@ QUOTA_FAMILY = {
 RATE_LIMIT_CODES = frozenset({"GS_APIG_2404", "GU_2400"})
 AUTH_CODES = frozenset({"GS_APIG_2401", "GS_APIG_2402", "GSOBJ_1024"})
 NO_DATA_DESCRIPTION = "no data found"
+# Codes no record's data can cause: an object, field or Bulk job named in the settings does not
+# exist in this tenant. Retrying or bisecting cannot help; the operator has to fix a setting.
+# BULK_JOB_NOT_FOUND is the sandbox's code [assumed]: Gainsight documents none for an unknown job.
+CONFIGURATION_CODES = frozenset({"GSOBJ_1002", "GSOBJ_1023", "OBJECT_NOT_FOUND", "BULK_JOB_NOT_FOUND"})
+BASE_URL = setting("base_url")
 
 
 @dataclass
@@ -106,10 +118,16 @@ class GainsightClient:
         self._session = session or requests.Session()
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self._tokens = TokenCache(self._request_token) if settings.uses_oauth else None
+        self._contact = FirstContact("Gainsight")
 
     @property
     def token_grants(self) -> int:
         return self._tokens.grants if self._tokens else 0
+
+    @property
+    def reached_tenant(self) -> bool:
+        """Whether the tenant has answered a call successfully in this run."""
+        return self._contact.reached(BASE_URL)
 
     def close(self) -> None:
         self._session.close()
@@ -143,8 +161,8 @@ class GainsightClient:
             raise GainsightUnavailable(f"Gainsight answered POST /v1/data/objects/query/{obj} without records")
         return records
 
-    def field_lengths(self, obj: str) -> dict[str, int]:
-        """Maximum length of each text field of `obj`, from the metadata describe API."""
+    def describe(self, obj: str) -> list[dict[str, Any]]:
+        """The fields of `obj` (`fieldName`, `dataType`, `meta.length`, ...) from the metadata describe API."""
         data = self.call(
             "query",
             "POST",
@@ -153,10 +171,14 @@ class GainsightClient:
             idempotent=True,
         )
         described = data[0] if isinstance(data, list) and data else {}
+        return [spec for spec in described.get("fields") or [] if isinstance(spec, dict) and spec.get("fieldName")]
+
+    def field_lengths(self, obj: str) -> dict[str, int]:
+        """Maximum length of each text field of `obj`, from the metadata describe API."""
         lengths = {}
-        for spec in described.get("fields") or []:
-            length = (spec.get("meta") or {}).get("length") or spec.get("length")
-            if spec.get("fieldName") and isinstance(length, int) and length > 0:
+        for spec in self.describe(obj):
+            length = field_length(spec)
+            if length:
                 lengths[spec["fieldName"]] = length
         return lengths
 
@@ -285,7 +307,7 @@ class GainsightClient:
         if opaque_ok and 200 <= answer.status < 300 and not isinstance(_json(answer.body), dict):
             log.info("gainsight: %s %s answered HTTP %d without a JSON envelope", method, path, answer.status)
             return None
-        return self._data(method, path, answer)
+        return self._data(method, path, answer, json_body)
 
     def _attempt(self, endpoint: str, method: str, path: str, idempotent: bool, request: dict[str, Any]) -> _Answer:
         family = QUOTA_FAMILY[endpoint]
@@ -345,12 +367,28 @@ class GainsightClient:
         except requests.ConnectTimeout as exc:
             raise _Transient(f"cannot connect for {method} {path} ({type(exc).__name__})") from None
         except requests.ConnectionError as exc:
+            self._refuse_on_first_contact(url, exc)
             if _never_connected(exc):
                 raise _Transient(f"cannot connect for {method} {path}") from None
             return self._lost(method, path, idempotent, type(exc).__name__)
         except (requests.Timeout, urllib3.exceptions.HTTPError) as exc:
             return self._lost(method, path, idempotent, type(exc).__name__)
+        self._first_answer(url, response.status_code)
         return _Answer(response.status_code, response.headers, response.content)
+
+    def _refuse_on_first_contact(self, url: str, exc: requests.ConnectionError) -> None:
+        """DNS, TLS or a refused connection before the tenant ever answered: base_url is wrong."""
+        problem = self._contact.connection_problem(url, exc, BASE_URL)
+        if problem:
+            raise GainsightSettingError(problem) from None
+
+    def _first_answer(self, url: str, status: int) -> None:
+        """A 404 before the tenant ever answered means a wrong base path; a 2xx proves the host."""
+        problem = self._contact.status_problem(url, status, BASE_URL)
+        if problem:
+            raise GainsightSettingError(problem)
+        if status < 300:
+            self._contact.succeeded(BASE_URL)
 
     def _lost(self, method: str, path: str, idempotent: bool, what: str) -> _Answer:
         reason = f"{what} on {method} {path}: no answer"
@@ -358,7 +396,7 @@ class GainsightClient:
             raise MaybeApplied(f"{reason}; the write may or may not have been applied")
         raise _Transient(reason)
 
-    def _data(self, method: str, path: str, answer: _Answer) -> Any:
+    def _data(self, method: str, path: str, answer: _Answer, json_body: Any = None) -> Any:
         body = _json(answer.body)
         if not isinstance(body, dict) or "result" not in body:
             raise GainsightUnavailable(
@@ -368,7 +406,7 @@ class GainsightClient:
         if body.get("result") is True and answer.status < 400:
             return body.get("data")
         code, description = body.get("errorCode"), body.get("errorDesc") or body.get("detail")
-        raise GainsightRejected(
+        rejected = GainsightRejected(
             f"Gainsight rejected {method} {path}: HTTP {answer.status}, {code or body.get('title') or 'no code'}"
             f"{f' ({description})' if description else ''}",
             answer.status,
@@ -376,6 +414,29 @@ class GainsightClient:
             description,
             body.get("data"),
         )
+        if rejected.code in CONFIGURATION_CODES:
+            raise self._unknown_name(path, json_body, rejected)
+        raise rejected
+
+    def _unknown_name(self, path: str, json_body: Any, rejected: GainsightRejected) -> GainsightSettingError:
+        """An unknown object, field or Bulk job: name it and the setting that put it into the request."""
+        if rejected.code == "BULK_JOB_NOT_FOUND":
+            named = {str(self.settings.response_bulk_job_id): setting("response_bulk_job_id")}
+        else:
+            names = re.findall(r"\(([^()=]+)\)", rejected.description or "") + [path.rsplit("/", 1)[-1]]
+            if isinstance(json_body, dict):
+                names += [str(name) for name in json_body.get("objectNames") or []]
+            errors = rejected.data.get("errors") if isinstance(rejected.data, dict) else None
+            names += [str(e.get("fieldName")) for e in errors or [] if isinstance(e, dict)]
+            found = ((name, self.settings.setting_for(name.strip().split(".")[-1])) for name in names)
+            named = {name.strip(): key for name, key in found if key is not None}
+        if not named:
+            return GainsightSettingError(
+                f"{rejected}: an object or field the connector uses does not exist in this Gainsight tenant; check "
+                "destination.gainsight.response_object / response_fields / company_object / company_key_field"
+            )
+        what = "; ".join(f"{name} does not exist in this Gainsight tenant, check {key}" for name, key in named.items())
+        return GainsightSettingError(f"{rejected}: {what}")
 
     def _request_token(self) -> dict[str, Any]:
         """M2M OAuth grant: Basic client credentials, form body (reference §2.3)."""
@@ -390,8 +451,12 @@ class GainsightClient:
                     data={"grant_type": "client_credentials"},
                     timeout=(10.0, settings.timeout_seconds),
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except requests.ConnectionError as exc:
+                self._refuse_on_first_contact(settings.base_url + TOKEN_PATH, exc)
                 raise _Transient(f"{type(exc).__name__} on POST {TOKEN_PATH}") from None
+            except requests.Timeout as exc:
+                raise _Transient(f"{type(exc).__name__} on POST {TOKEN_PATH}") from None
+            self._first_answer(settings.base_url + TOKEN_PATH, response.status_code)
             if response.status_code == 429 or response.status_code >= 500:
                 raise _Transient(f"HTTP {response.status_code} on POST {TOKEN_PATH}")
             return _Answer(response.status_code, response.headers, response.content)
@@ -437,6 +502,12 @@ class GainsightClient:
         log.warning(
             "gainsight: %s; retry %d/%d in %.1f s", reason, state.attempt_number, self.settings.request_attempts - 1, wait
         )
+
+
+def field_length(spec: Mapping[str, Any]) -> int | None:
+    """A described field's maximum length, where the metadata gives one."""
+    length = (spec.get("meta") or {}).get("length") or spec.get("length")
+    return length if isinstance(length, int) and length > 0 else None
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:

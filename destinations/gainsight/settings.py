@@ -11,9 +11,16 @@ from typing import Any, Mapping
 
 import dlt
 
+from connector_common.first_contact import Setting, credential_problem, url_problem
+
 from .errors import GainsightSettingError
 
 SECTION = "destination.gainsight"
+
+
+def setting(key: str) -> Setting:
+    """The config key and env var of one destination setting, for messages that say what to fix."""
+    return Setting(f"{SECTION}.{key}", "DESTINATION__GAINSIGHT__" + key.upper().replace(".", "__"))
 
 # Canonical staging column -> field of the response object (DESIGN §5). `response_id` is the key.
 DEFAULT_RESPONSE_FIELDS: dict[str, str] = {
@@ -108,6 +115,18 @@ class GainsightSettings:
     def timeline_enabled(self) -> bool:
         return self.timeline_max_age_days > 0
 
+    def setting_for(self, gainsight_name: str) -> Setting | None:
+        """The setting that put an object or field name into a request, to name it when Gainsight
+        says the name does not exist (case-insensitive: Gainsight's own spelling varies)."""
+        wanted = gainsight_name.lower()
+        named = {
+            "response_object": self.response_object,
+            "company_object": self.company_object,
+            "company_key_field": self.company_key_field,
+            **{f"response_fields.{column}": name for column, name in self.response_fields.items()},
+        }
+        return next((setting(key) for key, name in named.items() if name.lower() == wanted), None)
+
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction filter."""
         return [value for value in (getattr(self, key) for key in SECRET_KEYS) if value]
@@ -131,6 +150,12 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> GainsightSettin
     configured = dlt.config.get(f"{SECTION}.response_fields")
     if isinstance(configured, Mapping):
         fields_map.update({str(k): str(v) for k, v in configured.items() if v})
+    # Read key by key too: dlt returns the TOML table whole and would ignore an env var such as
+    # DESTINATION__GAINSIGHT__RESPONSE_FIELDS__COMMENT.
+    for column in DEFAULT_RESPONSE_FIELDS:
+        value = dlt.config.get(f"{SECTION}.response_fields.{column}")
+        if value:
+            fields_map[column] = str(value)
     overrides = dict(overrides or {})
     quotas.update(overrides.pop("quotas", {}) or {})
     fields_map.update(overrides.pop("response_fields", {}) or {})
@@ -181,8 +206,11 @@ def _flag(name: str, value: Any) -> bool:
 def validate(settings: GainsightSettings) -> GainsightSettings:
     """Refuse combinations that would fail later, mid-push, with a less helpful message."""
     env = "DESTINATION__GAINSIGHT__"
-    if not settings.base_url.startswith(("http://", "https://")):
-        raise GainsightSettingError(f"{SECTION}.base_url must start with https:// (got {settings.base_url!r})")
+    problems = [url_problem(settings.base_url, setting("base_url"))]
+    problems += [credential_problem(getattr(settings, key), setting(key)) for key in SECRET_KEYS]
+    found = [problem for problem in problems if problem]
+    if found:
+        raise GainsightSettingError("; ".join(found))
     if not (settings.access_key or settings.uses_oauth):
         raise GainsightSettingError(
             f"no Gainsight credentials: set {env}ACCESS_KEY, or {env}CLIENT_ID and {env}CLIENT_SECRET "

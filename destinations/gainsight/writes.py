@@ -13,11 +13,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from .client import GainsightClient
-from .errors import GainsightRejected, GainsightSettingError, MaybeApplied
-
-# Codes no record's data can cause: the field map or object name is wrong. Bisecting would turn
-# one configuration mistake into a dead letter per record and burn the quota doing it.
-CONFIGURATION_CODES = frozenset({"GSOBJ_1002", "GSOBJ_1023", "OBJECT_NOT_FOUND"})
+from .errors import GainsightRejected, MaybeApplied
 
 Item = Any
 Send = Callable[[list[Item]], list[dict[str, Any]]]
@@ -34,12 +30,8 @@ def write_isolating(
     try:
         results = send(batch)
     except GainsightRejected as exc:
-        if exc.code in CONFIGURATION_CODES:
-            raise GainsightSettingError(
-                f"{exc} — the object or a field in the destination's field map does not exist in this "
-                "Gainsight tenant; check destination.gainsight.response_object / response_fields / "
-                "company_key_field"
-            ) from None
+        # An unknown object or field never gets here: the client raises GainsightSettingError for
+        # it, so one configuration mistake is not bisected into a dead letter per record.
         if exc.status != 400:
             raise  # not a validation verdict on the records: splitting cannot help
         if len(batch) == 1:

@@ -23,14 +23,24 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
+from connector_common.first_contact import credential_problem, url_problem
+
 from .auth import ClientCredentials
 from .client import CustomerGaugeClient, RetryPolicy
 from .decoding import DecodePool, PageDecoder
-from .errors import ContractViolation
+from .errors import ContractViolation, InvalidSetting
 from .options import FeedOptions
 from .paging import Period, feed_params, iter_pages
 from .report import ExtractReport
-from .settings import NON_RESPONSES_PATH, RESPONSES_PATH, default_api_base_url, default_token_url
+from .settings import (
+    API_BASE_URL,
+    CREDENTIALS,
+    NON_RESPONSES_PATH,
+    RESPONSES_PATH,
+    TOKEN_URL,
+    default_api_base_url,
+    default_token_url,
+)
 
 __all__ = ["customergauge", "ExtractReport"]
 
@@ -99,9 +109,11 @@ def customergauge(
         decode_workers=decode_workers,
         rows_per_load=rows_per_load,
     )
+    api_base_url, token_url = api_base_url or default_api_base_url(region), token_url or default_token_url(region)
+    check_first_contact_settings(client_id, client_secret, api_base_url, token_url)
     client = CustomerGaugeClient(
-        api_base_url or default_api_base_url(region),
-        token_url or default_token_url(region),
+        api_base_url,
+        token_url,
         ClientCredentials(client_id, client_secret),
         RetryPolicy(max_attempts=max_attempts, backoff=retry_backoff_seconds, max_wait=max_retry_wait_seconds),
     )
@@ -111,6 +123,15 @@ def customergauge(
     if include_non_responses:
         resources.append(non_responses(client, options, report, sent_at=_cursor("sent_at", options)))
     return resources
+
+
+def check_first_contact_settings(client_id: str, client_secret: str, api_base_url: str, token_url: str) -> None:
+    """Refuse credentials copied unfilled from the example, and plain http off loopback, before any call."""
+    problems = [credential_problem(value, key) for value, key in zip((client_id, client_secret), CREDENTIALS)]
+    problems += [url_problem(url, key) for url, key in ((api_base_url, API_BASE_URL), (token_url, TOKEN_URL))]
+    found = [problem for problem in problems if problem]
+    if found:
+        raise InvalidSetting("; ".join(found))
 
 
 def _cursor(column: str, options: FeedOptions) -> dlt.sources.incremental[datetime]:

@@ -2,9 +2,11 @@
 
 Everything the operator needs to trust about the wire lives here: token handling (renew before
 expiry, once more on 401), the retry policy (429/5xx/dropped connections with backoff, honouring
-`Retry-After`), classification of failures into the error classes of `errors.py`, and call
-counting for the run summary. Secrets never enter log lines or exception messages: credentials go
-in the form body, tokens in a header, and messages only name the method and path.
+`Retry-After`), classification of failures into the error classes of `errors.py` (a TLS, DNS,
+refused-connection or 404 failure before a URL has answered once is an `InvalidSetting` naming
+the host and setting, see `connector_common.first_contact`), and call counting for the run
+summary. Secrets never enter log lines or exception messages: credentials go in the form body,
+tokens in a header, and messages only name the method and path.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ import requests
 import tenacity
 import urllib3
 
+from connector_common.first_contact import FirstContact
 from connector_common.stop import STOP
 from connector_common.tokens import TokenCache
 
 from .auth import ClientCredentials
-from .errors import ApiUnavailable, CredentialsRejected, RequestRejected
+from .errors import ApiUnavailable, CredentialsRejected, InvalidSetting, RequestRejected
+from .settings import API_BASE_URL, TOKEN_URL
 
 log = logging.getLogger("nps.customergauge")
 
@@ -98,10 +102,15 @@ class CustomerGaugeClient:
         # JSON on every request, token included: an API gateway may otherwise pick an HTML error page.
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self._tokens = TokenCache(self._request_token)
+        self._contact = FirstContact("CustomerGauge")
 
     @property
     def token_grants(self) -> int:
         return self._tokens.grants
+
+    def authenticate(self) -> None:
+        """Get an access token now (raises `CredentialsRejected`): `check` proves the secret with it."""
+        self._tokens.get()
 
     def get_page(self, path: str, params: Sequence[tuple[str, str]]) -> bytes:
         """GET one page and return its raw JSON body (parsing is the caller's hot path).
@@ -179,6 +188,7 @@ class CustomerGaugeClient:
         """One request, body included: a connection dropped mid-body is as transient as a 503."""
         path = urlsplit(url).path
         STOP.check()  # before sending, so nothing is in flight when the run stops
+        setting = TOKEN_URL if url == self.token_url else API_BASE_URL
         self.stats.calls += 1
         try:
             with self._session.request(
@@ -192,7 +202,15 @@ class CustomerGaugeClient:
                 # the transfer on a fast link.
                 answer = Answer(response.status_code, response.headers, response.raw.read(decode_content=True))
         except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as exc:
+            problem = self._contact.connection_problem(url, exc, setting)
+            if problem:
+                raise InvalidSetting(problem) from None
             raise _Transient(f"{type(exc).__name__} on {method} {path}") from None
+        problem = self._contact.status_problem(url, answer.status, setting)
+        if problem:
+            raise InvalidSetting(problem)
+        if answer.status < 300:
+            self._contact.succeeded(setting)
         if answer.status == 429 or answer.status >= 500:
             raise _Transient(
                 f"HTTP {answer.status} on {method} {path}",

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from typing import Final
 
+from connector_common.first_contact import Setting
+
 from .errors import InvalidSetting
+
+SECTION: Final = "sources.customergauge"
+
+
+def setting(key: str) -> Setting:
+    """The config key and env var of one source option, for messages that say what to fix."""
+    return Setting(f"{SECTION}.{key}", f"SOURCES__CUSTOMERGAUGE__{key.upper()}")
+
+
+API_BASE_URL: Final = setting("api_base_url")
+TOKEN_URL: Final = setting("token_url")
+CREDENTIALS: Final = (setting("client_id"), setting("client_secret"))
 
 REGIONS: Final = ("eu", "us", "au")
 
