@@ -172,8 +172,9 @@ def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_san
 
 def test_quota_exhaustion_defers_and_the_next_run_completes(cg_sandbox, gs_sandbox, connector_for):
     cg = cg_sandbox(responses=600, days=10, accounts=10)
-    # One Bulk upload per sandbox hour, and an hour passes in two real seconds.
-    gs = gs_sandbox(quotas=True, quota_limits={("bulk", "hour"): 1}, time_scale=1800.0)
+    # One Bulk upload per sandbox hour. An hour passes in a real minute, so no run (however loaded
+    # the machine) sees its window roll by itself; the loop below moves the sandbox an hour on.
+    gs = gs_sandbox(quotas=True, quota_limits={("bulk", "hour"): 1, ("sync", "minute"): 100_000}, time_scale=60.0)
     connector = connector_for(cg, gs)
     options = {"bulk_min_rows": 100, "bulk_max_bytes": 60_000}  # ~600 rows need several files
 
@@ -187,7 +188,7 @@ def test_quota_exhaustion_defers_and_the_next_run_completes(cg_sandbox, gs_sandb
     assert 0 < first < 600
 
     finished = False
-    for _ in range(20):  # each run uploads what the window allows; windows pass in two seconds
+    for _ in range(20):  # each run uploads what the window allows
         gs.advance(3600)
         code, result = connector.run(**options)
         assert code in (ExitCode.OK, ExitCode.DEFERRED)
