@@ -18,7 +18,7 @@ from connector_common.sql import table_exists
 from destinations.gainsight import GainsightSettingError, load_settings
 from destinations.gainsight.ledger import SCHEMA as LEDGER
 from destinations.gainsight.ledger import Ledger
-from destinations.gainsight.outbox import OUTBOX_SQL, outbox_parameters
+from destinations.gainsight.outbox import outbox_parameters, outbox_sql
 from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.settings import GainsightSettings
 
@@ -76,7 +76,7 @@ def collect(
         "staged_responses": _count(db, dataset, RESPONSES),
         "quarantine": _quarantine(db, dataset),
         "outbox": _outbox(db, dataset, gainsight) if gainsight else {"unknown": why_not},
-        "dead_letters": _dead_letters(db, gainsight.max_attempts if gainsight else None),
+        "dead_letters": _dead_letters(db),
         "quota_left": _quota_left(db, gainsight) if gainsight else {"unknown": why_not},
     }
 
@@ -100,7 +100,7 @@ def _outbox(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSett
         return {"responses": 0, "activities": 0}
     if not (table_exists(db, LEDGER, "responses") and table_exists(db, LEDGER, "activities")):
         return {"responses": _count(db, dataset, RESPONSES), "activities": 0}
-    sql = OUTBOX_SQL.format(dataset=f'"{dataset}"', where="")
+    sql = outbox_sql(f'"{dataset}"')
     responses, activities = db.sql(
         f"SELECT count(*) FILTER (WHERE needs_response), count(*) FILTER (WHERE needs_activity) FROM ({sql})",
         params=outbox_parameters(settings),
@@ -108,14 +108,17 @@ def _outbox(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSett
     return {"responses": int(responses), "activities": int(activities)}
 
 
-def _dead_letters(db: duckdb.DuckDBPyConnection, max_attempts: int | None) -> dict[str, dict[str, int | None]]:
+def _dead_letters(db: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int | None]]:
+    """Dead letters per object; `will_retry` from `gainsight.dead_letter_report`, the view every
+    push recreates from the one retry rule the push itself follows (so status cannot disagree)."""
     if not table_exists(db, LEDGER, "dead_letters"):
         return {}
-    rows = db.execute(
-        f"SELECT object, count(*), count(*) FILTER (WHERE attempts < ?) FROM {LEDGER}.dead_letters GROUP BY object ORDER BY object",
-        [max_attempts or 0],
-    ).fetchall()
-    return {obj: {"records": int(n), "will_retry": int(retry) if max_attempts else None} for obj, n, retry in rows}
+    if table_exists(db, LEDGER, "dead_letter_report"):
+        source, retry = f"{LEDGER}.dead_letter_report", "count(*) FILTER (WHERE will_retry)"
+    else:  # the push never finished with a view yet: whether they retry is not known
+        source, retry = f"{LEDGER}.dead_letters", "NULL"
+    rows = db.execute(f"SELECT object, count(*), {retry} FROM {source} GROUP BY object ORDER BY object").fetchall()
+    return {obj: {"records": int(n), "will_retry": None if will is None else int(will)} for obj, n, will in rows}
 
 
 class _QuotaLogReader:
