@@ -93,8 +93,14 @@ def last_cursor(db: duckdb.DuckDBPyConnection) -> tuple[str, dict[str, str | Non
     """The cursor the last run that moved or kept one left (backfills leave it alone): run id, cursor."""
     if not recent(db, 1):
         return None
+    # A run that failed before its extract finished records its feeds with no cursor: it left the
+    # stored cursor as it was, so the one to show is the last run's that actually named one.
     rows = db.execute(
         f"""SELECT run_id, cursor_after FROM {TABLE}
-            WHERE cursor_after IS NOT NULL AND cursor_after <> '{{}}' ORDER BY started_at DESC LIMIT 1"""
+            WHERE cursor_after IS NOT NULL AND cursor_after <> '{{}}' ORDER BY started_at DESC"""
     ).fetchall()
-    return (rows[0][0], json.loads(rows[0][1])) if rows else None
+    for run_id, cursor in rows:
+        feeds = json.loads(cursor)
+        if any(value is not None for value in feeds.values()):
+            return run_id, feeds
+    return None

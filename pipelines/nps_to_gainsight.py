@@ -105,6 +105,17 @@ def package_version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from dlt.common.configuration.providers.toml import TomlProviderReadException
+
+    try:
+        return _run_verb(args)
+    except TomlProviderReadException as exc:
+        # dlt reads .dlt/*.toml at the first lookup; a file that is not valid TOML is a config error.
+        print(f"error: a configuration file in .dlt/ is not valid TOML: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_verb(args: argparse.Namespace) -> int:
     from pipelines.errors import CommandError
     from pipelines.settings import log_format_setting
 

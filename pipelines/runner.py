@@ -117,7 +117,7 @@ def _execute(
         if code == ExitCode.INTERNAL_ERROR:
             log.exception("run %s failed unexpectedly", report.run_id)
         else:
-            log.error("run %s failed: %s", report.run_id, exc)
+            log.error("run %s failed (exit %d): %s", report.run_id, int(code), exc)
         result = None
     finally:
         run.ended_at = datetime.now(timezone.utc)
@@ -127,6 +127,8 @@ def _execute(
         record(store.connection, run)
         store.close()
     if result is None:
+        # stdout holds the last run's outcome for schedulers (`> last_run.txt`): never leave it empty.
+        print(f"run {report.run_id}: failed, exit {int(code)} ({code.name.lower()}): {run.error}", flush=True)
         return code, None
     duration = time.monotonic() - started
     log.info("%s", one_line_summary(result, duration, code, outcome), extra={"counts": run.counts})

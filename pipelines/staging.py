@@ -218,8 +218,9 @@ def _connect(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise StagingLocked(
-                f"{path} is in use by another process, most likely a run still in progress or "
-                f"an open read-write duckdb session; this run stops without changing anything. "
+                f"{path} is in use by another process: a run still in progress, or a duckdb session "
+                f"on the file (read-only ones too: DuckDB lets no writer in while another process has "
+                f"the file open); this run stops without changing anything. "
                 f"DuckDB says: {exc}"
             ) from None
         raise StagingFailed(f"cannot open the DuckDB file {path}: {exc}") from None

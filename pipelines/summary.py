@@ -178,7 +178,7 @@ def _verdict(outcome: ExitCode, result: "StageResult") -> str:
     if outcome == ExitCode.DEFERRED:
         return "completed what Gainsight allowed (quota, or a Bulk upload without an outcome); the rest is deferred to the next run"
     if outcome in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
-        return "stopped by a signal at a safe point; the next run resumes"
+        return "stopped by a signal at a safe point (the next run resumes from there); ran"
     return "completed" if outcome == ExitCode.OK else f"failed ({outcome.name})"
 
 

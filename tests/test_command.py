@@ -130,6 +130,19 @@ def test_rejected_credentials_exit_3(cg_sandbox, project):
     assert result.returncode == 3
     assert "rejected the client credentials" in result.stderr
     assert "not-the-secret-8841" not in result.stderr + result.stdout
+    # A scheduler keeping stdout as "the last run's outcome" never finds it empty after a failure.
+    [outcome] = result.stdout.strip().splitlines()
+    assert ": failed, exit 3 (credentials_rejected): " in outcome and "rejected the client credentials" in outcome
+
+
+def test_a_config_file_that_is_not_valid_toml_is_a_config_error(project):
+    # What happens when the README's config snippet is pasted below the shipped sections.
+    with (project / ".dlt" / "config.toml").open("a") as config:
+        config.write('\n[sources.customergauge]\nregion = "eu"\n')
+    result = run_cli("--stage-only", cwd=project, env=cli_env())
+    assert result.returncode == 2
+    assert "not valid TOML" in result.stderr and "already exists" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_bad_backfill_arguments_are_usage_errors(project):
