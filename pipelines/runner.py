@@ -16,7 +16,7 @@ from connector_common.stop import StopRequested, stop_on_signals
 from destinations.gainsight import GainsightSettingError, load_settings
 from sources.customergauge import ExtractReport
 
-from .alerts import dead_letter_novelty, note_dead_letters
+from .alerts import dead_letter_novelty, ensure_reported, remember_reported
 from .errors import WARNINGS, CommandError, ExitCode, exit_code_for, outcome_code
 from .history import RunRecord, ensure, record
 from .logs import bind_run_id, redact
@@ -80,12 +80,12 @@ def _execute(
     outcome: ExitCode | None = None  # stays None only if the run is interrupted (KeyboardInterrupt, SystemExit)
     try:
         ensure(store.connection)
+        ensure_reported(store.connection, store.dataset)
         if settings.push_only:
             result = StageResult(report=report, staged_rows=store.count(RESPONSES), quarantine_rows=store.count(QUARANTINE))
         else:
             result = run_stage(make_pipeline(settings, store), store, report, source_options)
         if destination is not None:
-            note_dead_letters(store.connection)
             result.push = run_push(settings, store, report.run_id, destination, dry_run)
             result.dead_letters = dead_letter_novelty(store.connection, report.run_id)
         push = result.push
@@ -125,6 +125,7 @@ def _execute(
         if outcome is not None:
             run.exit_code, run.outcome = int(code), outcome.name.lower()
         record(store.connection, run)
+        remember_reported(store.connection, store.dataset, run)
         store.close()
     if result is None:
         # stdout holds the last run's outcome for schedulers (`> last_run.txt`): never leave it empty.

@@ -143,7 +143,7 @@ def run_stage(
             STOP.enter("normalize")
             pipeline.normalize()
             changes = store.count_changes(_staged_files(pipeline, RESPONSES))
-            quarantined = quarantine_novelty(store.connection, store.dataset, _staged_files(pipeline, QUARANTINE))
+            quarantined = quarantine_novelty(store.connection, _staged_files(pipeline, QUARANTINE))
             STOP.enter("the DuckDB load")
             load(pipeline, store)
         except PipelineStepFailed as exc:

@@ -181,3 +181,31 @@ def test_quarantined_by_a_failed_run_is_still_new_to_the_next_run_that_sees_it(c
     assert code == ExitCode.QUARANTINED
     assert result.quarantine.new == unreported
     assert result.quarantine.new + result.quarantine.seen_before == staging.scalar("SELECT count(*) FROM nps.quarantine")
+
+
+def test_reported_problem_re_saved_by_a_failed_run_is_not_new_again(cg_sandbox, gs_sandbox, connector_for):
+    """Quarantine and dead-letter rows are merged on the record, so a failed run re-saves a reported
+    problem under its own run_id; the run after it still counts the problem as seen before."""
+    cg = cg_sandbox(responses=30, days=3, accounts=3, invalid=2)
+    records = [r for r in cg.records if r.get("email")]
+    cg.edit_response(records[0]["number_customergauge"], email="jane.doe at acme")  # Gainsight refuses it
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+    code, first = connector.run()
+    assert code in (ExitCode.QUARANTINED, ExitCode.DEAD_LETTERED)
+    assert first.quarantine.new > 0 and first.dead_letters["responses"].new == 1
+
+    cg.edit_response(records[1]["number_customergauge"], comment="edited: pushed again")
+    gs.add_fault(path="/v1/ant/es/activity", status=401, times=1000)  # fails after re-reading and re-pushing
+    code, _ = connector.run()
+    assert code == ExitCode.GAINSIGHT_CREDENTIALS_REJECTED
+    (failed,) = connector.query("SELECT run_id FROM gainsight.run_history WHERE exit_code = 7")[0]
+    assert connector.scalar("SELECT count(*) FROM nps.quarantine WHERE run_id = ?", [failed]) == first.quarantine.new
+    assert connector.scalar("SELECT count(*) FROM gainsight.dead_letters WHERE run_id = ?", [failed]) > 0
+    gs.clear_faults()
+
+    code, third = connector.run()
+
+    assert code == ExitCode.OK
+    assert (third.quarantine.new, third.quarantine.seen_before) == (0, first.quarantine.new)
+    assert all(n.new == 0 for n in third.dead_letters.values()) and third.dead_letters["responses"].seen_before == 1
