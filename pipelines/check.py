@@ -25,6 +25,7 @@ from destinations.gainsight import GainsightCredentialsRejected, GainsightError,
 from destinations.gainsight import preflight
 from destinations.gainsight.client import GainsightClient
 from destinations.gainsight.matching import count_company_matches
+from destinations.gainsight.store import staged_accounts
 from destinations.gainsight.preflight import Finding
 from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.settings import GainsightSettings
@@ -169,7 +170,7 @@ def _staged_accounts(run: RunSettings | None, client: GainsightClient, settings:
         return Finding(None, "staged accounts: nothing staged yet (run --stage-only, then check again to count matches)")
     try:
         with duckdb.connect(str(run.duckdb_path), read_only=True) as db:
-            counts = count_company_matches(db, run.dataset_name, settings, client)
+            counts = count_company_matches(staged_accounts(db, run.dataset_name), settings, client)
     except duckdb.Error as exc:
         return Finding(None, f"staged accounts: not counted, the DuckDB file cannot be read now ({type(exc).__name__})")
     text = (

@@ -23,9 +23,8 @@ from destinations.gainsight import (
     gainsight,
     read_outbox,
 )
-from destinations.gainsight.outbox import given_up
 from destinations.gainsight.plan import plan_push
-from destinations.gainsight.views import ensure_views
+from destinations.gainsight.store import ensure_views, given_up
 
 from .settings import RunSettings
 from .stage import without_dlt_signal_handlers

@@ -14,11 +14,12 @@ import pyarrow as pa
 
 from connector_common.stop import StopRequested, stop_on_signals
 from destinations.gainsight import GainsightSettingError, load_settings
+from destinations.gainsight.store import ensure_run_history
 from sources.customergauge import ExtractReport
 
 from .alerts import dead_letter_novelty, ensure_reported, remember_reported
 from .errors import WARNINGS, CommandError, ExitCode, exit_code_for, outcome_code
-from .history import RunRecord, ensure, record
+from .history import RunRecord, record
 from .logs import bind_run_id, redact
 from .push import run_push
 from .settings import RunSettings
@@ -79,7 +80,7 @@ def _execute(
     result: StageResult | None = None
     outcome: ExitCode | None = None  # stays None only if the run is interrupted (KeyboardInterrupt, SystemExit)
     try:
-        ensure(store.connection)
+        ensure_run_history(store.connection)
         ensure_reported(store.connection, store.dataset)
         if settings.push_only:
             result = StageResult(report=report, staged_rows=store.count(RESPONSES), quarantine_rows=store.count(QUARANTINE))

@@ -15,7 +15,7 @@ from typing import Iterable
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
-from destinations.gainsight.ledger import SCHEMA as LEDGER_SCHEMA
+from destinations.gainsight.store import SCHEMA as LEDGER_SCHEMA
 
 from .errors import ConfigError
 from .staging import DEFAULT_MEMORY_LIMIT

@@ -16,14 +16,12 @@ import duckdb
 
 from connector_common.sql import table_exists
 from destinations.gainsight import GainsightSettingError, load_settings
-from destinations.gainsight.ledger import SCHEMA as LEDGER
-from destinations.gainsight.ledger import Ledger
-from destinations.gainsight.outbox import outbox_parameters, outbox_sql
 from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.settings import GainsightSettings
+from destinations.gainsight.store import dead_letter_counts, last_cursor, outbox_counts, quota_log_reader
 
 from .errors import ConfigError, ExitCode, StagingLocked
-from .history import RunRecord, last_cursor, recent
+from .history import RunRecord, recent
 from .settings import RunSettings
 from .staging import QUARANTINE, RESPONSES
 
@@ -76,7 +74,7 @@ def collect(
         "staged_responses": _count(db, dataset, RESPONSES),
         "quarantine": _quarantine(db, dataset),
         "outbox": _outbox(db, dataset, gainsight) if gainsight else {"unknown": why_not},
-        "dead_letters": _dead_letters(db),
+        "dead_letters": dead_letter_counts(db),
         "quota_left": _quota_left(db, gainsight) if gainsight else {"unknown": why_not},
     }
 
@@ -98,44 +96,14 @@ def _outbox(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSett
     """Responses and Timeline activities waiting for a push (the push's own outbox query, counted)."""
     if not table_exists(db, dataset, RESPONSES):
         return {"responses": 0, "activities": 0}
-    if not (table_exists(db, LEDGER, "responses") and table_exists(db, LEDGER, "activities")):
+    counts = outbox_counts(db, dataset, settings)
+    if counts is None:  # no push yet: every staged response waits
         return {"responses": _count(db, dataset, RESPONSES), "activities": 0}
-    sql = outbox_sql(f'"{dataset}"')
-    responses, activities = db.sql(
-        f"SELECT count(*) FILTER (WHERE needs_response), count(*) FILTER (WHERE needs_activity) FROM ({sql})",
-        params=outbox_parameters(settings),
-    ).fetchall()[0]
-    return {"responses": int(responses), "activities": int(activities)}
-
-
-def _dead_letters(db: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int | None]]:
-    """Dead letters per object; `will_retry` from `gainsight.dead_letter_report`, the view every
-    push recreates from the one retry rule the push itself follows (so status cannot disagree)."""
-    if not table_exists(db, LEDGER, "dead_letters"):
-        return {}
-    if table_exists(db, LEDGER, "dead_letter_report"):
-        source, retry = f"{LEDGER}.dead_letter_report", "count(*) FILTER (WHERE will_retry)"
-    else:  # the push never finished with a view yet: whether they retry is not known
-        source, retry = f"{LEDGER}.dead_letters", "NULL"
-    rows = db.execute(f"SELECT object, count(*), {retry} FROM {source} GROUP BY object ORDER BY object").fetchall()
-    return {obj: {"records": int(n), "will_retry": None if will is None else int(will)} for obj, n, will in rows}
-
-
-class _QuotaLogReader:
-    """The ledger's quota log, read only: what `QuotaLimiter` loads, without the ledger's DDL."""
-
-    load_quota_counts = Ledger.load_quota_counts
-
-    def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
-        self.db = db
-
-    def save_quota_counts(self, counts: dict[tuple[str, str, int], int]) -> None:
-        raise RuntimeError("status never writes the quota log")
+    return {"responses": counts[0], "activities": counts[1]}
 
 
 def _quota_left(db: duckdb.DuckDBPyConnection, settings: GainsightSettings) -> dict[str, dict[str, int]]:
-    store = _QuotaLogReader(db) if table_exists(db, LEDGER, "quota_log") else None
-    return QuotaLimiter(settings.quotas, store).remaining()
+    return QuotaLimiter(settings.quotas, quota_log_reader(db)).remaining()
 
 
 def render(state: dict[str, Any], settings: RunSettings) -> str:

@@ -16,6 +16,7 @@ from destinations.gainsight import GainsightSettingError, load_settings
 from destinations.gainsight.client import GainsightClient
 from destinations.gainsight.matching import count_company_matches, match_accounts, normalized_name
 from destinations.gainsight.quota import QuotaLimiter
+from destinations.gainsight.store import staged_accounts
 from pipelines.errors import ExitCode
 
 from .conftest import ACCESS_KEY
@@ -225,7 +226,7 @@ def test_check_counts_matches_without_writing(cg_sandbox, gs_sandbox, staging_fo
         limiter = QuotaLimiter(settings.quotas, None, settings.max_rate_limit_wait_seconds)
         client = GainsightClient(settings, limiter)
         try:
-            counts = count_company_matches(db, "nps", settings, client)
+            counts = count_company_matches(staged_accounts(db, "nps"), settings, client)
         finally:
             client.close()
 

@@ -14,8 +14,6 @@ import pytest
 from destinations.gainsight.answers import bulk_status, bulk_status_id, epoch_ms, timeline_outcome
 from destinations.gainsight.bulk import _bytes_per_row, _same, fitting_file
 from destinations.gainsight.errors import QuotaExhausted
-from destinations.gainsight.ledger import Ledger
-from destinations.gainsight.outbox import still_pending
 from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.records import (
     activity_record,
@@ -24,6 +22,7 @@ from destinations.gainsight.records import (
     response_table,
 )
 from destinations.gainsight.settings import DEFAULT_RESPONSE_FIELDS, QuotaLimits
+from destinations.gainsight.store import Ledger
 
 
 class FakeClock:
@@ -156,10 +155,11 @@ def test_a_redelivered_outbox_file_drops_rows_confirmed_or_given_up_since(tmp_pa
     ledger.fail("responses", "2", "h2", "GSOBJ_1008", "bad value", {})  # one failure: retried
     ledger.confirm("responses", [{"response_id": "3", "gsid": "G3", "pushed_hash": "old", "status": "synced"}])
 
-    pending = still_pending(ledger.db, rows, max_attempts=3, run_id="next")
+    next_run = Ledger(connection, "next", 3)  # the run that re-delivers the file
+    pending = next_run.still_pending(rows)
 
     assert pending["response_id"].to_pylist() == ["2", "3"]
-    assert still_pending(ledger.db, pending, max_attempts=3, run_id="next") is pending  # nothing changed: no copy
+    assert next_run.still_pending(pending) is pending  # nothing changed: no copy
     connection.close()
 
 

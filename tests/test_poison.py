@@ -322,7 +322,7 @@ def test_records_deferred_by_a_redelivered_package_and_the_fresh_outbox_count_on
 )
 def test_retry_rule_hashes_match_the_hashes_the_push_books(account_id, name, email, first, last, gsid):
     from destinations.gainsight.records import company_hash, person_hash
-    from destinations.gainsight.retries import COMPANY_HASH, PERSON_HASH
+    from destinations.gainsight.store import COMPANY_HASH, PERSON_HASH
 
     row = {"account_id": account_id, "account_name": name, "email": email, "first_name": first, "last_name": last}
     with duckdb.connect() as db:

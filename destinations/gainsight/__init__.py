@@ -13,10 +13,10 @@ from .errors import (
     GainsightSettingError,
     GainsightUnavailable,
 )
-from .outbox import read_outbox
 from .push import Pusher
 from .report import PushReport
 from .settings import GainsightSettings, load_settings
+from .store import read_outbox
 
 __all__ = [
     "GainsightCredentialsRejected",

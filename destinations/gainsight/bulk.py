@@ -27,10 +27,10 @@ from connector_common.stop import STOP
 from .answers import epoch_ms
 from .context import PushContext
 from .errors import MaybeApplied, QuotaExhausted
-from .ledger import now
 from .multipart import BulkFile
 from .records import csv_bytes
 from .responses import TABLE, ResponseWriter, push_sync
+from .store import now
 
 log = logging.getLogger("nps.gainsight.bulk")
 

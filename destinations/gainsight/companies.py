@@ -22,7 +22,6 @@ from .client import WRITE_LIMIT
 from .context import PushContext
 from .errors import GainsightRejected, QuotaExhausted
 from .matching import Company, match_accounts
-from .outbox import latest_per
 from .records import company_hash, company_record
 from .writes import insert_reconciled, write_isolating
 
@@ -33,7 +32,7 @@ TABLE = "companies"
 
 def resolve_companies(ctx: PushContext, outbox: pa.Table) -> dict[str, str]:
     """account_id -> Company GSID for every account of the outbox Gainsight confirmed."""
-    accounts = {account: row["account_name"] for account, row in latest_per(ctx.ledger.db, outbox, "account_id", ["account_name"]).items()}
+    accounts = {account: row["account_name"] for account, row in ctx.ledger.latest_per(outbox, "account_id", ["account_name"]).items()}
     if not accounts:
         return {}
     resolver = CompanyResolver(ctx, accounts)

@@ -8,9 +8,9 @@ from typing import Iterable
 
 from .client import GainsightClient
 from .errors import QuotaExhausted
-from .ledger import Ledger
 from .report import PushReport
 from .settings import GainsightSettings
+from .store import Ledger
 
 log = logging.getLogger("nps.gainsight")
 

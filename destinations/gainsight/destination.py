@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import dlt
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dlt.common.destination import Destination
@@ -26,7 +25,6 @@ from connector_common.stop import StopRequested
 
 from .errors import GainsightError, GainsightSettingError, LocalWriteFailed
 from .push import Pusher
-
 
 # The push this process is running. The sink is a module-level function so that dlt can re-create
 # the destination by reference (`dlt pipeline nps_to_gainsight_push info`, `dlt.attach`) in a
@@ -60,10 +58,7 @@ def gainsight_outbox(items: Any, table: dict[str, Any]) -> None:
     try:
         pusher.deliver(_as_table(items))
     except (GainsightError, GainsightSettingError, LocalWriteFailed, StopRequested) as exc:
-        pusher.failure = exc
-    except duckdb.IOException as exc:  # a full disk, typically; other DuckDB errors are bugs
-        pusher.failure = LocalWriteFailed(f"writing the ledger in DuckDB failed: {exc}")
-        pusher.failure.__cause__ = exc
+        pusher.failure = exc  # a full disk under the ledger arrives as LocalWriteFailed (store.py)
 
 
 def _as_table(items: Any) -> pa.Table:

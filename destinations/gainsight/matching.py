@@ -13,8 +13,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
-
 from .client import QUERY_LIMIT, GainsightClient
 from .settings import GainsightSettings
 
@@ -97,20 +95,11 @@ def unkeyed_companies(client: GainsightClient, settings: GainsightSettings) -> d
         offset += QUERY_LIMIT
 
 
-def staged_accounts(db: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, str | None]:
-    """account_id -> its most recent name, over every staged response."""
-    rows = db.execute(
-        f'SELECT account_id, arg_max(account_name, responded_at) FROM "{dataset}".nps_responses '
-        "WHERE account_id IS NOT NULL GROUP BY account_id"
-    ).fetchall()
-    return dict(rows)
-
-
 def count_company_matches(
-    db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSettings, client: GainsightClient
+    accounts: dict[str, str | None], settings: GainsightSettings, client: GainsightClient
 ) -> CompanyMatchCounts:
-    """How the staged accounts would find their Companies, before anything is written (queries only)."""
-    accounts = staged_accounts(db, dataset)
+    """How `accounts` (the staged ones: `store.staged_accounts`) would find their Companies, before
+    anything is written (queries only)."""
     if not accounts:
         return CompanyMatchCounts(0, 0, 0, 0, 0)
     matches = match_accounts(client, settings, accounts, by_name=True)

@@ -18,7 +18,6 @@ from connector_common.stop import StopRequested
 
 from .context import PushContext
 from .errors import GainsightRejected, QuotaExhausted
-from .outbox import latest_per
 from .records import person_hash, person_record
 
 log = logging.getLogger("nps.gainsight.people")
@@ -29,7 +28,7 @@ LEDGER_BATCH = 200  # confirmations written per DuckDB statement; a crash re-sen
 
 def upsert_people(ctx: PushContext, outbox: pa.Table, companies: dict[str, str]) -> None:
     counts = ctx.report[TABLE]
-    people = latest_per(ctx.ledger.db, outbox, "email", ["first_name", "last_name", "account_id"], only_needing_record=True)
+    people = ctx.ledger.latest_per(outbox, "email", ["first_name", "last_name", "account_id"], only_needing_record=True)
     state = ctx.ledger.state(TABLE, list(people), ["pushed_hash", "failed_hash", "attempts"])
     todo: list[tuple[str, dict[str, Any], str, str | None]] = []  # (email, outbox row, hash, company)
     waiting: list[str] = []

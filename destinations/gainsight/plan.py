@@ -7,25 +7,22 @@ finds it by key and updates it instead.
 
 from __future__ import annotations
 
-import duckdb
-
-from .ledger import SCHEMA, Ledger
-from .outbox import read_outbox
 from .records import company_hash, person_hash
 from .report import PushReport
 from .settings import GainsightSettings
+from .store import Connection, Ledger, read_outbox
 
 
-def plan_push(db: duckdb.DuckDBPyConnection, dataset: str, settings: GainsightSettings, staged: int) -> PushReport:
+def plan_push(db: Connection, dataset: str, settings: GainsightSettings, staged: int) -> PushReport:
     report = PushReport(dry_run=True)
     ledger = Ledger(db, "dry-run", settings.max_attempts)
     try:
-        outbox = read_outbox(ledger.db, dataset, settings).read_all()
+        outbox = read_outbox(db, dataset, settings).read_all()  # after the ledger's DDL: a first run has none
         rows = outbox.to_pylist()
-        companies = _known(ledger.db, "companies", "account_id", "gsid, pushed_hash")
-        people = _known(ledger.db, "people", "email", "pushed_hash")
-        responses = _known(ledger.db, "responses", "response_id", "gsid")
-        activities = _known(ledger.db, "activities", "response_id", "pushed_hash")
+        companies = ledger.pushed("companies", ["gsid", "pushed_hash"])
+        people = ledger.pushed("people", ["pushed_hash"])
+        responses = ledger.pushed("responses", ["gsid"])
+        activities = ledger.pushed("activities", ["pushed_hash"])
     finally:
         ledger.close()
     accounts: dict[str, str | None] = {}
@@ -65,8 +62,3 @@ def _count(report: PushReport, table: str, known: bool, same: bool) -> None:
         counts.updated += 1
     else:
         counts.created += 1
-
-
-def _known(db: duckdb.DuckDBPyConnection, table: str, key: str, columns: str) -> dict[str, tuple]:
-    rows = db.execute(f"SELECT {key}, {columns} FROM {SCHEMA}.{table} WHERE pushed_hash IS NOT NULL").fetchall()
-    return {row[0]: tuple(row[1:]) for row in rows}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import duckdb
 import pyarrow as pa
 
 from connector_common.stop import STOP
@@ -20,13 +19,12 @@ from .client import GainsightClient
 from .companies import resolve_companies
 from .context import PushContext
 from .errors import QuotaExhausted
-from .ledger import Ledger, now
-from .outbox import staged_rows, still_pending
 from .people import upsert_people
 from .quota import QuotaLimiter
 from .report import PushReport
 from .responses import pending_responses, push_sync
 from .settings import GainsightSettings
+from .store import Connection, Ledger, now
 from .timeline import create_activities
 
 log = logging.getLogger("nps.gainsight")
@@ -35,7 +33,7 @@ log = logging.getLogger("nps.gainsight")
 class Pusher:
     """Owns the client, limiter and ledger of one run."""
 
-    def __init__(self, settings: GainsightSettings, connection: duckdb.DuckDBPyConnection, dataset: str, run_id: str):
+    def __init__(self, settings: GainsightSettings, connection: Connection, dataset: str, run_id: str):
         self.settings = settings
         self.dataset = dataset
         self.report = PushReport()
@@ -53,7 +51,7 @@ class Pusher:
 
     def deliver(self, outbox: pa.Table) -> None:
         """Push one outbox table (a dlt load file) through all four steps."""
-        outbox = still_pending(self.ledger.db, outbox, self.settings.max_attempts, self.ledger.run_id)
+        outbox = self.ledger.still_pending(outbox)
         if not outbox.num_rows:
             log.info("gainsight: every row of this outbox file is already confirmed in the ledger")
             return
@@ -82,7 +80,7 @@ class Pusher:
             # is counted as deferred like the remainder of a step.
             self.report.defer(exhausted.family, exhausted.window, exhausted.resume_at)
             log.warning("gainsight: %s; the rest of the outbox waits for the next run", exhausted)
-            rest = still_pending(self.ledger.db, outbox, self.settings.max_attempts, self.ledger.run_id)
+            rest = self.ledger.still_pending(outbox)
             for table, flag in (("responses", "needs_response"), ("activities", "needs_activity")):
                 keys = rest["response_id"].filter(rest[flag]).to_pylist()
                 if keys:
@@ -105,11 +103,7 @@ class Pusher:
         self.ledger.close()
 
     def _rebuild(self, hashes: dict[str, str]) -> tuple[pa.Table, pa.Table]:
-        rows = staged_rows(self.ledger.db, self.dataset, hashes)
-        companies = dict(
-            self.ledger.db.execute("SELECT account_id, gsid FROM gainsight.companies WHERE gsid IS NOT NULL").fetchall()
-        )
-        return pending_responses(self.ctx, rows, companies)
+        return pending_responses(self.ctx, self.ledger.staged_rows(self.dataset, hashes), self.ledger.company_gsids())
 
 
 def _true(table: pa.Table, column: str) -> int:
