@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -255,13 +256,17 @@ Method = TypeVar("Method", bound=Callable[..., Any])
 
 def _local_state(method: Method) -> Method:
     """A DuckDB I/O error (a full disk, typically) becomes `LocalWriteFailed`; other DuckDB errors
-    are bugs and stay as they are."""
+    are bugs and stay as they are. DuckDB reports a write-ahead log it cannot write (the usual
+    form of a full disk) when the statement commits, as a `TransactionException` "Failed to commit:
+    Could not write file ...", not as an `IOException`."""
 
     @functools.wraps(method)
     def translated(*args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, duckdb.TransactionException) as exc:
+            if isinstance(exc, duckdb.TransactionException) and "Failed to commit" not in str(exc):
+                raise
             raise LocalWriteFailed(f"writing the ledger in DuckDB failed: {exc}") from exc
 
     return translated  # type: ignore[return-value]
@@ -279,6 +284,18 @@ class Ledger:
 
     def close(self) -> None:
         self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """The statements inside commit at once or not at all. A COMMIT that fails has ended the
+        transaction already: it is not rolled back, which would only hide why it failed."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # --- reading state ------------------------------------------------------------------------
 
@@ -412,21 +429,17 @@ class Ledger:
         assignments = ", ".join(f"{c} = excluded.{c}" for c in columns)
         self._db.register("_rows", data)
         try:
-            self._db.execute("BEGIN")
-            self._db.execute(
-                f"""INSERT INTO {SCHEMA}.{table} ({key}, {', '.join(columns)}, created_at, attempts)
-                    SELECT {key}, {', '.join(columns)}, updated_at, 0 FROM _rows
-                    ON CONFLICT ({key}) DO UPDATE SET {assignments}, attempts = 0, failed_hash = NULL,
-                        last_error_code = NULL, last_error = NULL"""
-            )
-            self._db.execute(
-                f"DELETE FROM {SCHEMA}.dead_letters WHERE object = ? AND record_key IN (SELECT {key} FROM _rows)",
-                [table],
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            with self._transaction():
+                self._db.execute(
+                    f"""INSERT INTO {SCHEMA}.{table} ({key}, {', '.join(columns)}, created_at, attempts)
+                        SELECT {key}, {', '.join(columns)}, updated_at, 0 FROM _rows
+                        ON CONFLICT ({key}) DO UPDATE SET {assignments}, attempts = 0, failed_hash = NULL,
+                            last_error_code = NULL, last_error = NULL"""
+                )
+                self._db.execute(
+                    f"DELETE FROM {SCHEMA}.dead_letters WHERE object = ? AND record_key IN (SELECT {key} FROM _rows)",
+                    [table],
+                )
         finally:
             self._db.unregister("_rows")
 
@@ -456,8 +469,7 @@ class Ledger:
         key = KEYS[table]
         stamp = now()
         text = json.dumps(payload, ensure_ascii=False, default=str)
-        self._db.execute("BEGIN")
-        try:
+        with self._transaction():
             self._db.execute(
                 f"""INSERT INTO {SCHEMA}.{table} ({key}, status, attempts, failed_hash, last_error_code,
                         last_error, created_at, updated_at)
@@ -478,10 +490,6 @@ class Ledger:
                         run_id = excluded.run_id""",
                 [table, key_value, code, message, text, attempts, stamp, stamp, self.run_id],
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     # --- accounts without a Company -----------------------------------------------------------------
 
@@ -536,20 +544,16 @@ class Ledger:
         """Log an upload *before* sending it, with the rows it carries, so a crash leaves a trace."""
         self._db.register("_upload_rows", rows)
         try:
-            self._db.execute("BEGIN")
-            self._db.execute(
-                f"""INSERT INTO {SCHEMA}.bulk_uploads (upload_id, job_id, file_name, file_sha256, rows, bytes,
-                        status, run_id, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, 'SENDING', ?, ?)""",
-                [upload_id, job_id, file_name, sha256, rows.num_rows, size, self.run_id, now()],
-            )
-            self._db.execute(
-                f"INSERT INTO {SCHEMA}.bulk_upload_rows SELECT ?, response_id, content_hash FROM _upload_rows",
-                [upload_id],
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            with self._transaction():
+                self._db.execute(
+                    f"""INSERT INTO {SCHEMA}.bulk_uploads (upload_id, job_id, file_name, file_sha256, rows, bytes,
+                            status, run_id, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, 'SENDING', ?, ?)""",
+                    [upload_id, job_id, file_name, sha256, rows.num_rows, size, self.run_id, now()],
+                )
+                self._db.execute(
+                    f"INSERT INTO {SCHEMA}.bulk_upload_rows SELECT ?, response_id, content_hash FROM _upload_rows",
+                    [upload_id],
+                )
         finally:
             self._db.unregister("_upload_rows")
 
