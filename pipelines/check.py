@@ -25,10 +25,10 @@ from destinations.gainsight import GainsightCredentialsRejected, GainsightError,
 from destinations.gainsight import preflight
 from destinations.gainsight.client import GainsightClient
 from destinations.gainsight.matching import count_company_matches
-from destinations.gainsight.store import staged_accounts
 from destinations.gainsight.preflight import Finding
 from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.settings import GainsightSettings
+from destinations.gainsight.store import staged_accounts
 from sources.customergauge import ExtractReport, customergauge
 from sources.customergauge.errors import CredentialsRejected, CustomerGaugeError, InvalidSetting
 from sources.customergauge.paging import Period, feed_params, peek
