@@ -161,8 +161,7 @@ def _naive(base_url: str, start_day: str, workdir: Path) -> int:
 
     @dlt.resource(name="responses", primary_key="number_customergauge", write_disposition="merge")
     def responses():
-        for records in _raw_pages(base_url, start_day):
-            yield records
+        yield from _raw_pages(base_url, start_day)
 
     pipeline = dlt.pipeline("bench_naive", destination=dlt.destinations.duckdb(str(workdir / "bench_naive.duckdb")),
                             dataset_name="naive", pipelines_dir=str(workdir / "pipelines"))

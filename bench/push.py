@@ -174,10 +174,8 @@ def _run_child(contender: str, gainsight: _GainsightProcess, workdir: Path, args
 def _child(args: argparse.Namespace) -> None:
     workdir = Path(args.workdir)
     started = time.perf_counter()
-    if args.contender == "naive":
-        result = _naive(args.base_url, workdir, args.naive_responses)
-    else:
-        result = _connector(args.base_url, workdir)
+    naive = args.contender == "naive"
+    result = _naive(args.base_url, workdir, args.naive_responses) if naive else _connector(args.base_url, workdir)
     result.update(seconds=time.perf_counter() - started, peak_rss_mb=_peak_rss_mb())
     print(json.dumps(result))
 
@@ -223,7 +221,13 @@ def _naive(base_url: str, workdir: Path, limit: int) -> dict[str, Any]:
     from destinations.gainsight.client import GainsightClient
     from destinations.gainsight.errors import GainsightRejected
     from destinations.gainsight.quota import QuotaLimiter
-    from destinations.gainsight.records import AUTHOR_LOOKUP, activity_record, company_record, person_record, response_table
+    from destinations.gainsight.records import (
+        AUTHOR_LOOKUP,
+        activity_record,
+        company_record,
+        person_record,
+        response_table,
+    )
     from destinations.gainsight.settings import GainsightSettings, QuotaLimits
 
     settings = GainsightSettings(base_url=base_url, access_key=ACCESS_KEY, timeline_author_email=AUTHOR)

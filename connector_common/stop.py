@@ -22,9 +22,10 @@ import os
 import select
 import signal
 import threading
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from types import FrameType
-from typing import Any, Iterator
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -61,10 +62,8 @@ class StopRequest:
         """Record the first signal and wake every waiter; safe inside a signal handler."""
         if self.signal_number is None:
             self.signal_number = signal_number
-        try:
+        with suppress(BlockingIOError):  # the pipe is full of earlier wake-ups: waiters are awake anyway
             os.write(self._wake_write, b"\0")
-        except BlockingIOError:  # the pipe is full of earlier wake-ups: waiters are awake anyway
-            pass
 
     def check(self, where: str | None = None) -> None:
         """Raise `StopRequested` if a stop was asked for; call only where stopping loses nothing."""

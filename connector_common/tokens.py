@@ -8,8 +8,9 @@ grant itself stays in each vendor's client, the single choke point for that vend
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass

@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, TextIO
+from typing import TextIO
 from urllib.parse import urlsplit
 
 import duckdb
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
 from connector_common.first_contact import Setting
-from destinations.gainsight import GainsightCredentialsRejected, GainsightError, GainsightSettingError, load_settings
-from destinations.gainsight import preflight
+from destinations.gainsight import (
+    GainsightCredentialsRejected,
+    GainsightError,
+    GainsightSettingError,
+    load_settings,
+    preflight,
+)
 from destinations.gainsight.client import GainsightClient
 from destinations.gainsight.matching import count_company_matches
 from destinations.gainsight.preflight import Finding

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import tomllib
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Union
 
+import tomllib
 from dlt.destinations.impl.destination.configuration import CustomDestinationClientConfiguration
 from dlt.destinations.impl.duckdb.configuration import DuckDbClientConfiguration
 

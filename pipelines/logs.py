@@ -13,15 +13,15 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Iterable
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 FORMATS = ("text", "json")
 DLT_LOGGER = "dlt"
 
 _run_id: str | None = None
-_redactor: "RedactingFilter | None" = None
+_redactor: RedactingFilter | None = None
 
 
 def bind_run_id(run_id: str | None) -> None:
@@ -62,13 +62,13 @@ class OperatorHandler(logging.StreamHandler):
     the connector's format (JSON too); and it masks secrets in the finished line, tracebacks included.
     """
 
-    def __init__(self, formatter: logging.Formatter, redactor: "RedactingFilter") -> None:
+    def __init__(self, formatter: logging.Formatter, redactor: RedactingFilter) -> None:
         super().__init__(sys.stderr)
         self.formatter = formatter
         self.redactor = redactor
         self.addFilter(redactor)
 
-    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - logging's name
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
         """Keep the connector's format (dlt calls this on the handler it finds)."""
 
     def format(self, record: logging.LogRecord) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 # Allow `python pipelines/nps_to_gainsight.py` from a checkout even without an editable install.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.logs import FORMATS, setup_logging  # noqa: E402  (stdlib only: --version stays fast)
+from pipelines.logs import FORMATS, setup_logging  # stdlib only: --version stays fast
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

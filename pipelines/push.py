@@ -10,7 +10,7 @@ idempotent against the ledger, so re-delivering a package never duplicates anyth
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 import dlt
 import pyarrow as pa

@@ -111,7 +111,7 @@ def _execute(
             stop.signal_name,
             stop.where,
         )
-    except Exception as exc:  # noqa: BLE001 - every failure must become a documented exit code
+    except Exception as exc:  # every failure must become a documented exit code
         outcome = code = exit_code_for(exc)
         run.error = redact(str(exc))
         run.counts = run_counts(result or StageResult(report=report))  # what was done before it failed

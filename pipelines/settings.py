@@ -8,9 +8,9 @@ config file and says where it looked.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException

@@ -8,8 +8,9 @@ still pending and must be loaded first (a plain `run()` would only finish it and
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import dlt
 import duckdb

@@ -119,7 +119,7 @@ class StagingStore:
         self._outer_umask = umask
 
     @classmethod
-    def open(cls, path: Path, dataset: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> "StagingStore":
+    def open(cls, path: Path, dataset: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> StagingStore:
         megabytes(memory_limit)  # fail on a malformed limit before touching the file
         path.parent.mkdir(parents=True, exist_ok=True)
         umask = os.umask(PRIVATE_UMASK)  # restored by close()

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def format_summary(
-    result: "StageResult", duration: float, staging_path: str, exit_code: ExitCode, outcome: ExitCode
+    result: StageResult, duration: float, staging_path: str, exit_code: ExitCode, outcome: ExitCode
 ) -> str:
     """`outcome` is what happened; `exit_code` differs from it only under warnings_as_success."""
     report = result.report
@@ -59,7 +59,7 @@ def format_summary(
     return "\n".join(lines)
 
 
-def _push_lines(push: "PushReport") -> list[str]:
+def _push_lines(push: PushReport) -> list[str]:
     """Per object what happened in Gainsight, then calls and quota left per family."""
     title = "gainsight (dry run: planned, nothing sent)" if push.dry_run else "gainsight"
     lines = [f"  {title}:{'':<{max(1, 14 - len(title))}}{'created':>9}{'updated':>9}{'unchanged':>11}{'failed':>8}{'deferred':>10}"]
@@ -96,7 +96,7 @@ def _push_lines(push: "PushReport") -> list[str]:
     return lines
 
 
-def _waiting_line(push: "PushReport") -> str:
+def _waiting_line(push: PushReport) -> str:
     waiting = push.waiting
     details = [f"{waiting.started:,} new this run"]
     if waiting.ambiguous:
@@ -107,7 +107,7 @@ def _waiting_line(push: "PushReport") -> str:
     )
 
 
-def _dead_letter_lines(result: "StageResult") -> list[str]:
+def _dead_letter_lines(result: StageResult) -> list[str]:
     new = sum(n.new for n in result.dead_letters.values())
     seen = sum(n.seen_before for n in result.dead_letters.values())
     if not seen:
@@ -115,7 +115,7 @@ def _dead_letter_lines(result: "StageResult") -> list[str]:
     return [f"  still dead-lettered (seen before): {seen:,} record(s) rejected again for the same reason; {new:,} new"]
 
 
-def one_line_summary(result: "StageResult", duration: float, exit_code: ExitCode, outcome: ExitCode) -> str:
+def one_line_summary(result: StageResult, duration: float, exit_code: ExitCode, outcome: ExitCode) -> str:
     """The log line that ends every run: greppable, with the counts that matter."""
     report = result.report
     fetched = sum(feed.fetched for feed in report.feeds.values())
@@ -137,7 +137,7 @@ def one_line_summary(result: "StageResult", duration: float, exit_code: ExitCode
     return line + " (full summary on stdout)"
 
 
-def run_counts(result: "StageResult") -> dict[str, Any]:
+def run_counts(result: StageResult) -> dict[str, Any]:
     """The run's counts as one dict: the summary log line's `counts` and run_history.counts."""
     report = result.report
     counts: dict[str, Any] = {
@@ -167,7 +167,7 @@ def run_counts(result: "StageResult") -> dict[str, Any]:
     return counts
 
 
-def _verdict(outcome: ExitCode, result: "StageResult") -> str:
+def _verdict(outcome: ExitCode, result: StageResult) -> str:
     push = result.push
     if outcome == ExitCode.QUARANTINED:
         return f"completed with {result.quarantine.new} newly quarantined record(s) (see quarantine_report)"

@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from collections.abc import Sequence
 from datetime import date
-from typing import Optional, Sequence
 
 from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
 from sandbox.gainsight import BulkJob, GainsightSandbox
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

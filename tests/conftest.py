@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 import pytest
@@ -14,15 +16,23 @@ import pytest
 # No test may talk to anything but loopback: dlt's telemetry would try to.
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
-from pipelines.errors import ExitCode  # noqa: E402
-from pipelines.runner import execute  # noqa: E402
-from pipelines.settings import RunSettings  # noqa: E402
-from pipelines.stage import StageResult  # noqa: E402
-from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec  # noqa: E402
+from pipelines.errors import ExitCode
+from pipelines.runner import execute
+from pipelines.settings import RunSettings
+from pipelines.stage import StageResult
+from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_ID = "test-client-id"
 CLIENT_SECRET = "test-client-secret-4f9a2c"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A folder laid out like the repository root: .dlt/config.toml, no secrets.toml."""
+    (tmp_path / ".dlt").mkdir()
+    shutil.copy(REPO / ".dlt" / "config.toml", tmp_path / ".dlt" / "config.toml")
+    return tmp_path
 
 
 @pytest.fixture

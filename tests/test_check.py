@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ACCESS_KEY, CLIENT_SECRET, RESPONSE_OBJECT
-from .test_command import cli_env, project, run_cli  # noqa: F401 - fixture
+from .test_command import cli_env, run_cli
 from .test_push_command import push_env
 
 DESCRIBE = "/v1/meta/services/objects/describe"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -18,14 +17,6 @@ from .conftest import CLIENT_ID, CLIENT_SECRET, REPO
 
 COMMAND = str(REPO / "pipelines" / "nps_to_gainsight.py")
 RESPONSES = "/v7/rest/sync/responses"
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A folder laid out like the repository root: .dlt/config.toml, no secrets.toml."""
-    (tmp_path / ".dlt").mkdir()
-    shutil.copy(REPO / ".dlt" / "config.toml", tmp_path / ".dlt" / "config.toml")
-    return tmp_path
 
 
 def cli_env(sandbox=None, project: Path | None = None, **extra: str) -> dict[str, str]:

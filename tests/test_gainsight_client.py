@@ -17,7 +17,6 @@ from destinations.gainsight.multipart import BulkFile
 from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.settings import GainsightSettings, QuotaLimits
 from destinations.gainsight.writes import insert_reconciled
-
 from sandbox.gainsight import Variants
 
 from .conftest import ACCESS_KEY, BULK_JOB, GS_CLIENT_ID, GS_CLIENT_SECRET, NO_CLIENT_QUOTAS

@@ -14,7 +14,7 @@ import pytest
 from pipelines.errors import ExitCode
 
 from .conftest import NO_CLIENT_QUOTAS
-from .test_command import project, run_cli, start_cli, wait_for  # noqa: F401 - fixture
+from .test_command import run_cli, start_cli, wait_for
 from .test_push_command import assert_exactly_once, push_env
 
 INT64_MAX = 2**63 - 1
@@ -275,7 +275,7 @@ def _summary_row(stdout: str, name: str) -> dict[str, int]:
     """The summary table's row for one Gainsight object, by column."""
     line = next(line for line in stdout.splitlines() if line.strip().startswith(f"{name} "))
     numbers = [int(value.replace(",", "")) for value in line.split()[1:6]]
-    return dict(zip(("created", "updated", "unchanged", "failed", "deferred"), numbers))
+    return dict(zip(("created", "updated", "unchanged", "failed", "deferred"), numbers, strict=True))
 
 
 def test_records_deferred_by_a_redelivered_package_and_the_fresh_outbox_count_once(cg_sandbox, gs_sandbox, project):

@@ -11,14 +11,7 @@ import duckdb
 import pytest
 
 from .conftest import ACCESS_KEY, AUTHOR, BULK_JOB, CLIENT_SECRET, NO_CLIENT_QUOTAS, RESPONSE_OBJECT
-from .test_command import (  # noqa: F401 - project is a fixture
-    assert_stopped_cleanly,
-    cli_env,
-    project,
-    run_cli,
-    start_cli,
-    stop_and_collect,
-)
+from .test_command import assert_stopped_cleanly, cli_env, run_cli, start_cli, stop_and_collect
 
 BULK_PATH = "/v1.0/admin/connector/job/bulkimport"
 PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"

@@ -13,13 +13,12 @@ import math
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Optional
 
 
 class SandboxClock:
     """Thread-safe, monotonic sandbox time in epoch seconds (it starts at the real wall-clock time)."""
 
-    def __init__(self, time_scale: float = 1.0, start: Optional[float] = None) -> None:
+    def __init__(self, time_scale: float = 1.0, start: float | None = None) -> None:
         if not (time_scale >= 0 and math.isfinite(time_scale)):
             raise ValueError(f"time_scale must be a finite number >= 0, got {time_scale!r}")
         self.time_scale = time_scale

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 FaultKind = Literal["status", "result_false", "drop", "delay", "revoke_tokens"]
 FAULT_KINDS: frozenset[str] = frozenset({"status", "result_false", "drop", "delay", "revoke_tokens"})
@@ -34,14 +34,14 @@ class Fault:
     - ``times``: how many matching requests the fault hits before it is used up.
     """
 
-    path: Optional[str] = None
+    path: str | None = None
     kind: FaultKind = "status"
     status: int = 503
-    retry_after: Optional[float] = None
+    retry_after: float | None = None
     delay: float = 0.0
     skip: int = 0
     times: int = 1
-    error_code: Optional[str] = None
+    error_code: str | None = None
 
     def __post_init__(self) -> None:
         # Reject nonsense when the fault is planned, not when a request happens to hit it.
@@ -88,10 +88,10 @@ class FaultPlan:
         with self._lock:
             self._armed.append(_Armed(fault))
 
-    def take(self, path: str) -> Optional[Fault]:
+    def take(self, path: str) -> Fault | None:
         """The fault to apply to this request, if any; used-up faults leave the plan."""
         with self._lock:
-            firing: Optional[_Armed] = None
+            firing: _Armed | None = None
             for armed in self._armed:
                 if not armed.fault.matches(path):
                     continue

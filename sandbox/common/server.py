@@ -23,11 +23,13 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from sandbox.common.faults import Fault, FaultPlan
@@ -62,7 +64,7 @@ class Response:
     content_type: str = "application/json"
 
 
-def json_response(status: int, payload: Any, headers: Optional[dict[str, str]] = None) -> Response:
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
     """Compact UTF-8 JSON, like the vendors send (non-ASCII text stays as is, not ``\\u`` escaped)."""
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(status, body, dict(headers or {}))
@@ -75,9 +77,9 @@ class LoggedRequest:
     method: str
     path: str
     query: dict[str, list[str]]
-    status: Optional[int]
+    status: int | None
     timestamp: float
-    accept: Optional[str] = None  # the request's Accept header, so tests can assert the client sends one
+    accept: str | None = None  # the request's Accept header, so tests can assert the client sends one
 
 
 class RequestLog:
@@ -91,12 +93,12 @@ class RequestLog:
         with self._lock:
             self._entries.append(entry)
 
-    def entries(self, path: Optional[str] = None) -> list[LoggedRequest]:
+    def entries(self, path: str | None = None) -> list[LoggedRequest]:
         """All entries in arrival order, or only those for exactly ``path``."""
         with self._lock:
             return [e for e in self._entries if path is None or e.path == path]
 
-    def count(self, path: Optional[str] = None, status: Optional[int] = None) -> int:
+    def count(self, path: str | None = None, status: int | None = None) -> int:
         with self._lock:
             return sum(
                 1
@@ -134,8 +136,8 @@ class SandboxServer:
         self._routes: list[tuple[re.Pattern[str], str, Handler]] = []
         self._log = RequestLog()
         self._faults = FaultPlan()
-        self._httpd: Optional[_HTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
         self.route("POST", r"/_sandbox/faults", self._control_add_fault)
         self.route("GET", r"/_sandbox/faults", self._control_list_faults)
         self.route("DELETE", r"/_sandbox/faults", self._control_clear_faults)
@@ -215,7 +217,7 @@ class SandboxServer:
 
     # -- faults ----------------------------------------------------------------------------------
 
-    def add_fault(self, fault: Optional[Fault] = None, **fields: Any) -> Fault:
+    def add_fault(self, fault: Fault | None = None, **fields: Any) -> Fault:
         """Emulator-only: plan a fault, given as a ``Fault`` or as its fields."""
         if fault is not None and fields:
             raise TypeError("pass either a Fault or its fields, not both")
@@ -254,11 +256,11 @@ class SandboxServer:
 
     # -- log -------------------------------------------------------------------------------------
 
-    def requests(self, path: Optional[str] = None) -> list[LoggedRequest]:
+    def requests(self, path: str | None = None) -> list[LoggedRequest]:
         """Emulator-only: logged API requests, optionally only those for exactly ``path``."""
         return self._log.entries(path)
 
-    def count(self, path: Optional[str] = None, status: Optional[int] = None) -> int:
+    def count(self, path: str | None = None, status: int | None = None) -> int:
         """Emulator-only: how many logged API requests match ``path`` and ``status``."""
         return self._log.count(path, status)
 
@@ -268,13 +270,13 @@ class SandboxServer:
 
     # -- dispatch (called from the handler threads) ----------------------------------------------
 
-    def dispatch(self, request: Request) -> Optional[Response]:
+    def dispatch(self, request: Request) -> Response | None:
         """Apply the fault plan, route, log. ``None`` means: drop the connection without a response."""
         if request.path.startswith(CONTROL_PREFIX):
             return self._safely_route(request)
         arrived = time.time()
         fault = self._faults.take(request.path)
-        response: Optional[Response] = None
+        response: Response | None = None
         if fault is not None:
             if fault.kind == "revoke_tokens":
                 self.revoke_tokens()
@@ -365,10 +367,8 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with suppress(OSError):  # the connection is gone already
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

@@ -12,7 +12,6 @@ import binascii
 import math
 import secrets
 import threading
-from typing import Optional
 from urllib.parse import unquote
 
 from sandbox.common.clock import SandboxClock
@@ -21,7 +20,7 @@ from sandbox.common.clock import SandboxClock
 class TokenIssuer:
     """Thread-safe registry of issued bearer tokens and their expiry on the sandbox clock."""
 
-    def __init__(self, lifetime: float, clock: Optional[SandboxClock] = None) -> None:
+    def __init__(self, lifetime: float, clock: SandboxClock | None = None) -> None:
         if not lifetime > 0:
             raise ValueError(f"token lifetime must be > 0 seconds, got {lifetime!r}")
         self.lifetime = lifetime
@@ -61,7 +60,7 @@ class TokenIssuer:
             self._expiry.clear()
 
 
-def basic_credentials(authorization: str) -> Optional[tuple[str, str]]:
+def basic_credentials(authorization: str) -> tuple[str, str] | None:
     """``(id, secret)`` from an ``Authorization: Basic base64(urlencode(id):urlencode(secret))`` header
     value (RFC 6749 §2.3.1), or ``None`` if it is not Basic or malformed."""
     scheme, _, encoded = authorization.partition(" ")

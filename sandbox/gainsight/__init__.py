@@ -3,7 +3,14 @@ the demo and benchmarks. See ``sandbox/README.md`` for what is documented, obser
 
 from sandbox.common.faults import Fault
 from sandbox.gainsight.bulk import BulkJob
-from sandbox.gainsight.schema import FieldSpec, ObjectSpec, Schema, default_schema, nps_response_object, standard_objects
+from sandbox.gainsight.schema import (
+    FieldSpec,
+    ObjectSpec,
+    Schema,
+    default_schema,
+    nps_response_object,
+    standard_objects,
+)
 from sandbox.gainsight.server import GainsightSandbox
 from sandbox.gainsight.variants import Variants
 

@@ -8,7 +8,6 @@ expire on the sandbox clock, so advancing it 24 hours expires them.
 from __future__ import annotations
 
 import hmac
-from typing import Optional
 from urllib.parse import parse_qs
 
 from sandbox.common.server import Request, Response, json_response
@@ -27,7 +26,7 @@ def _same(given: str, expected: str) -> bool:
 
 class Authenticator:
     def __init__(
-        self, access_key: str, client_id: Optional[str], client_secret: Optional[str], tokens: TokenIssuer
+        self, access_key: str, client_id: str | None, client_secret: str | None, tokens: TokenIssuer
     ) -> None:
         if not access_key:
             raise ValueError("access_key must be a non-empty string")

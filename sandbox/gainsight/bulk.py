@@ -15,9 +15,10 @@ import io
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Literal, Mapping, Optional
+from typing import Any, Literal
 
 from sandbox.common.clock import SandboxClock
 from sandbox.common.server import Request, Response
@@ -49,9 +50,9 @@ class BulkJob:
     object_name: str
     operation: Operation
     keys: tuple[str, ...] = ()
-    mapping: Optional[Mapping[str, str]] = None
-    lookups: Optional[Mapping[str, Any]] = None
-    access_key: Optional[str] = None
+    mapping: Mapping[str, str] | None = None
+    lookups: Mapping[str, Any] | None = None
+    access_key: str | None = None
 
 
 @dataclass
@@ -69,7 +70,7 @@ class _Execution:
     names: list[str]  # per CSV column: the field or lookup source it feeds
     rows: list[list[str]]
     created: float
-    ended: Optional[float] = None
+    ended: float | None = None
     success: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     cancelled: bool = False
@@ -82,7 +83,7 @@ class _Execution:
         return "COMPLETED"
 
 
-def _iso(moment: Optional[float]) -> Optional[str]:
+def _iso(moment: float | None) -> str | None:
     if moment is None:
         return None
     return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -241,7 +242,7 @@ class BulkService:
                 if execution.cancelled:
                     return
                 for number, cells in enumerate(execution.rows[first : first + _CHUNK_ROWS], start=first + 1):
-                    record = dict(zip(execution.names, cells))
+                    record = dict(zip(execution.names, cells, strict=True))  # _read_csv checked the width
                     reason = self._forced.pop(record.get(identity, ""), None)
                     reason = reason or self._apply(execution.compiled, record)
                     if reason is None:
@@ -251,7 +252,7 @@ class BulkService:
         with self._lock:
             execution.ended = max(self._clock.now(), execution.created + 2 * PHASE_SECONDS)
 
-    def _apply(self, compiled: _Compiled, record: dict[str, str]) -> Optional[str]:
+    def _apply(self, compiled: _Compiled, record: dict[str, str]) -> str | None:
         """Write one row per the job's operation; the failure reason, or ``None`` when written."""
         job, table = compiled.job, compiled.table
         values, _, errors = self._preparer.prepare(

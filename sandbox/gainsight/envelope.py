@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from sandbox.common.server import Request, Response, json_response
 
@@ -44,7 +44,7 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def envelope(result: bool, data: Any = None, code: Optional[str] = None, desc: Optional[str] = None) -> dict[str, Any]:
+def envelope(result: bool, data: Any = None, code: str | None = None, desc: str | None = None) -> dict[str, Any]:
     """The standard body; ``message`` mirrors ``errorDesc`` on failures as in the 401 sample."""
     return {
         "result": result,
@@ -67,9 +67,9 @@ class GainsightError(Exception):
         self,
         status: int,
         code: str,
-        desc: Optional[str] = None,
+        desc: str | None = None,
         data: Any = None,
-        headers: Optional[dict[str, str]] = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(f"{status} {code}: {desc or DESCRIPTIONS.get(code, code)}")
         self.status = status
@@ -104,7 +104,7 @@ class ObjectNotFound(GainsightError):
         )
 
 
-def bad_request(code: str, desc: Optional[str] = None) -> GainsightError:
+def bad_request(code: str, desc: str | None = None) -> GainsightError:
     """A whole-call 400 (validation errors are 400 throughout, reference §3.1)."""
     return GainsightError(400, code, desc)
 

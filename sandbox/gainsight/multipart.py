@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.message import Message
-from typing import Optional
 
 
 @dataclass(frozen=True)
 class Part:
     name: str
-    filename: Optional[str]
+    filename: str | None
     data: bytes
 
 

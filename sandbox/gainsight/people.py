@@ -9,7 +9,7 @@ like any GSID that names no record [assumed]). Validation is all-or-nothing, as 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from sandbox.common.server import Request, Response
 from sandbox.gainsight.envelope import bad_request, json_body, ok
@@ -72,7 +72,7 @@ class PeopleApi:
             answered.append({"Gsid": link_gsid, "Company_ID": company})
         return ok({"Gsid": person_gsid, "companies": answered})
 
-    def _existing_person(self, email: Any) -> Optional[str]:
+    def _existing_person(self, email: Any) -> str | None:
         people = self._store.table("Person")
         field = people.spec.field("Email")
         assert field is not None

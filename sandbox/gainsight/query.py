@@ -9,8 +9,9 @@ scans. Field names are case-insensitive here because the documented samples writ
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from sandbox.gainsight.envelope import bad_request
 from sandbox.gainsight.schema import FieldSpec, ObjectSpec, Schema
@@ -23,7 +24,7 @@ _QUERY_KEYS = frozenset(("select", "where", "orderBy", "limit", "offset"))
 _CONDITION_KEYS = frozenset(("name", "alias", "value", "operator"))
 _TOKEN = re.compile(r"\s*(\(|\)|[A-Za-z0-9_]+)")
 #: operator -> how many values it takes (None: one or more).
-OPERATORS: dict[str, Optional[int]] = {
+OPERATORS: dict[str, int | None] = {
     "EQ": 1, "NE": 1, "GT": 1, "GTE": 1, "LT": 1, "LTE": 1, "BTW": 2, "IN": None, "NOT_IN": None,
     "IS_NULL": 0, "IS_NOT_NULL": 0, "CONTAINS": 1, "DOES_NOT_CONTAINS": 1, "STARTS_WITH": 1, "ENDS_WITH": 1,
 }  # fmt: skip
@@ -114,7 +115,7 @@ def _predicate(condition: Condition) -> Callable[[Any], bool]:
 class Query:
     select: tuple[tuple[str, FieldPath], ...]
     conditions: dict[str, Condition]
-    expression: Optional[list[str]]
+    expression: list[str] | None
     order: tuple[tuple[FieldPath, bool], ...]  # (path, descending)
     limit: int
     offset: int
@@ -146,7 +147,7 @@ def parse_query(body: Any, spec: ObjectSpec, schema: Schema) -> Query:
     return Query(selected, conditions, expression, order, limit, offset)
 
 
-def _parse_where(where: Any, spec: ObjectSpec, schema: Schema) -> tuple[dict[str, Condition], Optional[list[str]]]:
+def _parse_where(where: Any, spec: ObjectSpec, schema: Schema) -> tuple[dict[str, Condition], list[str] | None]:
     if where is None:
         return {}, None
     if not isinstance(where, dict) or set(where) - {"conditions", "expression"}:
@@ -219,7 +220,7 @@ class _Evaluator:
             raise bad_request("GSOBJ_1008", "Invalid expression")
         return result
 
-    def _peek(self) -> Optional[str]:
+    def _peek(self) -> str | None:
         return self._tokens[self._position].upper() if self._position < len(self._tokens) else None
 
     def _expr(self) -> set[str]:
@@ -251,7 +252,7 @@ class _Evaluator:
 
 
 def run_query(
-    query: Query, table: Table, store: Store, dates: Optional[Callable[[Any, int], Any]] = None
+    query: Query, table: Table, store: Store, dates: Callable[[Any, int], Any] | None = None
 ) -> list[dict[str, Any]]:
     """The answer's ``records``: rows in creation order unless ordered, projected on ``select``;
     ``dates`` renders DATETIME/DATE values (epoch ms without it)."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
 
 from sandbox.common.clock import SandboxClock
 
@@ -40,7 +40,7 @@ class Exceeded:
 class Quotas:
     """Thread-safe counters per (family, window); ``enabled=False`` lets every call through uncounted."""
 
-    def __init__(self, clock: SandboxClock, overrides: Optional[Mapping[tuple[str, str], int]] = None, enabled: bool = True) -> None:
+    def __init__(self, clock: SandboxClock, overrides: Mapping[tuple[str, str], int] | None = None, enabled: bool = True) -> None:
         limits = dict(DEFAULT_LIMITS)
         for (family, window), limit in (overrides or {}).items():
             if family not in FAMILIES or window not in WINDOWS or type(limit) is not int or limit < 0:
@@ -52,7 +52,7 @@ class Quotas:
         self._lock = threading.Lock()
         self._used: dict[tuple[str, str], tuple[float, int]] = {}
 
-    def acquire(self, family: str) -> Optional[Exceeded]:
+    def acquire(self, family: str) -> Exceeded | None:
         """Count one call, or return the first full window (and count nothing)."""
         if not self.enabled:
             return None

@@ -8,8 +8,9 @@ Nothing here writes: callers validate every record of a call first and write onl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from sandbox.gainsight.envelope import GainsightError, bad_request
 from sandbox.gainsight.schema import FieldSpec, ObjectSpec
@@ -21,7 +22,7 @@ NO_MATCH_OPTIONS = ("ERROR", "NULLABLE")  # ERROR [documented], NULLABLE [assume
 _LOOKUP_KEYS = frozenset(("fields", "lookupField", "objectName", "multiMatchOption", "onNoMatch"))
 
 
-def field_error(code: str, message: str, field: Optional[str], value: Any) -> dict[str, Any]:
+def field_error(code: str, message: str, field: str | None, value: Any) -> dict[str, Any]:
     return {"errorMessage": message, "errorCode": code, "fieldName": field, "invalidValue": value}
 
 
@@ -169,7 +170,7 @@ class RecordPreparer:
 
     def _resolve(self, lookup: Lookup, record: dict[str, Any], cells: bool) -> Any:
         table = self._store.table(lookup.object_name)
-        candidates: Optional[list[str]] = None
+        candidates: list[str] | None = None
         for source, field in lookup.pairs:
             raw = record.get(source)
             try:

@@ -9,8 +9,9 @@ Every object gets Gainsight's system fields (reference §3.2) without listing th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Mapping, Optional
+from typing import Literal
 
 FieldType = Literal["STRING", "NUMBER", "BOOLEAN", "DATE", "DATETIME", "EMAIL", "URL", "PICKLIST", "GSID"]
 FIELD_TYPES = frozenset(("STRING", "NUMBER", "BOOLEAN", "DATE", "DATETIME", "EMAIL", "URL", "PICKLIST", "GSID"))
@@ -31,11 +32,11 @@ class FieldSpec:
 
     name: str
     type: FieldType = "STRING"
-    length: Optional[int] = None
+    length: int | None = None
     required: bool = False
     options: tuple[str, ...] = ()
-    references: Optional[str] = None
-    label: Optional[str] = None
+    references: str | None = None
+    label: str | None = None
     system: bool = False
 
     def __post_init__(self) -> None:
@@ -83,7 +84,7 @@ class ObjectSpec:
     name: str
     key_prefix: str
     fields: tuple[FieldSpec, ...]
-    label: Optional[str] = None
+    label: str | None = None
     object_type: Literal["STANDARD", "CUSTOM", "SYSTEM"] = "CUSTOM"
     volume: Literal["LOW", "HIGH"] = "LOW"
     writer: Writer = "data"
@@ -103,7 +104,7 @@ class ObjectSpec:
         object.__setattr__(self, "_by_name", {f.name: f for f in fields})
         object.__setattr__(self, "_by_lower", lower)
 
-    def field(self, name: str) -> Optional[FieldSpec]:
+    def field(self, name: str) -> FieldSpec | None:
         """The field with exactly this API name (writes are case-sensitive [assumed])."""
         return self._by_name.get(name)
 
@@ -112,7 +113,7 @@ class ObjectSpec:
         """Fields by exact API name (read-only by convention; a hot loop's dict lookups)."""
         return self._by_name
 
-    def field_ci(self, name: str) -> Optional[FieldSpec]:
+    def field_ci(self, name: str) -> FieldSpec | None:
         """The field with this name in any case (queries: the docs' own samples write ``csm__gr.email``)."""
         return self._by_lower.get(name.lower())
 
@@ -152,7 +153,7 @@ class Schema:
         self.activity_types: dict[str, frozenset[str]] = {c: frozenset(t) for c, t in activity_types.items()}
         self.users: tuple[tuple[str, str], ...] = tuple(users)
 
-    def object(self, name: str) -> Optional[ObjectSpec]:
+    def object(self, name: str) -> ObjectSpec | None:
         """The object with this name in any case (paths are case-insensitive, reference §6.1)."""
         return self._by_lower.get(name.lower())
 

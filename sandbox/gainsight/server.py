@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any
 
 from sandbox.common.clock import SandboxClock
 from sandbox.common.faults import Fault
@@ -75,21 +76,21 @@ class GainsightSandbox(SandboxServer):
     def __init__(
         self,
         access_key: str = "sandbox-access-key",
-        client_id: Optional[str] = None,
-        client_secret: Optional[str] = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
         *,
         port: int = 0,
-        schema: Optional[Schema] = None,
+        schema: Schema | None = None,
         bulk_jobs: Iterable[BulkJob] = (),
         quotas: bool = True,
-        quota_limits: Optional[Mapping[tuple[str, str], int]] = None,
+        quota_limits: Mapping[tuple[str, str], int] | None = None,
         time_scale: float = 1.0,
         token_lifetime: float = 86400.0,
         require_accept: bool = True,
         retry_after_header: bool = False,
         timeline_records_per_call: int = DEFAULT_RECORDS_PER_CALL,
         bulk_max_bytes: int = DEFAULT_MAX_BYTES,
-        variants: Optional[Variants] = None,
+        variants: Variants | None = None,
     ) -> None:
         super().__init__(port)
         #: Emulator-only answer variants (``sandbox/gainsight/variants.py``); changeable while running.
@@ -143,7 +144,7 @@ class GainsightSandbox(SandboxServer):
         self,
         family: str,
         handler: Callable[..., Response],
-        authenticate: Optional[Callable[[Request], bool]] = None,
+        authenticate: Callable[[Request], bool] | None = None,
         *,
         locked: bool = True,
     ) -> Callable[..., Response]:

@@ -10,11 +10,13 @@ lock around each API call, which is what makes a call atomic.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from sandbox.common.clock import SandboxClock
 from sandbox.gainsight.envelope import ObjectNotFound
 from sandbox.gainsight.schema import FieldSpec, ObjectSpec, Schema
+
 
 def index_key(field: FieldSpec, value: Any) -> Any:
     """The value as an index (and equality) compares it: e-mail addresses case-insensitively [assumed]."""
@@ -126,7 +128,7 @@ class Store:
         self._clock = clock
         self._tables = {spec.name.lower(): Table(spec) for spec in schema.objects}
         #: GsUser GSID recorded as CreatedBy/ModifiedBy: the user the API key acts as.
-        self.actor: Optional[str] = None
+        self.actor: str | None = None
 
     def table(self, name: str) -> Table:
         """The table of an object named in any case; unknown -> ``ObjectNotFound``."""

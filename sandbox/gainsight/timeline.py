@@ -16,7 +16,7 @@ The answer's shape is undocumented: ``Variants.timeline_answer`` chooses among p
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from sandbox.common.server import Request, Response
 from sandbox.gainsight.envelope import bad_request, json_body, ok
@@ -49,7 +49,7 @@ class TimelineApi:
         success: dict[str, list[dict[str, str]]] = {}
         failure: dict[str, list[dict[str, str]]] = {}
         planned: list[tuple[str, dict[str, Any]]] = []
-        duplicates: list[tuple[str, Optional[str]]] = []  # (key, GSID of the stored activity, if any)
+        duplicates: list[tuple[str, str | None]] = []  # (key, GSID of the stored activity, if any)
         for position, record in enumerate(records):
             key = _key(record, position)
             values, _, errors = self._preparer.prepare(table.spec, record, lookups)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 from sandbox.gainsight.schema import FieldSpec
 
@@ -68,7 +69,7 @@ def parse_date(value: Any) -> date:
     raise Invalid("GSOBJ_1006", "Invalid date format")
 
 
-def _text_writer(field: FieldSpec, pattern: "re.Pattern[str] | None", what: str) -> Callable[[Any], str]:
+def _text_writer(field: FieldSpec, pattern: re.Pattern[str] | None, what: str) -> Callable[[Any], str]:
     length = field.length if field.length is not None else math.inf
 
     def write(value: Any) -> str:

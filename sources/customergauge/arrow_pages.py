@@ -14,9 +14,10 @@ Both paths end in the same raw Arrow layout (`raw_record_type`), so the canonica
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -68,7 +69,7 @@ class RawPage:
     next_cursor: int
 
 
-def read_page(body: bytes, record_kind: str) -> Optional[RawPage]:
+def read_page(body: bytes, record_kind: str) -> RawPage | None:
     """Parse a clean page into Arrow, or return None to send it through pydantic instead."""
     page_schema = _page_schema(record_kind)
     try:
@@ -105,7 +106,7 @@ def records_to_arrow(records: Sequence[Mapping[str, Any]], record_kind: str, ten
     return pa.Table.from_pylist(rows, schema=pa.schema(list(raw_record_type(record_kind))))
 
 
-def tenant_wall_time(value: Optional[datetime], zone: ZoneInfo) -> Optional[datetime]:
+def tenant_wall_time(value: datetime | None, zone: ZoneInfo) -> datetime | None:
     """A naive datetime in the tenant's zone. Payload datetimes are naive already; one that
     carries an explicit offset is converted, because the offset wins over the tenant setting."""
     if value is not None and value.tzinfo is not None:
@@ -122,7 +123,7 @@ def _page_schema(record_kind: str) -> pa.Schema:
     )
 
 
-def _parse_dates(table: pa.Table, record_kind: str) -> Optional[pa.Table]:
+def _parse_dates(table: pa.Table, record_kind: str) -> pa.Table | None:
     """Text dates -> naive timestamps; None if any present date is not in the documented format."""
     for index, (name, kind) in enumerate(_FIELDS[record_kind]):
         if not pa.types.is_timestamp(kind):

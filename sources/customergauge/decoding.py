@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 import pyarrow as pa
 
@@ -35,8 +36,8 @@ _VALIDATORS: dict[str, PageValidator[Any]] = {
 
 @dataclass
 class DecodedPage:
-    rows: Optional[pa.Table]  # canonical rows of the valid records
-    quarantine: Optional[pa.Table]  # rejected records with reasons and raw payloads
+    rows: pa.Table | None  # canonical rows of the valid records
+    quarantine: pa.Table | None  # rejected records with reasons and raw payloads
     reasons: list[str]
     next_cursor: int
     valid: int
@@ -125,7 +126,7 @@ class DecodePool:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> "DecodePool":
+    def __enter__(self) -> DecodePool:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,9 +6,10 @@ error is editing `.dlt/config.toml` or a cron environment, not Python.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .decoding import default_workers
@@ -27,7 +28,7 @@ class FeedOptions:
     tenant_tz: str
     property_map: Mapping[str, str]
     expansions: tuple[str, ...]
-    backfill: Optional[tuple[date, date]]
+    backfill: tuple[date, date] | None
     decode_workers: int
     rows_per_load: int
 
@@ -38,13 +39,13 @@ class FeedOptions:
         initial_response_date: Any,
         lookback_days: Any,
         tenant_timezone: str,
-        property_map: Optional[Mapping[str, str]],
-        expansions: Optional[Sequence[str]],
-        backfill_start: Optional[str],
-        backfill_end: Optional[str],
-        decode_workers: Optional[int],
+        property_map: Mapping[str, str] | None,
+        expansions: Sequence[str] | None,
+        backfill_start: str | None,
+        backfill_end: str | None,
+        decode_workers: int | None,
         rows_per_load: Any,
-    ) -> "FeedOptions":
+    ) -> FeedOptions:
         zone = _zone(tenant_timezone)
         initial_day = _day(initial_response_date, "sources.customergauge.initial_response_date")
         try:
@@ -95,7 +96,7 @@ class FeedOptions:
         return self.backfill is not None
 
     @property
-    def lag_seconds(self) -> Optional[float]:
+    def lag_seconds(self) -> float | None:
         """dlt's `lag`, wide enough that dlt never drops a row the API returned.
 
         The API's period filter already bounds what arrives; dlt's incremental only keeps the
@@ -109,7 +110,7 @@ class FeedOptions:
         return span.total_seconds() + (self.lookback_days + 1) * 86400.0
 
     @property
-    def backfill_end_exclusive(self) -> Optional[datetime]:
+    def backfill_end_exclusive(self) -> datetime | None:
         """dlt's `end_value` is exclusive; a backfill's end day is inclusive."""
         if self.backfill is None:
             return None
@@ -124,7 +125,7 @@ class FeedOptions:
             return "scheduled"
         return f"backfill {self.backfill[0]}..{self.backfill[1]}"
 
-    def window(self, period_field: str, last_seen: Optional[datetime]) -> Period:
+    def window(self, period_field: str, last_seen: datetime | None) -> Period:
         """The day range to request: the backfill range, or (last seen − lookback) .. today.
 
         `last_seen` is the highest response date staged so far (dlt's raw cursor value).
@@ -159,7 +160,7 @@ def _day(value: Any, what: str) -> date:
         raise InvalidSetting(f"{what} must be a YYYY-MM-DD date, got {value!r}") from None
 
 
-def _backfill(start: Optional[str], end: Optional[str]) -> Optional[tuple[date, date]]:
+def _backfill(start: str | None, end: str | None) -> tuple[date, date] | None:
     if not (start or end):
         return None
     if not (start and end):

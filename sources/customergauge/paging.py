@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Iterator, Sequence
 
 from .client import CustomerGaugeClient
 from .errors import ContractViolation
@@ -39,7 +39,7 @@ class Period:
         return {"field": self.field, "start": self.start.isoformat(), "end": self.end.isoformat()}
 
     @classmethod
-    def from_state(cls, state: dict[str, str]) -> "Period":
+    def from_state(cls, state: dict[str, str]) -> Period:
         return cls(state["field"], date.fromisoformat(state["start"]), date.fromisoformat(state["end"]))
 
     def params(self) -> list[tuple[str, str]]:

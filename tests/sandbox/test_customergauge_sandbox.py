@@ -11,8 +11,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import pytest
 import requests
@@ -59,7 +60,7 @@ def get(
     http: requests.Session,
     params: Any = None,
     path: str = RESPONSES,
-    bearer: Optional[str] = None,
+    bearer: str | None = None,
 ) -> requests.Response:
     headers = {"Authorization": f"Bearer {bearer or token(cg, http)}"}
     return http.get(cg.base_url + path, params=params, headers=headers)
@@ -70,7 +71,7 @@ def fetch_all(cg: CustomerGaugeSandbox, http: requests.Session, **params: Any) -
     bearer = token(cg, http)
     records: list[dict] = []
     cursors: list[int] = []
-    cursor: Optional[int] = params.pop("cursor", None)
+    cursor: int | None = params.pop("cursor", None)
     while True:
         query = dict(params, **({"cursor": cursor} if cursor is not None else {}))
         body = get(cg, http, query, bearer=bearer).json()

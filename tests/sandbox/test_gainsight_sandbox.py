@@ -13,8 +13,9 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import date, datetime, timezone
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import pytest
 import requests
@@ -26,7 +27,6 @@ from sandbox.gainsight import (
     GainsightSandbox,
     ObjectSpec,
     Schema,
-    Variants,
     default_schema,
     nps_response_object,
     standard_objects,
@@ -62,7 +62,7 @@ def call(gs: GainsightSandbox, http: requests.Session, method: str, path: str, *
     return http.request(method, gs.base_url + path, **kwargs)
 
 
-def insert(gs: GainsightSandbox, http: requests.Session, obj: str, *records: dict, lookups: Optional[dict] = None) -> requests.Response:
+def insert(gs: GainsightSandbox, http: requests.Session, obj: str, *records: dict, lookups: dict | None = None) -> requests.Response:
     body: dict[str, Any] = {"records": list(records)}
     if lookups is not None:
         body["lookups"] = lookups
