@@ -96,7 +96,8 @@ def _run_child(contender: str, base_url: str, days: int, size: int) -> dict:
         raise SystemExit(f"{contender} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result.update(contender=contender, size=size)
-    print(f"  {contender:8} {size:>9,} rows in {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+    print(f"  {contender:8} {size:>9,} rows in {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB",
+          file=sys.stderr, flush=True)  # fmt: skip
     return result
 
 

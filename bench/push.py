@@ -53,8 +53,10 @@ AUTHOR = "nps.connector@example.com"
 TIMELINE_DAYS = 30
 NO_QUOTAS = {"sync_per_minute": 10**9, "sync_per_day": 10**9, "bulk_per_hour": 10**6, "bulk_per_day": 10**6, "timeline_per_minute": 10**9}
 # Endpoint family as the client counts it -> Gainsight quota family, and -> the sandbox's request-log family.
-QUOTA_FAMILY = {"query": "sync", "company": "sync", "response": "sync", "people": "sync", "bulk_status": "sync", "timeline": "timeline", "bulk": "bulk"}
-SANDBOX_FAMILY = {"query": "data", "company": "data", "response": "data", "people": "people", "timeline": "timeline", "bulk": "bulk", "bulk_status": "bulk_status"}
+QUOTA_FAMILY = {"query": "sync", "company": "sync", "response": "sync", "people": "sync", "bulk_status": "sync",
+                "timeline": "timeline", "bulk": "bulk"}  # fmt: skip
+SANDBOX_FAMILY = {"query": "data", "company": "data", "response": "data", "people": "people", "timeline": "timeline",
+                  "bulk": "bulk", "bulk_status": "bulk_status"}  # fmt: skip
 # Quota family -> (calls allowed, window seconds), longest window first.
 LIMITS = {"sync": [(50_000, 86_400), (100, 60)], "bulk": [(100, 86_400), (10, 3_600)], "timeline": [(200, 60)]}
 WRITE_FAMILIES = ("company", "response", "people", "timeline", "bulk")
@@ -351,10 +353,12 @@ def _print(results: list[dict[str, Any]], staged: int, args: argparse.Namespace)
     for r in results:
         if "measured" in r:
             m = r["measured"]
-            print(f"{r['contender']}: MEASURED on {m['responses']:,} responses spread over the data: {sum(m['calls'].values()):,} calls, "
-                  f"{m['seconds']:.1f} s, peak RSS {m['peak_rss_mb']:.0f} MB (the RSS column is this).\n"
-                  f"  EXTRAPOLATED to {r['responses']:,}: calls and seconds x{r['responses'] / m['responses']:.1f} per response, "
-                  f"except the metadata call (once) and company inserts (one per account of the data: {m['accounts_in_data']:,})")  # fmt: skip
+            print(f"{r['contender']}: MEASURED on {m['responses']:,} responses spread over the data: "
+                  f"{sum(m['calls'].values()):,} calls, {m['seconds']:.1f} s, peak RSS {m['peak_rss_mb']:.0f} MB "
+                  "(the RSS column is this).\n"
+                  f"  EXTRAPOLATED to {r['responses']:,}: calls and seconds x{r['responses'] / m['responses']:.1f} "
+                  "per response, except the metadata call (once) and company inserts "
+                  f"(one per account of the data: {m['accounts_in_data']:,})")  # fmt: skip
 
 
 def _print_checks(connector: dict, rerun: dict, naive: dict, landed: dict[str, int], expected: dict[str, int]) -> None:
@@ -367,7 +371,8 @@ def _print_checks(connector: dict, rerun: dict, naive: dict, landed: dict[str, i
         (f"naive / connector API calls: {theirs:,} / {ours:,} = {theirs / ours:.1f}x", theirs / ours >= 3, "target >= 3x"),
         (f"Bulk uploads carrying the responses: {bulk}", bulk <= 2, "target <= 2"),
         (f"connector peak RSS: {connector['peak_rss_mb']:.0f} MB", connector["peak_rss_mb"] <= 400, "target <= 400 MB"),
-        (f"re-run with nothing new: {rerun_writes} write calls, {sum(rerun['calls'].values())} calls in all", rerun_writes == 0, "target 0 writes"),
+        (f"re-run with nothing new: {rerun_writes} write calls, {sum(rerun['calls'].values())} calls in all",
+         rerun_writes == 0, "target 0 writes"),
     ]  # fmt: skip
     print()
     for text, met, target in checks:
@@ -380,7 +385,8 @@ def _print_checks(connector: dict, rerun: dict, naive: dict, landed: dict[str, i
           + ("  (as staged)" if landed == expected else f"  EXPECTED {expected}"))  # fmt: skip
     for r in (connector, rerun, measured):
         mismatch = _log_mismatch(r["calls"], r["sandbox_calls"])
-        print(f"  {r['contender']}: client call counts {'match the sandbox request log' if not mismatch else 'DIFFER from the sandbox log: ' + mismatch}")
+        verdict = f"DIFFER from the sandbox log: {mismatch}" if mismatch else "match the sandbox request log"
+        print(f"  {r['contender']}: client call counts {verdict}")
 
 
 def _log_mismatch(calls: dict[str, int], seen: dict[str, int]) -> str:

@@ -121,7 +121,9 @@ def _connection_cause(exc: BaseException) -> str | None:
         return "failed the TLS handshake (is it plain http, or is its certificate not trusted?)"
     if isinstance(exc, requests.ConnectTimeout):
         return None  # a firewall drop or an overloaded host: may pass
-    if _in_chain(exc, urllib3.exceptions.NameResolutionError) or _mentions(exc, "Name or service not known", "nodename nor servname", "getaddrinfo failed", "Failed to resolve"):
+    if _in_chain(exc, urllib3.exceptions.NameResolutionError) or _mentions(
+        exc, "Name or service not known", "nodename nor servname", "getaddrinfo failed", "Failed to resolve"
+    ):
         return "does not resolve (DNS lookup failed)"
     if _in_chain(exc, ConnectionRefusedError) or _mentions(exc, "Connection refused"):
         return "refused the connection (nothing listens on that port)"

@@ -123,7 +123,9 @@ AUTHOR = "nps.connector@example.com"
 RESPONSE_OBJECT = "CG_NPS_Response__gc"
 
 # Tests of behaviour other than quotas run without them; quota tests switch them on.
-NO_CLIENT_QUOTAS = {"sync_per_minute": 10**6, "sync_per_day": 10**7, "bulk_per_hour": 1000, "bulk_per_day": 1000, "timeline_per_minute": 10**6}
+NO_CLIENT_QUOTAS = {
+    "sync_per_minute": 10**6, "sync_per_day": 10**7, "bulk_per_hour": 1000, "bulk_per_day": 1000, "timeline_per_minute": 10**6
+}
 
 
 @pytest.fixture

@@ -53,6 +53,8 @@ def test_unknown_keys_suggest_the_closest_known_one(tmp_path: Path):
         "destination.gainsight.lookback_days": "sources.customergauge.lookback_days",
         "destination.gainsight.quotas.sync_per_minit": "destination.gainsight.quotas.sync_per_minute",
         "SOURCES__CUSTOMERGAUGE__LOOKBAK_DAYS": "SOURCES__CUSTOMERGAUGE__LOOKBACK_DAYS",
-        "SOURCES__CUSTOMERGAUGE__PROPERTY_MAP__ACCOUNT_ID": 'SOURCES__CUSTOMERGAUGE__PROPERTY_MAP set to a JSON object such as {"account_id": "Customer No"}',
+        "SOURCES__CUSTOMERGAUGE__PROPERTY_MAP__ACCOUNT_ID": (
+            'SOURCES__CUSTOMERGAUGE__PROPERTY_MAP set to a JSON object such as {"account_id": "Customer No"}'
+        ),
         "NPS_TO_GAINSIGHT__DATASET": "NPS_TO_GAINSIGHT__DATASET_NAME",
     }

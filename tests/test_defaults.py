@@ -218,7 +218,10 @@ def test_file_named_like_a_schema_inside_it_is_refused(tmp_path, stem):
         check_names(settings)
     message = str(refused.value)
     assert f"{stem}.duckdb" in message
-    for name in ("destination.duckdb.credentials", "DESTINATION__DUCKDB__CREDENTIALS", "nps_to_gainsight.dataset_name", "NPS_TO_GAINSIGHT__DATASET_NAME"):
+    for name in (
+        "destination.duckdb.credentials", "DESTINATION__DUCKDB__CREDENTIALS",
+        "nps_to_gainsight.dataset_name", "NPS_TO_GAINSIGHT__DATASET_NAME",
+    ):
         assert name in message
 
 

@@ -85,7 +85,10 @@ def outbox(rows: int = 3, comment: str = 'Said "great", then: a, b\nnew line') -
         "category": ["detractor"] * rows,
         "comment": [comment] * rows,
         "email": ["jane@acme.com"] * rows,
-        **{name: [None] * rows for name in ("survey_id", "touchpoint", "channel", "language", "country", "segment", "product", "case_link")},
+        **{
+            name: [None] * rows
+            for name in ("survey_id", "touchpoint", "channel", "language", "country", "segment", "product", "case_link")
+        },
         "responded_at": pa.array([when] * rows, pa.timestamp("us", tz="UTC")),
     }
     return pa.table(columns)

@@ -368,7 +368,12 @@ def test_second_process_fails_fast_on_the_lock(cg_sandbox, staging_for):
     staging = staging_for(sandbox)
     staging.run()
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(staging.settings.duckdb_path)!r}); print('held', flush=True); time.sleep(60)"],
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(staging.settings.duckdb_path)!r}); "
+            "print('held', flush=True); time.sleep(60)",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -63,7 +63,10 @@ class MetadataApi:
     def describe_many(self, request: Request) -> Response:
         body = json_body(request)
         if not isinstance(body, dict) or set(body) - _DESCRIBE_KEYS or not isinstance(body.get("objectNames"), list):
-            raise bad_request("GSOBJ_1008", f"The body must be {{objectNames: [...]}} with optional {sorted(_DESCRIBE_KEYS - {'objectNames'})}")
+            raise bad_request(
+                "GSOBJ_1008",
+                f"The body must be {{objectNames: [...]}} with optional {sorted(_DESCRIBE_KEYS - {'objectNames'})}",
+            )
         with_options = str(body.get("populatePickListOptions", "false")).lower() == "true"
         return ok([describe(self._object(name), with_options) for name in body["objectNames"]])
 

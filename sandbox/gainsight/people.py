@@ -42,7 +42,12 @@ class PeopleApi:
         for position, association in enumerate(associations):
             if not isinstance(association, dict) or set(association) - COMPANY_KEYS or "Company_ID" not in association:
                 errors.append(
-                    field_error("GSOBJ_1008", f"Each company is an object with Company_ID and optionally {sorted(COMPANY_KEYS - {'Company_ID'})}", f"companies[{position}]", association)
+                    field_error(
+                        "GSOBJ_1008",
+                        f"Each company is an object with Company_ID and optionally {sorted(COMPANY_KEYS - {'Company_ID'})}",
+                        f"companies[{position}]",
+                        association,
+                    )
                 )
                 continue
             link_values, _, link_errors = self._preparer.prepare(links.spec, association, partial=True)

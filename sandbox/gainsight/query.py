@@ -166,7 +166,8 @@ def _parse_where(where: Any, spec: ObjectSpec, schema: Schema) -> tuple[dict[str
         values = raw.get("value", [])
         arity = OPERATORS[operator]
         if not isinstance(values, list) or (len(values) != arity if arity is not None else not values):
-            raise bad_request("GSOBJ_1008", f"Condition {alias}: {operator} takes {arity if arity is not None else 'one or more'} value(s) in a list")
+            count = arity if arity is not None else "one or more"
+            raise bad_request("GSOBJ_1008", f"Condition {alias}: {operator} takes {count} value(s) in a list")
         path = resolve_path(schema, spec, raw["name"])
         try:
             converted = tuple(filter_value(path.field, v) for v in values)

@@ -444,7 +444,7 @@ def test_invalid_records_are_spread_through_the_feed(http: requests.Session) -> 
             nps = record.get("nps", "missing")
             if "number_customergauge" not in record:
                 problems.append((position, "missing cgid"))
-            elif not DATETIME.fullmatch(record["date_survey_response"]) or record["date_survey_response"][5:7] == "02" and record["date_survey_response"][8:10] == "30":
+            elif not DATETIME.fullmatch(answered := record["date_survey_response"]) or answered[5:10] == "02-30":
                 problems.append((position, "bad date"))
             elif nps == "missing" or not isinstance(nps, int) or not 0 <= nps <= 10:
                 problems.append((position, f"nps {nps!r}"))
@@ -536,7 +536,8 @@ def test_command_line_serves_until_terminated() -> None:
         assert match, line
         base_url, token_url = match.groups()
         assert token_url == base_url + "/oauth2/token"
-        grant = requests.post(token_url, params={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+        credentials = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+        grant = requests.post(token_url, params=credentials)
         assert grant.json()["expires_in"] == 60
         page = requests.get(base_url + RESPONSES, headers={"Authorization": f"Bearer {grant.json()['access_token']}"})
         assert len(page.json()["data"]) == 31

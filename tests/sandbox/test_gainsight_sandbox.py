@@ -143,7 +143,8 @@ def test_missing_json_accept_gets_the_html_page_with_200(gs: GainsightSandbox) -
     for accept in ("application/json", "application/json, text/plain, */*", "*/*"):
         assert requests.post(url, json={"select": ["Name"]}, headers={"accesskey": KEY, "Accept": accept}).json()["result"]
     with GainsightSandbox(KEY, require_accept=False) as lenient:
-        answer = requests.post(lenient.base_url + f"{OBJECTS}/query/Company", json={"select": ["Name"]}, headers={"accesskey": KEY, "Accept": "text/html"})
+        url = lenient.base_url + f"{OBJECTS}/query/Company"
+        answer = requests.post(url, json={"select": ["Name"]}, headers={"accesskey": KEY, "Accept": "text/html"})
         assert answer.json()["result"] is True
 
 
@@ -318,7 +319,8 @@ def test_lookup_no_match_options(gs: GainsightSandbox, http: requests.Session) -
 
 
 def test_update_by_keys_writes_every_match(gs: GainsightSandbox, http: requests.Session) -> None:
-    ok_data(insert(gs, http, "Company", {"Name": "A", "Industry": "Retail"}, {"Name": "B", "Industry": "Retail"}, {"Name": "C", "Industry": "Tech"}))
+    companies = ({"Name": "A", "Industry": "Retail"}, {"Name": "B", "Industry": "Retail"}, {"Name": "C", "Industry": "Tech"})
+    ok_data(insert(gs, http, "Company", *companies))
     data = ok_data(call(gs, http, "PUT", f"{OBJECTS}/company?keys=Industry", json={"records": [{"Industry": "Retail", "ARR": 5}]}))
     assert data["count"] == 2 and {r["ARR"] for r in data["records"]} == {5}
     assert [r["ARR"] for r in gs.records("Company")] == [5, 5, None]
@@ -375,7 +377,8 @@ def test_query_doc_sample_with_traversal_order_and_paging(gs: GainsightSandbox, 
     assert rows[0]["csm__gr.email"] is None
     page = ok_data(query(gs, http, "Company", select=["Name"], orderBy={"Name": "asc"}, limit=2, offset=1))["records"]
     assert page == [{"Name": "Heroku"}, {"Name": "Slack"}]
-    empty = ok_data(query(gs, http, "Company", select=["Name"], where={"conditions": [{"name": "Name", "alias": "A", "value": ["Nobody"], "operator": "EQ"}]}))
+    nobody = {"conditions": [{"name": "Name", "alias": "A", "value": ["Nobody"], "operator": "EQ"}]}
+    empty = ok_data(query(gs, http, "Company", select=["Name"], where=nobody))
     assert empty == {"records": []}
 
 
@@ -411,8 +414,12 @@ def test_query_operators_on_numbers(
 
 
 def test_query_text_and_date_operators(gs: GainsightSandbox, http: requests.Session) -> None:
-    rows = [("a", "Promoter", "2024-05-01T10:00:00.000+00:00", "Jane@Acme.com"), ("b", "Detractor", "2024-05-02T10:00:00.000+02:00", "bob@acme.com")]
-    ok_data(insert(gs, http, NPS, *[{"ResponseId__gc": k, "NpsCategory__gc": c, "ResponseDatetime__gc": t, "PersonEmail__gc": e} for k, c, t, e in rows]))
+    rows = [
+        ("a", "Promoter", "2024-05-01T10:00:00.000+00:00", "Jane@Acme.com"),
+        ("b", "Detractor", "2024-05-02T10:00:00.000+02:00", "bob@acme.com"),
+    ]
+    columns = ("ResponseId__gc", "NpsCategory__gc", "ResponseDatetime__gc", "PersonEmail__gc")
+    ok_data(insert(gs, http, NPS, *[dict(zip(columns, row, strict=True)) for row in rows]))
 
     def ids(name: str, operator: str, value: list) -> list[str]:
         where = {"conditions": [{"name": name, "alias": "A", "value": value, "operator": operator}]}
@@ -435,7 +442,13 @@ def test_query_text_and_date_operators(gs: GainsightSandbox, http: requests.Sess
         ({"where": {"conditions": []}}, "GSOBJ_1008"),
         ({"select": ["Nope"]}, "GSOBJ_1002"),
         ({"select": ["Name"], "where": {"conditions": [{"name": "Name", "alias": "A", "value": ["x"], "operator": "LIKE"}]}}, "GSOBJ_1008"),
-        ({"select": ["Name"], "where": {"conditions": [{"name": "Name", "alias": "A", "value": ["x"], "operator": "EQ"}], "expression": "A AND B"}}, "GSOBJ_1008"),
+        (
+            {
+                "select": ["Name"],
+                "where": {"conditions": [{"name": "Name", "alias": "A", "value": ["x"], "operator": "EQ"}], "expression": "A AND B"},
+            },
+            "GSOBJ_1008",
+        ),
         ({"select": ["Name"], "where": {"conditions": [{"name": "Name", "alias": "A", "value": "x", "operator": "EQ"}]}}, "GSOBJ_1008"),
         ({"select": ["Name"], "orderBy": {"Name": "up"}}, "GSOBJ_1008"),
         ({"select": ["Name"], "offset": -1}, "GSOBJ_1008"),
@@ -470,7 +483,8 @@ def test_people_doc_example_upserts_by_email_without_duplicate_links(gs: Gainsig
     }  # fmt: skip
     first = ok_data(call(gs, http, "PUT", PEOPLE, json=person))
     assert first["Gsid"].startswith("1C00") and first["companies"][0]["Company_ID"] == company
-    again = ok_data(call(gs, http, "PUT", "/v1.0/api/people", json={"Email": "JANE@acme.com", "Location": "Berlin", "companies": [{"Company_ID": company, "Title": "CEO"}]}))
+    moved = {"Email": "JANE@acme.com", "Location": "Berlin", "companies": [{"Company_ID": company, "Title": "CEO"}]}
+    again = ok_data(call(gs, http, "PUT", "/v1.0/api/people", json=moved))
     assert again["Gsid"] == first["Gsid"] and again["companies"][0]["Gsid"] == first["companies"][0]["Gsid"]
     [stored] = gs.records("Person")
     assert stored["Location"] == "Berlin" and stored["FirstName"] == "Jane"
@@ -651,7 +665,8 @@ def test_query_shape_and_empty_answer_variants(gs: GainsightSandbox, http: reque
     companies(gs, http, "Acme")
     assert ok_data(query(gs, http, "Company", select=["Name"])) == [{"Name": "Acme"}]
     gs.variants.empty_answer = "no_data_found"
-    none = query(gs, http, "Company", select=["Name"], where={"conditions": [{"name": "Name", "alias": "A", "value": ["Zeta"], "operator": "EQ"}]})
+    zeta = {"conditions": [{"name": "Name", "alias": "A", "value": ["Zeta"], "operator": "EQ"}]}
+    none = query(gs, http, "Company", select=["Name"], where=zeta)
     assert none.status_code == 200
     assert none.json() | {"requestId": None} == {
         "result": False, "errorCode": "GSOBJ_1XXX", "errorDesc": "No data found for given criteria",
@@ -970,8 +985,10 @@ def test_concurrent_clients_get_atomic_calls() -> None:
 
 
 def test_metadata_list_and_describe(gs: GainsightSandbox, http: requests.Session) -> None:
-    listed = {o["objectName"]: o for o in ok_data(call(gs, http, "GET", "/v1/meta/services/objects/list", params={"po": "company", "em": "false"}))}
-    assert {"company", "person", "company_person", "gsuser", "activity_timeline", "cg_nps_response__gc", "cg_usage_event__gc"} <= set(listed)
+    objects = ok_data(call(gs, http, "GET", "/v1/meta/services/objects/list", params={"po": "company", "em": "false"}))
+    listed = {o["objectName"]: o for o in objects}
+    standard = {"company", "person", "company_person", "gsuser", "activity_timeline"}
+    assert standard | {"cg_nps_response__gc", "cg_usage_event__gc"} <= set(listed)
     assert listed["cg_nps_response__gc"]["transactional"] is True and listed["cg_usage_event__gc"]["transactional"] is False
     assert listed["company"]["keyPrefix"] == "1P02" and listed["company"]["objectType"] == "STANDARD"
     body = {"objectNames": [NPS], "includeChilds": "true", "childLevels": "0", "populatePickListOptions": "true", "host": "MDA"}
