@@ -75,7 +75,7 @@ class _sandbox:
     def __enter__(self) -> str:
         print(f"starting sandbox: {' '.join(self.cmd[3:])}", file=sys.stderr, flush=True)
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
         if "http://" not in line:
             self.proc.kill()
             raise SystemExit(f"sandbox did not start: {line!r}")
@@ -160,6 +160,8 @@ def _naive(base_url: str, start_day: str, workdir: Path) -> int:
     import dlt
     import duckdb
 
+    from connector_common.sql import one_row
+
     @dlt.resource(name="responses", primary_key="number_customergauge", write_disposition="merge")
     def responses():
         yield from _raw_pages(base_url, start_day)
@@ -168,7 +170,7 @@ def _naive(base_url: str, start_day: str, workdir: Path) -> int:
                             dataset_name="naive", pipelines_dir=str(workdir / "pipelines"))
     pipeline.run(responses())
     with duckdb.connect(str(workdir / "bench_naive.duckdb"), read_only=True) as conn:
-        return conn.execute("SELECT count(*) FROM naive.responses").fetchone()[0]
+        return one_row(conn, "SELECT count(*) FROM naive.responses")[0]
 
 
 def _print(results: list[dict], cores: int | None) -> None:

@@ -21,18 +21,23 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import sys
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Union
 
-import tomllib
 from dlt.destinations.impl.destination.configuration import CustomDestinationClientConfiguration
 from dlt.destinations.impl.duckdb.configuration import DuckDbClientConfiguration
 
 from destinations.gainsight.settings import GainsightSettings
 from sources.customergauge import customergauge
 from sources.customergauge.settings import DEFAULT_PROPERTY_MAP
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # tomllib is standard library from 3.11; tomli is the same parser for 3.10
+    import tomli as tomllib
 
 from .errors import ConfigError
 from .settings import OTHER_KEYS, RunSettings
@@ -114,9 +119,10 @@ def unknown_keys(settings_dir: Path, environ: Mapping[str, str]) -> list[Unknown
                     found.append(UnknownKey(f".dlt/{file_name}", f"{section}.{key}", _suggest_key(section, key, known)))
     prefixes = {_env(section) + "__": section for section in known}
     for name in sorted(environ):
-        section = next((s for prefix, s in prefixes.items() if name.upper().startswith(prefix)), None)
-        if section is None:
+        matched = next((s for prefix, s in prefixes.items() if name.upper().startswith(prefix)), None)
+        if matched is None:
             continue
+        section = matched
         key = name[len(_env(section)) + 2 :].lower().replace("__", ".")
         if section in WHOLE_TABLES_IN_ENV and "." in key and key.split(".")[0] in known[section]:
             table = _env(f"{section}.{key.split('.')[0]}")

@@ -33,7 +33,7 @@ class RunSettings:
     duckdb_path: Path
     pipeline_name: str
     dataset_name: str
-    pipelines_dir: str | None
+    pipelines_dir: str
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     stage_only: bool = False  # stage into DuckDB, do not push to Gainsight
     push_only: bool = False  # push what is staged, do not call CustomerGauge
@@ -55,7 +55,7 @@ def require_project_config() -> Path:
 
 def load_run_settings() -> RunSettings:
     """Resolve the command's settings from config.toml and environment overrides."""
-    credentials = dlt.config.get("destination.duckdb.credentials")
+    credentials: object = dlt.config.get("destination.duckdb.credentials")
     if not credentials or not isinstance(credentials, str):
         raise ConfigError(
             "destination.duckdb.credentials (the DuckDB file path) is not set: add it under "
@@ -129,7 +129,7 @@ def log_format_setting() -> str:
 
 def config_flag(key: str) -> bool:
     """A true/false setting; TOML gives a bool, env vars a string."""
-    value = dlt.config.get(key)
+    value: object = dlt.config.get(key)
     if isinstance(value, str):
         if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no", ""):
             section, _, name = key.rpartition(".")
@@ -148,7 +148,7 @@ def secret_values(keys: Iterable[str]) -> list[str]:
     values = []
     for key in keys:
         try:
-            value = dlt.secrets.get(key)
+            value: object = dlt.secrets.get(key)
         except Exception:  # a missing secret is reported by the source itself
             value = None
         if isinstance(value, str):

@@ -185,7 +185,7 @@ def _unwrap(exc: PipelineStepFailed) -> Exception:
     """Surface the CustomerGauge / config error inside dlt's step wrapper; name load failures."""
     for cause in _causes(exc):
         if isinstance(cause, (CustomerGaugeError, ConfigError, InvalidSetting, StopRequested)):
-            return cause  # type: ignore[return-value]
+            return cause
         if isinstance(cause, ConfigFieldMissingException):
             return describe_missing(cause, "sources.customergauge")
     if exc.step in ("load", "normalize"):

@@ -213,7 +213,7 @@ def test_staging_file_and_its_wal_are_private_and_old_files_tightened(tmp_path):
 
 @pytest.mark.parametrize("stem", ["nps", "nps_staging", "gainsight"])
 def test_file_named_like_a_schema_inside_it_is_refused(tmp_path, stem):
-    settings = RunSettings(duckdb_path=tmp_path / f"{stem}.duckdb", pipeline_name="p", dataset_name="nps", pipelines_dir=None)
+    settings = RunSettings(duckdb_path=tmp_path / f"{stem}.duckdb", pipeline_name="p", dataset_name="nps", pipelines_dir=str(tmp_path))
     with pytest.raises(ConfigError) as refused:
         check_names(settings)
     message = str(refused.value)
