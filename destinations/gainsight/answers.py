@@ -12,9 +12,10 @@ query of `activity_timeline` by ExternalId, the Bulk query-back by key).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 log = logging.getLogger("nps.gainsight")
 

@@ -29,7 +29,7 @@ class BulkFile:
         self.filename = filename
         self.rows = table.num_rows
         try:
-            self.body = tempfile.TemporaryFile(prefix="gainsight-bulk-")
+            self.body = tempfile.TemporaryFile(prefix="gainsight-bulk-")  # noqa: SIM115 - lives as long as the BulkFile; close() closes it
         except OSError as exc:
             raise LocalWriteFailed(f"cannot create the Bulk file in {tempfile.gettempdir()}: {exc}") from exc
         try:

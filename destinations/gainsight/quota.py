@@ -14,9 +14,10 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 from connector_common.stop import STOP
 

@@ -18,11 +18,12 @@ import calendar
 import random
 from array import array
 from bisect import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
+from functools import cache
 from itertools import accumulate
-from typing import Any, Iterator, Optional, TypeVar
+from typing import Any, TypeVar
 
 DAY = 86400
 CGID_BASE = 185000  # golden record territory (reference §5.2)
@@ -42,8 +43,8 @@ class SeedSpec:
     invalid: int = 0
     non_responses: int = 0
     seed: int = 7
-    end: Optional[date] = None
-    people: Optional[int] = None
+    end: date | None = None
+    people: int | None = None
 
     def __post_init__(self) -> None:
         if self.responses < 0 or self.invalid < 0 or self.non_responses < 0:
@@ -170,7 +171,7 @@ class _Timings:
         self.sent = array("q")
         self.responded = array("q")
 
-    def add(self, rng: random.Random, sent: int, responded: Optional[int]) -> None:
+    def add(self, rng: random.Random, sent: int, responded: int | None) -> None:
         # Invitations go out hours to days before the answer; the survey record is created shortly
         # before sending, for an order placed up to two weeks earlier (at midnight, as order dates are).
         created = sent - rng.randrange(300, 3 * 3600)
@@ -257,7 +258,7 @@ class RecordFactory:
 
     # -- fresh responses -------------------------------------------------------------------------------
 
-    def fresh_responses(self, count: int, responded_at: Optional[datetime] = None) -> list[dict[str, Any]]:
+    def fresh_responses(self, count: int, responded_at: datetime | None = None) -> list[dict[str, Any]]:
         """New valid responses with new CGIDs. Without ``responded_at`` they were answered minutes ago
         (ascending); with it, all carry that response time (late arrivals on an old date)."""
         rng = self._fresh_rng
@@ -367,7 +368,7 @@ class RecordFactory:
         return record
 
 
-def _comment(rng: random.Random, category: str) -> Optional[str]:
+def _comment(rng: random.Random, category: str) -> str | None:
     roll = rng.random()
     if roll < 0.40:
         return None
@@ -444,7 +445,7 @@ def _epoch_of(moment: datetime) -> int:
     return calendar.timegm(moment.timetuple())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _day_string(days_since_epoch: int) -> str:
     return (date(1970, 1, 1) + timedelta(days=days_since_epoch)).isoformat()
 

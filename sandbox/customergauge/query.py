@@ -10,9 +10,9 @@ underscores as spaces, array members as ``with.0`` and ``period.start``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Callable, Optional
 
 from sandbox.customergauge.store import Period
 
@@ -40,7 +40,7 @@ class SyncQuery:
     per_page: int
     cursor: int
     expansions: frozenset[str]
-    period: Optional[Period]
+    period: Period | None
 
 
 class InvalidQuery(Exception):
@@ -58,7 +58,7 @@ def parse_sync_query(query: dict[str, list[str]]) -> SyncQuery:
     def fail(key: str, message: str) -> None:
         errors.setdefault(key, []).append(message)
 
-    def single(name: str) -> Optional[str]:
+    def single(name: str) -> str | None:
         values = query.get(name)
         if not values:
             return None
@@ -87,7 +87,7 @@ def parse_sync_query(query: dict[str, list[str]]) -> SyncQuery:
 
 
 def _integer(
-    raw: Optional[str], name: str, default: int, minimum: int, maximum: Optional[int], fail: Fail
+    raw: str | None, name: str, default: int, minimum: int, maximum: int | None, fail: Fail
 ) -> int:
     """Laravel's ``integer|min|max`` rules; an absent parameter takes ``default``."""
     if raw is None:
@@ -104,7 +104,7 @@ def _integer(
     return value
 
 
-def _period(raw: dict[str, Optional[str]], fail: Fail) -> Optional[Period]:
+def _period(raw: dict[str, str | None], fail: Fail) -> Period | None:
     """All three ``period[...]`` parameters or none; dates are real ``Y-m-d`` days; start <= end."""
     # Laravel turns empty strings into null before validating, so "period[end]=" counts as absent.
     given = {name: value for name, value in raw.items() if value}
@@ -118,7 +118,7 @@ def _period(raw: dict[str, Optional[str]], fail: Fail) -> Optional[Period]:
     field = given.get("period[field]")
     if field is not None and field not in PERIOD_FIELDS:
         fail("period.field", "The selected period.field is invalid.")
-    days: dict[str, Optional[str]] = {}
+    days: dict[str, str | None] = {}
     for name in ("period[start]", "period[end]"):
         value = given.get(name)
         if value is not None:
@@ -133,7 +133,7 @@ def _period(raw: dict[str, Optional[str]], fail: Fail) -> Optional[Period]:
     return Period(PERIOD_FIELDS[field], start, end)
 
 
-def _real_day(value: str) -> Optional[str]:
+def _real_day(value: str) -> str | None:
     if not _YMD.fullmatch(value):
         return None
     try:

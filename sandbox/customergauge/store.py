@@ -20,11 +20,12 @@ import re
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any, Iterable, Optional
+from typing import Any
 
 #: Record keys a period filter can apply to (``period[field]=date_sent`` filters ``date_email_sent``).
 PERIOD_KEYS = ("date_creation", "date_order", "date_email_sent", "date_survey_response")
@@ -58,7 +59,7 @@ class RecordStore:
         self._last_sync_id = first_sync_id
         self._sync_ids = array("q")
         self._parts: list[tuple[bytes, ...]] = []
-        self._days: dict[str, list[Optional[str]]] = {key: [] for key in PERIOD_KEYS}
+        self._days: dict[str, list[str | None]] = {key: [] for key in PERIOD_KEYS}
         self._sync_id_by_cgid: dict[int, int] = {}
         self._period_positions: dict[Period, array] = {}
 
@@ -127,7 +128,7 @@ class RecordStore:
             parts = list(self._parts)
         return [json.loads(b"".join(p) + b"}") for p in parts]
 
-    def page(self, cursor: int, per_page: int, expansions: frozenset[str], period: Optional[Period]) -> bytes:
+    def page(self, cursor: int, per_page: int, expansions: frozenset[str], period: Period | None) -> bytes:
         """The complete response body: records with sync id > ``cursor`` (passing ``period``),
         ascending, at most ``per_page``; ``cursor.next`` is the last one's sync id, or ``cursor``
         itself on an empty page."""
@@ -200,7 +201,7 @@ def _json(value: Any) -> bytes:
         return _ASCII_ENCODER.encode(value).encode()
 
 
-def _day(value: Any) -> Optional[str]:
+def _day(value: Any) -> str | None:
     """The ``YYYY-MM-DD`` of an API datetime, or ``None`` if it is missing or not a real datetime."""
     if not isinstance(value, str):
         return None
@@ -209,7 +210,7 @@ def _day(value: Any) -> Optional[str]:
 
 
 @lru_cache(maxsize=8192)
-def _real_day(day: str) -> Optional[str]:
+def _real_day(day: str) -> str | None:
     # Cached: one shared string per calendar day keeps 4 date columns x 1M records small.
     try:
         date.fromisoformat(day)

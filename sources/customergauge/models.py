@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Generic, Optional, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 from typing_extensions import NotRequired, TypedDict
@@ -41,19 +41,19 @@ CgId = Annotated[int, BeforeValidator(_not_a_boolean), Field(gt=0, le=INT64_MAX)
 
 
 class Contact(TypedDict, total=False):
-    first_name: Optional[str]
-    last_name: Optional[str]
+    first_name: str | None
+    last_name: str | None
 
 
 class Account(TypedDict, total=False):
-    name: Optional[str]
+    name: str | None
 
 
 class Property(TypedDict):
     """One segment pair from `with[]=properties`, e.g. {"field": "Country", "reference": "NL"}."""
 
     field: str
-    reference: NotRequired[Optional[str]]
+    reference: NotRequired[str | None]
 
 
 class Driver(TypedDict):
@@ -62,11 +62,11 @@ class Driver(TypedDict):
 
 class _RecordBase(TypedDict):
     number_customergauge: CgId
-    email: NotRequired[Optional[str]]
-    contact: NotRequired[Optional[Contact]]
-    account: NotRequired[Optional[Account]]
-    date_creation: NotRequired[Optional[datetime]]
-    properties: NotRequired[Optional[list[Property]]]
+    email: NotRequired[str | None]
+    contact: NotRequired[Contact | None]
+    account: NotRequired[Account | None]
+    date_creation: NotRequired[datetime | None]
+    properties: NotRequired[list[Property] | None]
 
 
 class RawResponse(_RecordBase):
@@ -74,8 +74,8 @@ class RawResponse(_RecordBase):
 
     nps: Score
     date_survey_response: datetime
-    comment: NotRequired[Optional[str]]
-    drivers: NotRequired[Optional[list[Driver]]]
+    comment: NotRequired[str | None]
+    drivers: NotRequired[list[Driver] | None]
 
 
 class RawNonResponse(_RecordBase):
@@ -154,7 +154,7 @@ class PageValidator(Generic[R]):
         return ValidatedPage(records, rejects, envelope["cursor"]["next"])
 
 
-def _lenient_envelope(body: bytes) -> Optional[_Envelope]:
+def _lenient_envelope(body: bytes) -> _Envelope | None:
     """The page parsed by Python's JSON parser and checked as an envelope; None if it is neither."""
     try:
         return _ENVELOPE.validate_python(json.loads(body))
@@ -162,7 +162,7 @@ def _lenient_envelope(body: bytes) -> Optional[_Envelope]:
         return None
 
 
-def lone_surrogate_at(value: Any, where: str = "record") -> Optional[str]:
+def lone_surrogate_at(value: Any, where: str = "record") -> str | None:
     """Where (`email`, `properties.2.reference`, ...) the first lone surrogate sits in a parsed
     JSON value, in a key or a text, or None. Python strings can hold them; UTF-8 cannot."""
     if isinstance(value, str):
