@@ -74,7 +74,7 @@ def test_dropped_connection_then_success(cg_sandbox):
     client = client_for(sandbox)
     body = client.get_page(RESPONSES_PATH, [])
     assert b'"data"' in body
-    assert client.stats.retries == 2 and client.stats.calls == 4  # token + 3 page attempts
+    assert client.stats.retries == 2 and client.stats.total == 4  # token + 3 page attempts
 
 
 def test_persistent_5xx_gives_up_after_the_budget(cg_sandbox):
@@ -92,7 +92,7 @@ def test_unreachable_host_on_first_contact_is_a_setting_error_not_retried():
     )
     with pytest.raises(InvalidSetting, match=r"127\.0\.0\.1:9 refused the connection.*SOURCES__CUSTOMERGAUGE__TOKEN_URL"):
         client.get_page(RESPONSES_PATH, [])
-    assert client.stats.calls == 1
+    assert client.stats.total == 1
 
 
 def test_host_lost_after_first_contact_is_retried_then_api_unavailable(cg_sandbox):
@@ -100,7 +100,7 @@ def test_host_lost_after_first_contact_is_retried_then_api_unavailable(cg_sandbo
     client = client_for(sandbox, max_attempts=2)
     client.get_page(RESPONSES_PATH, [])
     sandbox.__exit__(None, None, None)
-    calls = client.stats.calls
+    calls = client.stats.total
     with pytest.raises(ApiUnavailable, match="ConnectionError on GET"):
         client.get_page(RESPONSES_PATH, [])
-    assert client.stats.calls == calls + 2
+    assert client.stats.total == calls + 2

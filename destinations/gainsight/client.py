@@ -1,40 +1,37 @@
-"""The one place that sends HTTP to Gainsight.
+"""The one place that sends HTTP to Gainsight: its auth, its envelope and its quota.
 
-Everything an operator needs to trust about the wire is here: authentication (access key, or M2M
-OAuth with a cached token renewed before expiry and once more on a 401), the quota limiter (every
-call is counted before it is sent), the retry policy of DESIGN §7 and the envelope check (a 200
-with `result: false` is an error). Secrets never enter log lines or exception messages: keys and
-tokens only travel in headers, and messages name the method, path and vendor code.
+The wire itself (timeouts, retries with backoff, `Retry-After` in both forms, first-contact setting
+errors, call counting, redaction of keys and tokens from every message and log line) is
+`connector_common.http`'s. Here: authentication (access key, or M2M OAuth with a cached token
+renewed before expiry and once more on a 401), the quota limiter (every call is counted before it
+is sent), and the classification of Gainsight's answers (DESIGN §7), envelope first, status second:
 
-Retry policy:
-- 429 / `GS_APIG_2404` / `GU_2400`: wait for the next window of the family (Gainsight sends no
-  `Retry-After`), or defer with `QuotaExhausted` if that is longer than the run will wait.
-- 5xx and lost connections: retried with backoff when the call is idempotent (query, update by
-  key, People upsert, Timeline insert with its ExternalId). A non-idempotent write (insert, Bulk
-  upload) raises `MaybeApplied` instead, and the caller reconciles by key before writing again.
-  A connection that was never established is always safe to retry.
+- 429 / `GS_APIG_2404` / `GU_2400`: honour `Retry-After` if a gateway sends one, else wait for the
+  next window of the family (Gainsight documents none), or defer with `QuotaExhausted` if that is
+  longer than the run will wait.
+- 5xx and lost answers: retried with backoff when the call is idempotent (query, update by key,
+  People upsert, Timeline insert with its ExternalId). A non-idempotent write (insert, Bulk upload)
+  raises `MaybeApplied` instead, and the caller reconciles by key before writing again. A
+  connection that was never established is always safe to retry.
 - Other 4xx and `result: false`: `GainsightRejected` with the vendor code; never retried as is. An
   unknown object, field or Bulk job is a `GainsightSettingError` naming the setting that holds it.
 - Before the tenant has answered once in this run, a TLS failure, an unresolvable host, a refused
-  connection or a 404 is a `GainsightSettingError` naming the host and `base_url`, not retried
-  (`connector_common.first_contact`).
+  connection or a 404 is a `GainsightSettingError` naming the host and `base_url`, not retried.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import requests
-import tenacity
-import urllib3
 
-from connector_common.first_contact import FirstContact
+from connector_common.http import Answer, Call, RetryPolicy, Transient, VendorClient
 from connector_common.stop import STOP
 from connector_common.tokens import TokenCache
 
@@ -48,11 +45,10 @@ from .errors import (
 )
 from .multipart import BulkFile
 from .quota import QuotaLimiter
-from .settings import GainsightSettings, setting
+from .settings import SECRET_KEYS, GainsightSettings, setting
 
 log = logging.getLogger("nps.gainsight")
 
-USER_AGENT = "cg-gainsight-nps/0.1 (+dlt)"
 TOKEN_PATH = "/v1/users/m2m/oauth/token"
 QUERY_LIMIT = 5000  # rows per query call (reference §4.4)
 WRITE_LIMIT = 50  # records per sync write (reference §4.1)
@@ -75,34 +71,24 @@ NO_DATA_DESCRIPTION = "no data found"
 # BULK_JOB_NOT_FOUND is the sandbox's code [assumed]: Gainsight documents none for an unknown job.
 CONFIGURATION_CODES = frozenset({"GSOBJ_1002", "GSOBJ_1023", "OBJECT_NOT_FOUND", "BULK_JOB_NOT_FOUND"})
 BASE_URL = setting("base_url")
+TOKEN_FAMILY = "token"  # counted in the summary, never against a quota
 
 
 @dataclass
-class CallStats:
-    calls: dict[str, int] = field(default_factory=dict)  # endpoint family -> HTTP requests sent
-    retries: int = 0
-    rate_limited: int = 0
+class GainsightCall(Call):
+    """A call plus which credential it carries and whether this call already renewed the token."""
 
-    def count(self, endpoint: str) -> None:
-        self.calls[endpoint] = self.calls.get(endpoint, 0) + 1
+    bulk_auth: bool = False  # the Bulk connection's access key instead of the API credentials
+    renewed: bool = False
 
 
-class _Transient(Exception):
-    def __init__(self, reason: str, wait: float | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.wait = wait
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class GainsightClient:
+class GainsightClient(VendorClient[GainsightCall]):
     """Authenticated, rate-limited, retrying access to the Gainsight CS REST APIs."""
+
+    vendor = "Gainsight"
+    setting_error = GainsightSettingError
+    unavailable = GainsightUnavailable
+    resume_hint = "the next run continues from the ledger"
 
     def __init__(
         self,
@@ -111,14 +97,17 @@ class GainsightClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = STOP.wait,
     ) -> None:
+        policy = RetryPolicy(
+            max_attempts=settings.request_attempts,
+            backoff=settings.retry_backoff_seconds,
+            max_wait=settings.max_rate_limit_wait_seconds,
+            read_timeout=settings.timeout_seconds,
+        )
+        super().__init__(policy, log, session, sleep)
         self.settings = settings
         self.limiter = limiter
-        self.stats = CallStats()
-        self._sleep = sleep
-        self._session = session or requests.Session()
-        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self.redact.keep(*(getattr(settings, key) for key in SECRET_KEYS))
         self._tokens = TokenCache(self._request_token) if settings.uses_oauth else None
-        self._contact = FirstContact("Gainsight")
 
     @property
     def token_grants(self) -> int:
@@ -129,7 +118,6 @@ class GainsightClient:
         """Whether the tenant has answered a call successfully in this run."""
         return self._contact.reached(BASE_URL)
 
-    def close(self) -> None:
         self._session.close()
 
     # --- the data APIs ----------------------------------------------------------------------
@@ -295,119 +283,90 @@ class GainsightClient:
         `opaque_ok`: a 2xx answer without a JSON envelope (an empty body, say) returns None instead
         of failing; the caller then confirms the effect by a read.
         """
-        settings = self.settings
-        retrying = self._retrying()
-        request = dict(json_body=json_body, params=params, upload=upload, bulk_auth=bulk_auth)
-        try:
-            answer = retrying(self._attempt, endpoint, method, path, idempotent, request)
-        except _Transient as exc:
-            raise GainsightUnavailable(
-                f"Gainsight still failing after {settings.request_attempts} attempts: {exc.reason}"
-            ) from None
-        if opaque_ok and 200 <= answer.status < 300 and not isinstance(_json(answer.body), dict):
-            log.info("gainsight: %s %s answered HTTP %d without a JSON envelope", method, path, answer.status)
-            return None
-        return self._data(method, path, answer, json_body)
+        headers: dict[str, str] = {}
+        data: Any = None
+        if upload is not None:
+            data, headers["Content-Type"] = upload.body, upload.content_type  # streamed, not copied
+        elif json_body is not None:
+            data = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        url = self.settings.base_url + path
+        call = GainsightCall(method, url, endpoint, BASE_URL, idempotent, params, data, headers, bulk_auth=bulk_auth)
+        with self.redacting():
+            answer = self.send(call)
+            if opaque_ok and 200 <= answer.status < 300 and not isinstance(answer.json(), dict):
+                self.log.info("gainsight: %s answered HTTP %d without a JSON envelope", call, answer.status)
+                return None
+            return self._data(call, answer, json_body)
 
-    def _attempt(self, endpoint: str, method: str, path: str, idempotent: bool, request: dict[str, Any]) -> _Answer:
-        family = QUOTA_FAMILY[endpoint]
-        # A safe point: the answer to the previous call is booked by now, this one is not sent.
-        STOP.check()
-        self.limiter.acquire(family)
-        answer = self._send(endpoint, method, path, idempotent, request)
-        if answer.status in (401, 403) or _code(answer) in AUTH_CODES:
-            if self._tokens is not None and not request["bulk_auth"] and not request.get("renewed"):
-                log.info("gainsight: %s %s answered %d: renewing the OAuth token", method, path, answer.status)
-                self._tokens.invalidate()
-                request["renewed"] = True
-                raise _Transient(f"HTTP {answer.status} on {method} {path} (token renewed)", 0.0)
-            raise GainsightCredentialsRejected(
-                f"Gainsight refused the {'Bulk access key' if request['bulk_auth'] else 'credentials'} on "
-                f"{method} {path} (HTTP {answer.status}, {_code(answer) or 'no code'}): check "
-                "DESTINATION__GAINSIGHT__ACCESS_KEY / CLIENT_ID / CLIENT_SECRET"
-            )
-        if answer.status == 429 or _code(answer) in RATE_LIMIT_CODES:
-            self.stats.rate_limited += 1
-            if family == "bulk":
-                # Bulk windows are an hour long: waiting in-run is never worth it.
-                raise self.limiter.block("bulk", "hour", 3600)
-            wait = _retry_after(answer.headers.get("Retry-After"))
-            if wait is None or wait > self.settings.max_rate_limit_wait_seconds:
-                # Gainsight documents no Retry-After: wait for the next fixed window instead.
-                wait = self.limiter.server_refused(family, self.settings.max_rate_limit_wait_seconds)
-            raise _Transient(f"rate limited ({_code(answer) or 'HTTP 429'}) on {method} {path}", wait)
-        if answer.status >= 500:
-            reason = f"HTTP {answer.status} ({_code(answer) or 'no code'}) on {method} {path}"
-            if not idempotent:
-                raise MaybeApplied(f"{reason}: the write may or may not have been applied")
-            raise _Transient(reason)
-        return answer
-
-    def _send(self, endpoint: str, method: str, path: str, idempotent: bool, request: dict[str, Any]) -> _Answer:
+    def before_send(self, call: GainsightCall) -> dict[str, str]:
+        """Auth headers of one attempt, after the quota limiter let it through (token grants are
+        neither counted nor authenticated this way)."""
         headers = {"X-Request-Id": str(uuid.uuid4())}
-        if request["bulk_auth"]:
+        if call.family == TOKEN_FAMILY:
+            return headers
+        self.limiter.acquire(QUOTA_FAMILY[call.family])
+        if call.bulk_auth:
             headers["accessKey"] = self.settings.bulk_key or ""
         elif self._tokens is not None:
             headers["Authorization"] = f"Bearer {self._tokens.get()}"
         else:
             headers["accesskey"] = self.settings.access_key or ""
-        kwargs: dict[str, Any] = {"params": request["params"], "headers": headers}
-        if request["upload"] is not None:
-            upload = request["upload"]
-            upload.body.seek(0)
-            kwargs["data"] = upload.body  # streamed from the buffer, not copied
-            headers["Content-Type"] = upload.content_type
-        elif request["json_body"] is not None:
-            kwargs["data"] = json.dumps(request["json_body"], ensure_ascii=False, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
-        self.stats.count(endpoint)
-        url = self.settings.base_url + path
-        try:
-            response = self._session.request(method, url, timeout=(10.0, self.settings.timeout_seconds), **kwargs)
-        except requests.ConnectTimeout as exc:
-            raise _Transient(f"cannot connect for {method} {path} ({type(exc).__name__})") from None
-        except requests.ConnectionError as exc:
-            self._refuse_on_first_contact(url, exc)
-            if _never_connected(exc):
-                raise _Transient(f"cannot connect for {method} {path}") from None
-            return self._lost(method, path, idempotent, type(exc).__name__)
-        except (requests.Timeout, urllib3.exceptions.HTTPError) as exc:
-            return self._lost(method, path, idempotent, type(exc).__name__)
-        self._first_answer(url, response.status_code)
-        return _Answer(response.status_code, response.headers, response.content)
+        return headers
 
-    def _refuse_on_first_contact(self, url: str, exc: requests.ConnectionError) -> None:
-        """DNS, TLS or a refused connection before the tenant ever answered: base_url is wrong."""
-        problem = self._contact.connection_problem(url, exc, BASE_URL)
-        if problem:
-            raise GainsightSettingError(problem) from None
+    def classify(self, call: GainsightCall, answer: Answer) -> Answer:
+        """Credentials, quota and server errors, from the envelope's code first and the status second."""
+        if call.family == TOKEN_FAMILY:
+            return super().classify(call, answer)
+        code = _code(answer)
+        if answer.status in (401, 403) or code in AUTH_CODES:
+            if self._tokens is not None and not call.bulk_auth and not call.renewed:
+                self.log.info("gainsight: %s answered %d: renewing the OAuth token", call, answer.status)
+                self._tokens.invalidate()
+                call.renewed = True
+                raise Transient(f"HTTP {answer.status} on {call} (token renewed)", 0.0)
+            raise GainsightCredentialsRejected(
+                f"Gainsight refused the {'Bulk access key' if call.bulk_auth else 'credentials'} on "
+                f"{call} (HTTP {answer.status}, {code or 'no code'}): check "
+                "DESTINATION__GAINSIGHT__ACCESS_KEY / CLIENT_ID / CLIENT_SECRET"
+            )
+        if answer.status == 429 or code in RATE_LIMIT_CODES:
+            raise self._rate_limited(call, answer, code)
+        if answer.status >= 500:
+            reason = f"HTTP {answer.status} ({code or 'no code'}) on {call}"
+            if not call.idempotent:
+                raise MaybeApplied(f"{reason}: the write may or may not have been applied")
+            raise self.transient(reason, answer)
+        return answer
 
-    def _first_answer(self, url: str, status: int) -> None:
-        """A 404 before the tenant ever answered means a wrong base path; a 2xx proves the host."""
-        problem = self._contact.status_problem(url, status, BASE_URL)
-        if problem:
-            raise GainsightSettingError(problem)
-        if status < 300:
-            self._contact.succeeded(BASE_URL)
+    def unanswered(self, call: GainsightCall, reason: str) -> Exception:
+        return MaybeApplied(f"{reason}: no answer; the write may or may not have been applied")
 
-    def _lost(self, method: str, path: str, idempotent: bool, what: str) -> _Answer:
-        reason = f"{what} on {method} {path}: no answer"
-        if not idempotent:
-            raise MaybeApplied(f"{reason}; the write may or may not have been applied")
-        raise _Transient(reason)
+    def _rate_limited(self, call: GainsightCall, answer: Answer, code: str | None) -> Exception:
+        """Wait as the server asks, else for the family's next window; defer what does not fit."""
+        self.stats.rate_limited += 1
+        family = QUOTA_FAMILY[call.family]
+        if family == "bulk":
+            # Bulk windows are an hour long: waiting in-run is never worth it.
+            return self.limiter.block("bulk", "hour", 3600)
+        wait = self.retry_after(answer)
+        if wait is None or wait > self.policy.max_wait:
+            wait = self.limiter.server_refused(family, self.policy.max_wait)
+        return Transient(f"rate limited ({code or 'HTTP 429'}) on {call}", wait)
 
-    def _data(self, method: str, path: str, answer: _Answer, json_body: Any = None) -> Any:
-        body = _json(answer.body)
+    def _data(self, call: GainsightCall, answer: Answer, json_body: Any = None) -> Any:
+        """The envelope's `data`, or the vendor error it reports (a 200 with `result: false` too)."""
+        body = answer.json()
         if not isinstance(body, dict) or "result" not in body:
             raise GainsightUnavailable(
-                f"Gainsight answered {method} {path} with HTTP {answer.status} and no JSON envelope "
+                f"Gainsight answered {call} with HTTP {answer.status} and no JSON envelope "
                 f"(content type {answer.headers.get('Content-Type', 'unknown')})"
             )
         if body.get("result") is True and answer.status < 400:
             return body.get("data")
         code, description = body.get("errorCode"), body.get("errorDesc") or body.get("detail")
         rejected = GainsightRejected(
-            f"Gainsight rejected {method} {path}: HTTP {answer.status}, {code or body.get('title') or 'no code'}"
+            f"Gainsight rejected {call}: HTTP {answer.status}, {code or body.get('title') or 'no code'}"
             f"{f' ({description})' if description else ''}",
             answer.status,
             code or body.get("title"),
@@ -415,15 +374,15 @@ class GainsightClient:
             body.get("data"),
         )
         if rejected.code in CONFIGURATION_CODES:
-            raise self._unknown_name(path, json_body, rejected)
+            raise self._unknown_name(call.url, json_body, rejected)
         raise rejected
 
-    def _unknown_name(self, path: str, json_body: Any, rejected: GainsightRejected) -> GainsightSettingError:
+    def _unknown_name(self, url: str, json_body: Any, rejected: GainsightRejected) -> GainsightSettingError:
         """An unknown object, field or Bulk job: name it and the setting that put it into the request."""
         if rejected.code == "BULK_JOB_NOT_FOUND":
             named = {str(self.settings.response_bulk_job_id): setting("response_bulk_job_id")}
         else:
-            names = re.findall(r"\(([^()=]+)\)", rejected.description or "") + [path.rsplit("/", 1)[-1]]
+            names = re.findall(r"\(([^()=]+)\)", rejected.description or "") + [url.rsplit("/", 1)[-1]]
             if isinstance(json_body, dict):
                 names += [str(name) for name in json_body.get("objectNames") or []]
             errors = rejected.data.get("errors") if isinstance(rejected.data, dict) else None
@@ -438,36 +397,22 @@ class GainsightClient:
         what = "; ".join(f"{name} does not exist in this Gainsight tenant, check {key}" for name, key in named.items())
         return GainsightSettingError(f"{rejected}: {what}")
 
+
     def _request_token(self) -> dict[str, Any]:
         """M2M OAuth grant: Basic client credentials, form body (reference §2.3)."""
         settings = self.settings
-
-        def grant() -> _Answer:
-            self.stats.count("token")
-            try:
-                response = self._session.post(
-                    settings.base_url + TOKEN_PATH,
-                    auth=(settings.client_id or "", settings.client_secret or ""),
-                    data={"grant_type": "client_credentials"},
-                    timeout=(10.0, settings.timeout_seconds),
-                )
-            except requests.ConnectionError as exc:
-                self._refuse_on_first_contact(settings.base_url + TOKEN_PATH, exc)
-                raise _Transient(f"{type(exc).__name__} on POST {TOKEN_PATH}") from None
-            except requests.Timeout as exc:
-                raise _Transient(f"{type(exc).__name__} on POST {TOKEN_PATH}") from None
-            self._first_answer(settings.base_url + TOKEN_PATH, response.status_code)
-            if response.status_code == 429 or response.status_code >= 500:
-                raise _Transient(f"HTTP {response.status_code} on POST {TOKEN_PATH}")
-            return _Answer(response.status_code, response.headers, response.content)
-
-        retrying = self._retrying()
-        try:
-            answer = retrying(grant)
-        except _Transient as exc:
-            raise GainsightUnavailable(f"Gainsight token endpoint still failing: {exc.reason}") from None
-        body = _json(answer.body)
+        call = GainsightCall(
+            "POST",
+            settings.base_url + TOKEN_PATH,
+            TOKEN_FAMILY,
+            BASE_URL,
+            data={"grant_type": "client_credentials"},
+            auth=(settings.client_id or "", settings.client_secret or ""),
+        )
+        answer = self.send(call)
+        body = answer.json()
         if answer.status == 200 and isinstance(body, dict) and body.get("access_token"):
+            self.redact.keep(str(body["access_token"]))
             return {"access_token": body["access_token"], "expires_in": body.get("expires_in") or 86_400}
         if answer.status in (400, 401, 403):
             raise GainsightCredentialsRejected(
@@ -476,33 +421,6 @@ class GainsightClient:
             )
         raise GainsightUnavailable(f"Gainsight's token endpoint answered HTTP {answer.status} without a token")
 
-    def _retrying(self) -> tenacity.Retrying:
-        """The retry policy of one logical call: transient failures only, with `_wait`'s delays."""
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Transient),
-            stop=tenacity.stop_after_attempt(self.settings.request_attempts),
-            wait=self._wait,
-            sleep=self._sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Transient) and exc.wait is not None:
-            return exc.wait
-        base = self.settings.retry_backoff_seconds * (2 ** (state.attempt_number - 1))
-        return min(60.0, base * random.uniform(0.8, 1.2))
-
-    def _log_retry(self, state: tenacity.RetryCallState) -> None:
-        self.stats.retries += 1
-        exc = state.outcome.exception() if state.outcome else None
-        reason = exc.reason if isinstance(exc, _Transient) else repr(exc)
-        wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
-            "gainsight: %s; retry %d/%d in %.1f s", reason, state.attempt_number, self.settings.request_attempts - 1, wait
-        )
-
 
 def field_length(spec: Mapping[str, Any]) -> int | None:
     """A described field's maximum length, where the metadata gives one."""
@@ -510,35 +428,9 @@ def field_length(spec: Mapping[str, Any]) -> int | None:
     return length if isinstance(length, int) and length > 0 else None
 
 
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    """True when the TCP connection was never made, so the request cannot have been applied.
-
-    requests wraps urllib3's `MaxRetryError`, whose `reason` is a `NewConnectionError` for a
-    refused or unresolvable connection.
-    """
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Delta-seconds `Retry-After`, should a gateway send one (Gainsight documents none)."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body) if body else None
-    except ValueError:
-        return None
-
-
-def _code(answer: _Answer) -> str | None:
-    body = _json(answer.body)
+def _code(answer: Answer) -> str | None:
+    body = answer.json()
     return body.get("errorCode") if isinstance(body, dict) else None
-
 
 def _and(conditions: list[dict[str, Any]]) -> str:
     return " AND ".join(str(c["alias"]) for c in conditions)

@@ -43,7 +43,7 @@ class ExtractReport:
 
     @property
     def api_calls(self) -> int:
-        return sum(client.stats.calls for client in self.clients)
+        return sum(client.stats.total for client in self.clients)
 
     @property
     def retries(self) -> int:
