@@ -181,6 +181,7 @@ class RedactingLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if self.isEnabledFor(level):
             text = str(msg) % args if args else str(msg)
+            kwargs.setdefault("stacklevel", 2)  # the line that logged, not this adapter
             self.logger.log(level, self._redact(text), **kwargs)
 
 

@@ -7,8 +7,10 @@ on exactly the Nth matching request, instead of hoping a flaky condition occurs.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Literal
 
 FaultKind = Literal["status", "result_false", "drop", "delay", "revoke_tokens"]
@@ -30,6 +32,8 @@ class Fault:
     - ``error_code``: the vendor error code a ``status`` or ``result_false`` fault reports; ``None``
       lets the server pick its usual code for that status.
     - ``retry_after``: seconds for the ``Retry-After`` header of a status fault; ``None`` sends none.
+    - ``retry_after_date``: send that ``Retry-After`` as an HTTP-date (IMF-fixdate, RFC 9110
+      §5.6.7) instead of delta-seconds, with the ``Date`` header it is relative to.
     - ``skip``: let this many matching requests pass untouched first.
     - ``times``: how many matching requests the fault hits before it is used up.
     """
@@ -42,6 +46,7 @@ class Fault:
     skip: int = 0
     times: int = 1
     error_code: str | None = None
+    retry_after_date: bool = False
 
     def __post_init__(self) -> None:
         # Reject nonsense when the fault is planned, not when a request happens to hit it.
@@ -55,8 +60,22 @@ class Fault:
             raise ValueError(f"error_code must be a non-empty string or None, got {self.error_code!r}")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be >= 0 or None")
+        if self.retry_after_date and self.retry_after is None:
+            raise ValueError("retry_after_date needs retry_after (the seconds the date is ahead)")
         if self.delay < 0 or self.skip < 0 or self.times < 1:
             raise ValueError("delay and skip must be >= 0 and times >= 1")
+
+    def retry_after_headers(self, now: float) -> dict[str, str]:
+        """The ``Retry-After`` header of a status fault answered at epoch ``now``, in whole seconds
+        rounded up so a client never retries early: delta-seconds, or an IMF-fixdate plus the
+        ``Date`` it counts from (both of the same second, so the difference is exact)."""
+        if self.retry_after is None:
+            return {}
+        seconds = math.ceil(self.retry_after)
+        if not self.retry_after_date:
+            return {"Retry-After": str(seconds)}
+        sent = math.floor(now)
+        return {"Date": formatdate(sent, usegmt=True), "Retry-After": formatdate(sent + seconds, usegmt=True)}
 
     def matches(self, path: str) -> bool:
         """Whether a request for ``path`` is one this fault counts."""

@@ -15,7 +15,6 @@ Subclasses register routes (``route``) and may override the vendor-specific enve
 from __future__ import annotations
 
 import json
-import math
 import re
 import socket
 import sys
@@ -246,9 +245,7 @@ class SandboxServer:
         """The response of a ``status`` fault, in the Laravel shape CustomerGauge is assumed to use."""
         if fault.status == 429:
             headers = {"X-RateLimit-Limit": str(self.rate_limit), "X-RateLimit-Remaining": "0"}
-            if fault.retry_after is not None:
-                # HTTP only allows whole seconds here; round up so the client never retries early.
-                headers["Retry-After"] = str(math.ceil(fault.retry_after))
+            headers.update(fault.retry_after_headers(time.time()))
             return json_response(429, {"message": "Too Many Attempts."}, headers)
         if fault.status >= 500:
             return json_response(fault.status, {"message": "Server Error"})
@@ -424,7 +421,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._send(response)
 
     def _send(self, response: Response) -> None:
-        self.send_response(response.status)
+        if "Date" in response.headers:
+            # The answer dates itself (a Retry-After HTTP-date is relative to it): send only that Date.
+            self.send_response_only(response.status)
+            self.send_header("Server", self.version_string())
+        else:
+            self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         for name, value in response.headers.items():

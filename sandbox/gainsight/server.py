@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
@@ -205,8 +206,7 @@ class GainsightSandbox(SandboxServer):
         headers: dict[str, str] = {}
         if fault.status == 429:
             headers["x-ratelimit-limit"] = str(self.rate_limit)
-        if fault.retry_after is not None:
-            headers["Retry-After"] = str(math.ceil(fault.retry_after))
+        headers.update(fault.retry_after_headers(time.time()))
         return GainsightError(fault.status, code, headers=headers).response()
 
     # -- emulator-only Python API ----------------------------------------------------------------------

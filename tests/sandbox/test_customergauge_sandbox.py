@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -354,6 +355,20 @@ def test_rate_limit_fault_with_and_without_retry_after(cg: CustomerGaugeSandbox,
     assert bare.status_code == 429 and "Retry-After" not in bare.headers
     assert get(cg, http, bearer=bearer).status_code == 200
     assert cg.count(RESPONSES, status=429) == 2 and cg.pending_faults() == []
+
+
+def test_rate_limit_fault_with_an_http_date_retry_after(cg: CustomerGaugeSandbox, http: requests.Session) -> None:
+    bearer = token(cg, http)
+    cg.add_fault(kind="status", status=429, retry_after=6.2, retry_after_date=True, path=RESPONSES)
+    limited = get(cg, http, bearer=bearer)
+    assert limited.status_code == 429
+    # IMF-fixdate (RFC 9110 §5.6.7), exactly the rounded-up seconds after the answer's one Date header
+    fixdate = r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT"
+    assert re.fullmatch(fixdate, limited.headers["Retry-After"]) and re.fullmatch(fixdate, limited.headers["Date"])
+    delta = parsedate_to_datetime(limited.headers["Retry-After"]) - parsedate_to_datetime(limited.headers["Date"])
+    assert delta.total_seconds() == 7
+    with pytest.raises(ValueError, match="retry_after_date needs retry_after"):
+        Fault(kind="status", status=429, retry_after_date=True)
 
 
 def test_server_error_fault_hits_times_matching_requests(cg: CustomerGaugeSandbox, http: requests.Session) -> None:
