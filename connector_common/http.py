@@ -171,18 +171,33 @@ class Redactor:
                 setattr(exc, name, self(value))
 
 
-class RedactingLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class RedactingLog:
     """A vendor's logger whose lines pass through the client's redactor, arguments included."""
 
     def __init__(self, logger: logging.Logger, redact: Redactor) -> None:
-        super().__init__(logger, {})
+        self.logger = logger
         self._redact = redact
 
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        if self.isEnabledFor(level):
-            text = str(msg) % args if args else str(msg)
-            kwargs.setdefault("stacklevel", 2)  # the line that logged, not this adapter
-            self.logger.log(level, self._redact(text), **kwargs)
+    def info(self, msg: str, *args: object) -> None:
+        self._log(logging.INFO, msg, args)
+
+    def warning(self, msg: str, *args: object) -> None:
+        self._log(logging.WARNING, msg, args)
+
+    def _log(self, level: int, msg: str, args: tuple[object, ...]) -> None:
+        if self.logger.isEnabledFor(level):
+            # stacklevel 3: the record names the line that logged, not this class
+            self.logger.log(level, self._redact(msg % args if args else msg), stacklevel=3)
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """Who answers, as a client's messages name it, and the errors the client raises for it."""
+
+    name: str  # as operators know it: "CustomerGauge", "Gainsight"
+    setting_error: type[Exception]  # a wrong host or path: configuration, never retried
+    unavailable: type[Exception]  # transient failures outlasted the policy
+    resume_hint: str  # what becomes of the work when the client gives up
 
 
 C = TypeVar("C", bound=Call)
@@ -191,10 +206,7 @@ C = TypeVar("C", bound=Call)
 class VendorClient(Generic[C]):
     """Session, timeouts, retries, first contact, statistics and redaction for one vendor's API."""
 
-    vendor: ClassVar[str]  # as operators know it: "CustomerGauge", "Gainsight"
-    setting_error: ClassVar[type[Exception]]  # a wrong host or path: configuration, never retried
-    unavailable: ClassVar[type[Exception]]  # transient failures outlasted the policy
-    resume_hint: ClassVar[str]  # what becomes of the work when the client gives up
+    vendor: ClassVar[Vendor]
 
     def __init__(
         self,
@@ -213,7 +225,7 @@ class VendorClient(Generic[C]):
         self._session = session or requests.Session()
         # JSON on every request, token grants included: a gateway may otherwise pick an HTML error page.
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        self._contact = FirstContact(self.vendor)
+        self._contact = FirstContact(self.vendor.name)
 
     def close(self) -> None:
         self._session.close()
@@ -257,9 +269,9 @@ class VendorClient(Generic[C]):
         at once when the server asks for a longer pause than the policy allows."""
         wait = self.retry_after(answer)
         if wait is not None and wait > self.policy.max_wait:
-            return self.unavailable(
-                f"{self.vendor} asks to wait {wait:.0f} s ({reason}), longer than the "
-                f"{self.policy.max_wait:.0f} s this run will wait; {self.resume_hint}"
+            return self.vendor.unavailable(
+                f"{self.vendor.name} asks to wait {wait:.0f} s ({reason}), longer than the "
+                f"{self.policy.max_wait:.0f} s this run will wait; {self.vendor.resume_hint}"
             )
         return Transient(reason, wait)
 
@@ -279,8 +291,8 @@ class VendorClient(Generic[C]):
             try:
                 return retrying(self._attempt, call)
             except Transient as exc:
-                raise self.unavailable(
-                    f"{self.vendor} still failing after {self.policy.max_attempts} attempts: {exc.reason}"
+                raise self.vendor.unavailable(
+                    f"{self.vendor.name} still failing after {self.policy.max_attempts} attempts: {exc.reason}"
                 ) from None
 
     def _attempt(self, call: C) -> Answer:
@@ -307,14 +319,14 @@ class VendorClient(Generic[C]):
         except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as exc:
             problem = self._contact.connection_problem(call.url, exc, call.setting)
             if problem:
-                raise self.setting_error(problem) from None
+                raise self.vendor.setting_error(problem) from None
             reason = f"{type(exc).__name__} on {call}"
             if call.idempotent or _never_connected(exc):
                 raise Transient(reason) from None
             raise self.unanswered(call, reason) from None
         problem = self._contact.status_problem(call.url, answer.status, call.setting)
         if problem:
-            raise self.setting_error(problem)
+            raise self.vendor.setting_error(problem)
         if answer.status < 300:
             self._contact.succeeded(call.setting)
         return self.classify(call, answer)
@@ -333,7 +345,7 @@ class VendorClient(Generic[C]):
         reason = exc.reason if isinstance(exc, Transient) else repr(exc)
         wait = state.next_action.sleep if state.next_action else 0.0
         self.log.warning(
-            "%s: %s; retry %d/%d in %.1f s", self.vendor, reason, state.attempt_number, self.policy.max_attempts - 1, wait
+            "%s: %s; retry %d/%d in %.1f s", self.vendor.name, reason, state.attempt_number, self.policy.max_attempts - 1, wait
         )
 
 

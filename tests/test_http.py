@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from connector_common.first_contact import Setting
-from connector_common.http import Answer, Call, RetryPolicy, Transient, VendorClient
+from connector_common.http import Answer, Call, RetryPolicy, Transient, Vendor, VendorClient
 from destinations.gainsight.client import GainsightClient
 from destinations.gainsight.errors import (
     GainsightRejected,
@@ -186,10 +186,7 @@ class WriteLost(Exception):
 class ConflictRetrying(VendorClient[Call]):
     """A vendor whose 409 means "busy, try again" and whose lost writes must be reconciled."""
 
-    vendor = "Testvendor"
-    setting_error = VendorSetting
-    unavailable = VendorDown
-    resume_hint = "nothing to resume"
+    vendor = Vendor("Testvendor", VendorSetting, VendorDown, "nothing to resume")
 
     def classify(self, call: Call, answer: Answer) -> Answer:
         if answer.status == 409:

@@ -31,7 +31,7 @@ from typing import Any
 
 import requests
 
-from connector_common.http import Answer, Call, RetryPolicy, Transient, VendorClient
+from connector_common.http import Answer, Call, RetryPolicy, Transient, Vendor, VendorClient
 from connector_common.stop import STOP
 from connector_common.tokens import TokenCache
 
@@ -85,10 +85,7 @@ class GainsightCall(Call):
 class GainsightClient(VendorClient[GainsightCall]):
     """Authenticated, rate-limited, retrying access to the Gainsight CS REST APIs."""
 
-    vendor = "Gainsight"
-    setting_error = GainsightSettingError
-    unavailable = GainsightUnavailable
-    resume_hint = "the next run continues from the ledger"
+    vendor = Vendor("Gainsight", GainsightSettingError, GainsightUnavailable, "the next run continues from the ledger")
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from connector_common.http import Answer, Call, RetryPolicy, VendorClient
+from connector_common.http import Answer, Call, RetryPolicy, Vendor, VendorClient
 from connector_common.stop import STOP
 from connector_common.tokens import TokenCache
 
@@ -29,10 +29,7 @@ log = logging.getLogger("nps.customergauge")
 class CustomerGaugeClient(VendorClient[Call]):
     """Authenticated, retrying access to the v7 REST API."""
 
-    vendor = "CustomerGauge"
-    setting_error = InvalidSetting
-    unavailable = ApiUnavailable
-    resume_hint = "the next scheduled run resumes from the same cursor"
+    vendor = Vendor("CustomerGauge", InvalidSetting, ApiUnavailable, "the next scheduled run resumes from the same cursor")
 
     def __init__(
         self,
