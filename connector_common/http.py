@@ -71,12 +71,12 @@ class Answer:
         except ValueError:
             return None
 
-    def retry_after(self, clock: Callable[[], float] = time.time) -> float | None:
+    def retry_after(self) -> float | None:
         """Seconds the server asks to wait, from `Retry-After` (RFC 9110 §10.2.3), or None.
 
         The header is delta-seconds or an HTTP-date. A date is read against the answer's own `Date`
-        header when there is one, so a skewed local clock does not stretch or cancel the wait;
-        `clock` is the fallback. A malformed value counts as absent.
+        header when there is one, so a skewed local clock does not stretch or cancel the wait; the
+        local clock is the fallback. A malformed value counts as absent.
         """
         value = (self.headers.get("Retry-After") or "").strip()
         if not value:
@@ -87,7 +87,7 @@ class Answer:
         if when is None:
             return None
         now = http_date(self.headers.get("Date") or "")
-        return max(0.0, when - (now if now is not None else clock()))
+        return max(0.0, when - (now if now is not None else time.time()))
 
 
 def http_date(value: str) -> float | None:
@@ -214,14 +214,12 @@ class VendorClient(Generic[C]):
         logger: logging.Logger,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = STOP.wait,  # a stop requested during a backoff ends it at once
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.policy = policy
         self.stats = CallStats()
         self.redact = Redactor()
         self.log = RedactingLog(logger, self.redact)
         self._sleep = sleep
-        self._clock = clock
         self._session = session or requests.Session()
         # JSON on every request, token grants included: a gateway may otherwise pick an HTML error page.
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
@@ -261,13 +259,10 @@ class VendorClient(Generic[C]):
 
     # --- for the vendor's hooks -------------------------------------------------------------
 
-    def retry_after(self, answer: Answer) -> float | None:
-        return answer.retry_after(self._clock)
-
     def transient(self, reason: str, answer: Answer) -> Exception:
         """A retryable failure honouring the answer's `Retry-After`, or the vendor's `unavailable`
         at once when the server asks for a longer pause than the policy allows."""
-        wait = self.retry_after(answer)
+        wait = answer.retry_after()
         if wait is not None and wait > self.policy.max_wait:
             return self.vendor.unavailable(
                 f"{self.vendor.name} asks to wait {wait:.0f} s ({reason}), longer than the "

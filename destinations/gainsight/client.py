@@ -346,7 +346,7 @@ class GainsightClient(VendorClient[GainsightCall]):
         if family == "bulk":
             # Bulk windows are an hour long: waiting in-run is never worth it.
             return self.limiter.block("bulk", "hour", 3600)
-        wait = self.retry_after(answer)
+        wait = answer.retry_after()
         if wait is None or wait > self.policy.max_wait:
             wait = self.limiter.server_refused(family, self.policy.max_wait)
         return Transient(f"rate limited ({code or 'HTTP 429'}) on {call}", wait)
