@@ -115,8 +115,6 @@ class GainsightClient(VendorClient[GainsightCall]):
         """Whether the tenant has answered a call successfully in this run."""
         return self._contact.reached(BASE_URL)
 
-        self._session.close()
-
     # --- the data APIs ----------------------------------------------------------------------
 
     def query(
