@@ -153,10 +153,13 @@ class Redactor:
 
     def keep(self, *values: str | None) -> None:
         """Remember credentials and tokens (and their URL-encoded forms) to redact them from now on."""
+        kept = set(self._secrets)
         for value in values:
             if value and len(value) >= MIN_SECRET_LENGTH:
-                self._secrets.extend({value, quote(value, safe=""), quote_plus(value)} - set(self._secrets))
-        self._secrets.sort(key=len, reverse=True)  # a secret containing another goes first
+                kept |= {value, quote(value, safe=""), quote_plus(value)}
+        # A new list, swapped in whole: another thread may be redacting with the old one right now.
+        # Longest first, so a secret containing another is replaced as a whole.
+        self._secrets = sorted(kept, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
