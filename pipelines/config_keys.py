@@ -8,10 +8,11 @@ normalize, data_writer, ...) are left to dlt.
 
 Where known keys come from (the one place to add a key is its settings definition):
 - `sources.customergauge`: the parameters of the `customergauge()` source, and
-  `property_map.*` from `DEFAULT_PROPERTY_MAP`;
-- `destination.gainsight`: the fields of `GainsightSettings` (nested dataclasses such as `quotas`
-  and mappings such as `response_fields` become subsections), plus the fields dlt's own custom
-  destination configuration reads from that section;
+  `property_map.*` from `DEFAULT_PROPERTY_MAP` (derived from `connector_common/schema.py`);
+- `destination.gainsight`: the fields of the `GainsightSettings` configspec (nested specs such as
+  `quotas` and `response_fields`, one key per canonical column of `connector_common/schema.py`,
+  become subsections), plus the fields dlt's own custom destination configuration reads from that
+  section;
 - `destination.duckdb`: the fields of dlt's DuckDB client configuration;
 - `nps_to_gainsight`: the fields of `RunSettings` (nested dataclasses become subsections), and
   `OTHER_KEYS` in `pipelines/settings.py` for keys read before `RunSettings` exists.
@@ -72,9 +73,12 @@ def known_keys() -> dict[str, Tree]:
 
 
 def dataclass_keys(spec: type) -> Tree:
-    """A settings dataclass as keys: nested dataclasses and mappings (by their default) are subsections."""
+    """A settings dataclass or dlt configspec as keys: nested ones and mappings (by their default)
+    are subsections. A configspec's bookkeeping fields (`__is_resolved__`, ...) are not keys."""
     tree: Tree = {}
     for spec_field in fields(spec):
+        if spec_field.name.startswith("__"):
+            continue
         default: Any = spec_field.default
         if spec_field.default_factory is not MISSING:
             default = spec_field.default_factory()

@@ -6,6 +6,7 @@ import shutil
 from dataclasses import fields
 from pathlib import Path
 
+from connector_common.schema import MAPPABLE
 from destinations.gainsight.settings import GainsightSettings, QuotaLimits
 from pipelines.config_keys import known_keys, unknown_keys
 from pipelines.settings import RunSettings
@@ -22,9 +23,11 @@ def test_shipped_config_and_secrets_example_hold_only_known_keys(tmp_path: Path)
 def test_settings_fields_are_the_known_keys():
     known = known_keys()
     gainsight = known["destination.gainsight"]
-    assert {f.name for f in fields(GainsightSettings)} <= set(gainsight)
-    assert set(gainsight["quotas"]) == {f.name for f in fields(QuotaLimits)}  # type: ignore[arg-type]
-    assert set(gainsight["response_fields"]) >= {"response_id", "comment", "company_gsid"}  # type: ignore[arg-type]
+    assert set(GainsightSettings.get_resolvable_fields()) <= set(gainsight)
+    assert set(gainsight["quotas"]) == set(QuotaLimits.get_resolvable_fields())  # type: ignore[arg-type]
+    assert set(gainsight["response_fields"]) == set(MAPPABLE)  # type: ignore[arg-type]
+    assert {"response_id", "comment", "company_gsid", "account_name"} <= set(MAPPABLE)
+    assert not any(key.startswith("__") for key in gainsight)
     assert {f.name for f in fields(RunSettings)} <= set(known["nps_to_gainsight"])
     assert {"lookback_days", "client_secret", "property_map"} <= set(known["sources.customergauge"])
     assert "report" not in known["sources.customergauge"]  # passed by the command, not configuration

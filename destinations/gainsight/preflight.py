@@ -14,33 +14,15 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from connector_common.first_contact import Setting
+from connector_common.schema import MAPPABLE, TEXT
 
 from .client import GainsightClient, field_length
 from .settings import GainsightSettings, setting
 
-TEXT = frozenset({"STRING", "RICHTEXTAREA", "TEXT"})
-CHOICE = TEXT | {"PICKLIST"}
-
 # What each canonical column may land in, and the shortest length that holds every value the push
 # sends (the push cuts text to the field's length, which must never cut a key or an id).
-# response_id / survey_id: CustomerGauge ids up to int64 (19 digits); category: "Detractor";
-# company_gsid: a 36-character Gainsight id.
 EXPECTED: Mapping[str, tuple[frozenset[str], int]] = {
-    "response_id": (TEXT, 20),
-    "score": (frozenset({"NUMBER", "INTEGER", "DOUBLE"}), 0),
-    "category": (CHOICE, 9),
-    "comment": (TEXT, 0),
-    "email": (TEXT | {"EMAIL"}, 0),
-    "survey_id": (TEXT, 20),
-    "touchpoint": (CHOICE, 0),
-    "channel": (CHOICE, 0),
-    "language": (CHOICE, 0),
-    "country": (CHOICE, 0),
-    "segment": (CHOICE, 0),
-    "product": (CHOICE, 0),
-    "case_link": (TEXT | {"URL"}, 0),
-    "responded_at": (frozenset({"DATETIME"}), 0),
-    "company_gsid": (TEXT | {"GSID", "LOOKUP"}, 36),
+    name: (column.accepts, column.min_length) for name, column in MAPPABLE.items()
 }
 # GsUser's active flag, where the tenant's metadata has one (the reference documents no name).
 ACTIVE_FLAGS = ("IsActiveUser", "IsActive")

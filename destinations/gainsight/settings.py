@@ -1,55 +1,61 @@
 """Destination settings, read from `[destination.gainsight]` (env `DESTINATION__GAINSIGHT__*`).
 
-Resolved once per run into a frozen value so every part (client, planner, steps, dry run) sees the
-same numbers. Callers (tests, the demo) may pass overrides, exactly as they pass source options.
+The classes below are dlt configspecs and the ONE definition of every key, type and default: dlt
+resolves them (`resolve_configuration`) from the environment, `.dlt/secrets.toml` and
+`.dlt/config.toml`; the known-key registry (`pipelines/config_keys.py`) is derived from them; the
+shipped config.toml and README restate the defaults and a test holds them to these.
+Resolved once per run, so every part (client, planner, steps, dry run) sees the same numbers.
+Callers (tests, the demo) may pass overrides, exactly as they pass source options.
+
+Rules on top of dlt's resolution, each failing with the key and its env var:
+- an empty value means "not set" for optional settings; for a `response_fields` entry it removes
+  the field from what is pushed (`response_id`, the upsert key, cannot be removed);
+- a `response_fields` key must be a canonical column (`connector_common/schema.py`);
+- a switch takes only true/false, 1/0, yes/no, on/off.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dlt
+from dlt.common.configuration import configspec, resolve_configuration
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigurationException,
+    ConfigValueCannotBeCoercedException,
+)
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.typing import TSecretStrValue
 
+from connector_common import schema
 from connector_common.first_contact import Setting, credential_problem, url_problem
 
 from .errors import GainsightSettingError
 
 SECTION = "destination.gainsight"
+SECTIONS = tuple(SECTION.split("."))
+ENV = "DESTINATION__GAINSIGHT__"
 
 
 def setting(key: str) -> Setting:
     """The config key and env var of one destination setting, for messages that say what to fix."""
-    return Setting(f"{SECTION}.{key}", "DESTINATION__GAINSIGHT__" + key.upper().replace(".", "__"))
+    return Setting(f"{SECTION}.{key}", ENV + key.upper().replace(".", "__"))
 
-# Canonical staging column -> field of the response object (DESIGN §5). `response_id` is the key.
-DEFAULT_RESPONSE_FIELDS: dict[str, str] = {
-    "response_id": "ResponseId__gc",
-    "score": "Score__gc",
-    "category": "NpsCategory__gc",
-    "comment": "Comment__gc",
-    "email": "PersonEmail__gc",
-    "survey_id": "SurveyId__gc",
-    "touchpoint": "Touchpoint__gc",
-    "channel": "Channel__gc",
-    "language": "Language__gc",
-    "country": "Country__gc",
-    "segment": "Segment__gc",
-    "product": "Product__gc",
-    "case_link": "CaseLink__gc",
-    "responded_at": "ResponseDatetime__gc",
-    "company_gsid": "CompanyId__gc",
-}
+
+# Canonical staging column -> field of the response object; derived from the schema (DESIGN §5).
+DEFAULT_RESPONSE_FIELDS: Mapping[str, str] = schema.DEFAULT_RESPONSE_FIELDS
 
 SECRET_KEYS = ("access_key", "client_id", "client_secret", "bulk_access_key")
-
 # How an account finds its Company: by the key field only, or by the key, then by exact Name.
 COMPANY_MATCH_MODES = ("key", "key_then_name")
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+FLAGS = ("create_missing_companies", "rename_companies", "update_person_names")
+FLAG_WORDS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 
-@dataclass(frozen=True)
-class QuotaLimits:
+@configspec
+class QuotaLimits(BaseConfiguration):
     """Gainsight's documented limits (reference §5); lower them if your contract is smaller."""
 
     sync_per_minute: int = 100
@@ -67,13 +73,49 @@ class QuotaLimits:
         }
 
 
-@dataclass(frozen=True)
-class GainsightSettings:
-    base_url: str
-    access_key: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
-    bulk_access_key: str | None = None  # the Bulk connection's key; default: access_key
+@configspec
+class _FieldMap(BaseConfiguration):
+    """The response object's field map: canonical column -> Gainsight field.
+
+    One optional setting per mappable column, so dlt reads each from TOML or its own env var. As a
+    mapping it holds only the mapped columns: an empty value removes a field, and the push reads
+    `settings.response_fields` as a plain `Mapping[str, str]`.
+    """
+
+    def __getitem__(self, column: str) -> Any:
+        value = super().__getitem__(column)
+        if not value:
+            raise KeyError(column)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (column for column in super().__iter__() if getattr(self, column))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+# One field per column the schema lets the map name, defaulting to the schema's field.
+ResponseFields: type[_FieldMap] = configspec(
+    type(
+        "ResponseFields",
+        (_FieldMap,),
+        {
+            "__module__": __name__,
+            "__annotations__": {name: str | None for name in schema.MAPPABLE},
+            **{name: column.field for name, column in schema.MAPPABLE.items()},
+        },
+    )
+)
+
+
+@configspec
+class GainsightSettings(BaseConfiguration):
+    base_url: str = None  # type: ignore[assignment]  # required: dlt reports it missing
+    access_key: TSecretStrValue | None = None
+    client_id: TSecretStrValue | None = None
+    client_secret: TSecretStrValue | None = None
+    bulk_access_key: TSecretStrValue | None = None  # the Bulk connection's key; default: access_key
     response_object: str = "CG_NPS_Response__gc"
     response_bulk_job_id: str | None = None
     bulk_min_rows: int = 500  # smaller outboxes go through the sync API
@@ -84,9 +126,11 @@ class GainsightSettings:
     company_key_field: str = "CG_Account_Id__gc"
     # A real tenant's Companies come from its CRM: writing to them is opt-in (README "Companies").
     company_match: str = "key"
-    create_missing_companies: bool = False
-    rename_companies: bool = False
-    update_person_names: bool = False
+    # Switches are typed Any for dlt, which would read "y"/"t" as true and refuse "on"; they are
+    # parsed strictly (FLAG_WORDS) once resolved.
+    create_missing_companies: Any = False
+    rename_companies: Any = False
+    update_person_names: Any = False
     timeline_author_email: str | None = None
     timeline_activity_type: str = "Survey Response"
     timeline_max_age_days: int = 30  # 0 turns Timeline entries off
@@ -96,12 +140,12 @@ class GainsightSettings:
     retry_backoff_seconds: float = 1.0
     max_rate_limit_wait_seconds: float = 65.0
     timeout_seconds: float = 60.0
-    quotas: QuotaLimits = field(default_factory=QuotaLimits)
-    response_fields: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_RESPONSE_FIELDS))
+    quotas: QuotaLimits = QuotaLimits()
+    response_fields: _FieldMap = ResponseFields()
 
     @property
     def response_key_field(self) -> str:
-        return self.response_fields["response_id"]
+        return str(self.response_fields[schema.RESPONSE_KEY])
 
     @property
     def uses_oauth(self) -> bool:
@@ -131,64 +175,67 @@ class GainsightSettings:
         """Every secret value, for the log redaction filter."""
         return [value for value in (getattr(self, key) for key in SECRET_KEYS) if value]
 
-
-_QUOTA_KEYS = {f.name for f in fields(QuotaLimits)}
+    def on_resolved(self) -> None:
+        """dlt calls this once every value is read: normalise, then refuse what cannot work."""
+        for name, hint in self.get_resolvable_fields().items():
+            if getattr(self, name) == "" and hint is not str:
+                setattr(self, name, None)  # an empty optional setting is not set
+        for name in FLAGS:
+            value = getattr(self, name)
+            setattr(self, name, _flag(name, value) if value is not None else self.__dataclass_fields__[name].default)
+        if self.base_url:
+            self.base_url = self.base_url.rstrip("/")
+        validate(self)
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None) -> GainsightSettings:
-    """Resolve settings from dlt config/secrets (and env), then apply `overrides`; validate."""
-    values: dict[str, Any] = {}
-    for spec in fields(GainsightSettings):
-        if spec.name in ("quotas", "response_fields"):
-            continue
-        getter = dlt.secrets.get if spec.name in SECRET_KEYS else dlt.config.get
-        value = getter(f"{SECTION}.{spec.name}")
-        if value not in (None, ""):
-            values[spec.name] = value
-    quotas = {key: dlt.config.get(f"{SECTION}.quotas.{key}") for key in _QUOTA_KEYS}
-    fields_map = dict(DEFAULT_RESPONSE_FIELDS)
+    """Resolve settings from dlt config/secrets (and env), with `overrides` winning; validate."""
+    explicit = {key: value for key, value in (overrides or {}).items() if value is not None}
+    _check_field_map_keys("overrides", explicit.get("response_fields") or {})
     configured = dlt.config.get(f"{SECTION}.response_fields")
     if isinstance(configured, Mapping):
-        fields_map.update({str(k): str(v) for k, v in configured.items() if v})
-    # Read key by key too: dlt returns the TOML table whole and would ignore an env var such as
-    # DESTINATION__GAINSIGHT__RESPONSE_FIELDS__COMMENT.
-    for column in DEFAULT_RESPONSE_FIELDS:
-        value = dlt.config.get(f"{SECTION}.response_fields.{column}")
-        if value:
-            fields_map[column] = str(value)
-    overrides = dict(overrides or {})
-    quotas.update(overrides.pop("quotas", {}) or {})
-    fields_map.update(overrides.pop("response_fields", {}) or {})
-    values.update({k: v for k, v in overrides.items()})
-    if "base_url" not in values:
-        raise GainsightSettingError(
-            f"{SECTION}.base_url is not set: your tenant URL, e.g. https://acme.gainsightcloud.com "
-            "(set it in .dlt/config.toml or export DESTINATION__GAINSIGHT__BASE_URL)"
-        )
+        _check_field_map_keys(".dlt/config.toml", configured)
     try:
-        limits = QuotaLimits(**{k: int(v) for k, v in quotas.items() if v is not None})
-        settings = GainsightSettings(
-            quotas=limits, response_fields=fields_map, **{k: _coerce(k, v) for k, v in values.items()}
-        )
-    except GainsightSettingError:
-        raise
-    except (TypeError, ValueError) as exc:
+        return resolve_configuration(GainsightSettings(), sections=SECTIONS, explicit_value=explicit)
+    except ConfigFieldMissingException as exc:
+        raise GainsightSettingError(
+            f"{setting(exc.fields[0])} is not set: your tenant URL, e.g. https://acme.gainsightcloud.com "
+            "(set it in .dlt/config.toml)"
+            if exc.fields[0] == "base_url"
+            else "; ".join(f"{setting(name)} is not set" for name in exc.fields)
+        ) from None
+    except ConfigValueCannotBeCoercedException as exc:
+        raise GainsightSettingError(
+            f"{setting(_key_of(exc.field_name))} must be {_type_name(exc.hint)} (got {exc.field_value!r})"
+        ) from None
+    except ConfigurationException as exc:  # a secret in config.toml, say: dlt names the key
         raise GainsightSettingError(f"invalid {SECTION} setting: {exc}") from None
-    return validate(settings)
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """TOML and env values arrive as str; give each field its declared type."""
-    default = next(f for f in fields(GainsightSettings) if f.name == name).default
-    if value is None:
-        return value
-    if isinstance(default, bool):
-        return _flag(name, value)
-    if isinstance(default, int):
-        return int(value)
-    if isinstance(default, float):
-        return float(value)
-    return str(value)
+def _check_field_map_keys(where: str, configured: Mapping[str, Any]) -> None:
+    """A field map naming an unknown column would fail the push with a KeyError: refuse it now."""
+    for column in configured:
+        if column not in schema.MAPPABLE:
+            near = schema.closest(str(column), schema.MAPPABLE)
+            hint = f": did you mean {near}?" if near else f"; known columns: {', '.join(schema.MAPPABLE)}"
+            raise GainsightSettingError(
+                f"{setting(f'response_fields.{column}')} in {where} is not a canonical column{hint} "
+                "(README \"Adding a property\")"
+            )
+
+
+def _key_of(name: str) -> str:
+    """dlt names only the field that failed; the spec tree says which section holds it."""
+    if name in GainsightSettings.get_resolvable_fields():
+        return name
+    if name in QuotaLimits.get_resolvable_fields():
+        return f"quotas.{name}"
+    return f"response_fields.{name}"
+
+
+def _type_name(hint: Any) -> str:
+    names = {int: "a whole number", float: "a number", str: "text"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -196,16 +243,13 @@ def _flag(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise GainsightSettingError(
-        f"{SECTION}.{name} (env DESTINATION__GAINSIGHT__{name.upper()}) must be true or false (got {value!r})"
-    )
+    if text in FLAG_WORDS:
+        return FLAG_WORDS[text]
+    raise GainsightSettingError(f"{setting(name)} must be true or false (also 1/0, yes/no, on/off; got {value!r})")
 
 
 def validate(settings: GainsightSettings) -> GainsightSettings:
     """Refuse combinations that would fail later, mid-push, with a less helpful message."""
-    env = "DESTINATION__GAINSIGHT__"
     problems = [url_problem(settings.base_url, setting("base_url"))]
     problems += [credential_problem(getattr(settings, key), setting(key)) for key in SECRET_KEYS]
     found = [problem for problem in problems if problem]
@@ -213,28 +257,33 @@ def validate(settings: GainsightSettings) -> GainsightSettings:
         raise GainsightSettingError("; ".join(found))
     if not (settings.access_key or settings.uses_oauth):
         raise GainsightSettingError(
-            f"no Gainsight credentials: set {env}ACCESS_KEY, or {env}CLIENT_ID and {env}CLIENT_SECRET "
+            f"no Gainsight credentials: set {ENV}ACCESS_KEY, or {ENV}CLIENT_ID and {ENV}CLIENT_SECRET "
             "for M2M OAuth (in .dlt/secrets.toml under [destination.gainsight])"
         )
     if bool(settings.client_id) != bool(settings.client_secret):
-        raise GainsightSettingError(f"M2M OAuth needs both {env}CLIENT_ID and {env}CLIENT_SECRET")
+        raise GainsightSettingError(f"M2M OAuth needs both {ENV}CLIENT_ID and {ENV}CLIENT_SECRET")
     if settings.response_bulk_job_id and not settings.bulk_key:
         raise GainsightSettingError(
             f"the Bulk job {settings.response_bulk_job_id!r} needs the Bulk connection's access key: "
-            f"set {env}BULK_ACCESS_KEY (or {env}ACCESS_KEY)"
+            f"set {ENV}BULK_ACCESS_KEY (or {ENV}ACCESS_KEY)"
         )
     if settings.timeline_enabled and not settings.timeline_author_email:
         raise GainsightSettingError(
-            f"Timeline entries need an author: set {env}TIMELINE_AUTHOR_EMAIL to the e-mail of an active "
-            f"Gainsight user, or set {env}TIMELINE_MAX_AGE_DAYS = 0 to turn Timeline entries off"
+            f"Timeline entries need an author: set {ENV}TIMELINE_AUTHOR_EMAIL to the e-mail of an active "
+            f"Gainsight user, or set {ENV}TIMELINE_MAX_AGE_DAYS = 0 to turn Timeline entries off"
         )
-    if "response_id" not in settings.response_fields:
-        raise GainsightSettingError(f"{SECTION}.response_fields must map response_id (the upsert key)")
+    if schema.RESPONSE_KEY not in settings.response_fields:
+        raise GainsightSettingError(
+            f"{setting('response_fields.response_id')} cannot be empty: it names the response object's upsert key"
+        )
+    for name in ("response_object", "company_object", "company_key_field", "timeline_activity_type"):
+        if not getattr(settings, name):
+            raise GainsightSettingError(f"{setting(name)} cannot be empty")
     if settings.company_match not in COMPANY_MATCH_MODES:
         raise GainsightSettingError(
-            f"{SECTION}.company_match (env {env}COMPANY_MATCH) must be one of {', '.join(COMPANY_MATCH_MODES)} "
+            f"{setting('company_match')} must be one of {', '.join(COMPANY_MATCH_MODES)} "
             f"(got {settings.company_match!r})"
         )
     if not 1 <= settings.timeline_records_per_call <= 50:
-        raise GainsightSettingError(f"{SECTION}.timeline_records_per_call must be 1..50")
-    return replace(settings, base_url=settings.base_url.rstrip("/"))
+        raise GainsightSettingError(f"{setting('timeline_records_per_call')} must be 1..50")
+    return settings

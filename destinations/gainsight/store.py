@@ -31,6 +31,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connector_common.schema import OUTBOX_COLUMNS
 from connector_common.sql import one_row, table_exists
 
 from .errors import LocalWriteFailed
@@ -181,16 +182,9 @@ def retry_sql(dataset: str, max_attempts: str, timeline: str, activity_since: st
 # person or company was dead-lettered and is due for another attempt (`needs_retry`). Content that
 # already failed `max_attempts` times stays out until it changes (the retry rule above).
 
-# Canonical columns the push reads (the field map may name any of them).
-COLUMNS = (
-    "response_id, score, category, comment, email, first_name, last_name, account_id, account_name, "
-    "survey_id, touchpoint, channel, language, country, segment, product, case_link, responded_at, content_hash"
-)
-
-
 def _staged_columns(alias: str) -> str:
-    """SQL: the outbox's staged columns of the `alias`ed staging table."""
-    return ", ".join(f"{alias}.{column.strip()}" for column in COLUMNS.split(","))
+    """SQL: the outbox's staged columns (connector_common/schema.py) of the `alias`ed staging table."""
+    return ", ".join(f"{alias}.{column}" for column in OUTBOX_COLUMNS)
 
 
 def outbox_sql(dataset: str) -> str:

@@ -17,66 +17,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import TypeAdapter, ValidationError
 
+from connector_common import schema
+from connector_common.schema import DEFAULT_PROPERTY_MAP, PROPERTY_PAIRS, PUSHED_FIELDS, UTC_TS
+
 from .arrow_pages import tenant_wall_time
 from .models import Reject
-from .settings import DEFAULT_PROPERTY_MAP
-
-UTC_TS = pa.timestamp("us", tz="UTC")
-PROPERTY_PAIRS = pa.list_(pa.struct([("field", pa.string()), ("reference", pa.string())]))
 
 # Segment columns filled from `properties` through the configurable property map.
 SEGMENT_COLUMNS: tuple[str, ...] = tuple(DEFAULT_PROPERTY_MAP)
 
-# Fields that reach Gainsight. Their hash tells the push side whether a re-fetched response
-# changed since it was last pushed; `properties`, `created_at` and `fetched_at` are not pushed.
-PUSHED_FIELDS: tuple[str, ...] = (
-    "score",
-    "comment",
-    "email",
-    "first_name",
-    "last_name",
-    "account_name",
-    *SEGMENT_COLUMNS,
-    "responded_at",
-    "drivers",
-)
+RESPONSE_SCHEMA = pa.schema([column.arrow for column in schema.RESPONSE_COLUMNS])
+NON_RESPONSE_SCHEMA = pa.schema([column.arrow for column in schema.NON_RESPONSE_COLUMNS])
 
-_PERSON_FIELDS = [
-    pa.field("response_id", pa.string(), nullable=False),
-    pa.field("email", pa.string()),
-    pa.field("first_name", pa.string()),
-    pa.field("last_name", pa.string()),
-    pa.field("account_name", pa.string()),
-]
-_SEGMENT_FIELDS = [pa.field(name, pa.string()) for name in SEGMENT_COLUMNS]
-
-RESPONSE_SCHEMA = pa.schema(
-    [
-        _PERSON_FIELDS[0],
-        pa.field("score", pa.int64()),
-        pa.field("category", pa.string()),
-        pa.field("comment", pa.string()),
-        *_PERSON_FIELDS[1:],
-        *_SEGMENT_FIELDS,
-        pa.field("responded_at", UTC_TS),
-        pa.field("created_at", UTC_TS),
-        pa.field("drivers", pa.list_(pa.string())),
-        pa.field("properties", PROPERTY_PAIRS),
-        pa.field("content_hash", pa.string()),
-        pa.field("fetched_at", UTC_TS),
-    ]
-)
-
-NON_RESPONSE_SCHEMA = pa.schema(
-    [
-        *_PERSON_FIELDS,
-        *_SEGMENT_FIELDS,
-        pa.field("sent_at", UTC_TS),
-        pa.field("created_at", UTC_TS),
-        pa.field("properties", PROPERTY_PAIRS),
-        pa.field("fetched_at", UTC_TS),
-    ]
-)
 
 def quarantine_schema(cursor_column: str) -> pa.Schema:
     """Quarantine rows carry the record's date under the feed's cursor column (`responded_at` or

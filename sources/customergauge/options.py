@@ -12,6 +12,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from connector_common.schema import closest
+
 from .decoding import default_workers
 from .errors import InvalidSetting
 from .mapping import day_in
@@ -57,12 +59,7 @@ class FeedOptions:
                 f"sources.customergauge.lookback_days must be >= 0, got {lookback_days!r} "
                 "(env SOURCES__CUSTOMERGAUGE__LOOKBACK_DAYS)"
             )
-        unknown = set(property_map or {}) - set(DEFAULT_PROPERTY_MAP)
-        if unknown:
-            raise InvalidSetting(
-                f"sources.customergauge.property_map has unknown columns {sorted(unknown)}; "
-                f"known: {sorted(DEFAULT_PROPERTY_MAP)}"
-            )
+        _check_property_map(property_map or {})
         chosen = tuple(expansions) if expansions is not None else DEFAULT_EXPANSIONS
         if set(chosen) - KNOWN_EXPANSIONS or "properties" not in chosen:
             raise InvalidSetting(
@@ -137,6 +134,20 @@ class FeedOptions:
         if last_seen is not None and last_seen - timedelta(days=self.lookback_days) > self.initial:
             start = last_seen - timedelta(days=self.lookback_days)
         return Period(period_field, min(day_in(start, self.tenant_tz), today), today)
+
+
+def _check_property_map(property_map: Mapping[str, str]) -> None:
+    """Only canonical property columns (connector_common/schema.py) can be filled from a label;
+    any other key would be staged nowhere, so it is refused rather than ignored."""
+    for column in property_map:
+        if column not in DEFAULT_PROPERTY_MAP:
+            near = closest(str(column), DEFAULT_PROPERTY_MAP)
+            hint = f"did you mean {near}?" if near else f"known: {', '.join(DEFAULT_PROPERTY_MAP)}"
+            raise InvalidSetting(
+                f"sources.customergauge.property_map.{column} is not a canonical property column: {hint} "
+                "(env SOURCES__CUSTOMERGAUGE__PROPERTY_MAP, a JSON object; a new column is one entry in "
+                "connector_common/schema.py, README \"Adding a property\")"
+            )
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from connector_common import schema
 from connector_common.first_contact import Setting
 
 from .errors import InvalidSetting
@@ -33,19 +34,9 @@ MAX_PER_PAGE: Final = 1000
 DEFAULT_EXPANSIONS: Final = ("drivers", "properties")
 KNOWN_EXPANSIONS: Final = frozenset({"drivers", "questions", "tags", "properties"})
 
-# Canonical column -> CustomerGauge `properties` field label. Field sets are per tenant, so every
-# entry can be overridden in `[sources.customergauge.property_map]`.
-DEFAULT_PROPERTY_MAP: Final[dict[str, str]] = {
-    "account_id": "Account Number",
-    "touchpoint": "Touchpoint",
-    "channel": "Channel",
-    "language": "Language",
-    "country": "Country",
-    "segment": "Segment",
-    "product": "Product",
-    "survey_id": "Survey ID",
-    "case_link": "Case Link",
-}
+# Canonical column -> CustomerGauge `properties` field label (connector_common/schema.py). Field sets
+# are per tenant, so every entry can be overridden in `[sources.customergauge.property_map]`.
+DEFAULT_PROPERTY_MAP: Final = schema.DEFAULT_PROPERTY_MAP
 
 
 def default_api_base_url(region: str) -> str:
