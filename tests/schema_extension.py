@@ -38,7 +38,7 @@ def load_extended_schema(entry: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules["connector_common.schema"] = module
     exec(compile(source, str(path), "exec"), module.__dict__)
-    connector_common.schema = module  # type: ignore[attr-defined]
+    connector_common.schema = module
     return module
 
 
@@ -104,8 +104,8 @@ def main(entry: str, workdir: Path) -> dict[str, Any]:
         "pushed": pushed,
         "property_map": schema.DEFAULT_PROPERTY_MAP,
         "response_fields": dict(load_settings(destination).response_fields),
-        "known_response_fields": sorted(known_keys()["destination.gainsight"]["response_fields"]),
-        "known_property_map": sorted(known_keys()["sources.customergauge"]["property_map"]),
+        "known_response_fields": sorted(known_keys()["destination.gainsight"]["response_fields"] or ()),
+        "known_property_map": sorted(known_keys()["sources.customergauge"]["property_map"] or ()),
     }
 
 

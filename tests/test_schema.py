@@ -68,7 +68,9 @@ def test_config_alone_maps_a_property_to_an_existing_field_and_an_empty_entry_dr
 
     assert code == ExitCode.OK
     staged = dict(connector.query("SELECT response_id, segment FROM nps.nps_responses"))
-    products = {str(r["number_customergauge"]): next(p["reference"] for p in r["properties"] if p["field"] == "Product") for r in cg.records}
+    products = {
+        str(r["number_customergauge"]): next(p["reference"] for p in r["properties"] if p["field"] == "Product") for r in cg.records
+    }
     assert staged == products  # the "Product" property now fills `segment`
     records = connector.records()
     assert len(records) == 20

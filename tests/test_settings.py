@@ -4,11 +4,11 @@ and the defaults restated in `.dlt/config.toml` and README agree with that defin
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import pyarrow as pa
 import pytest
-import tomllib
 
 from connector_common.schema import DEFAULT_PROPERTY_MAP, DEFAULT_RESPONSE_FIELDS
 from destinations.gainsight import GainsightSettingError, load_settings
@@ -17,6 +17,11 @@ from destinations.gainsight.settings import GainsightSettings, QuotaLimits
 from pipelines.errors import ExitCode, exit_code_for
 
 from .conftest import ACCESS_KEY, AUTHOR, REPO
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # tomllib is standard library from 3.11; tomli is the same parser for 3.10
+    import tomli as tomllib
 
 BASE = {"base_url": "https://acme.gainsightcloud.com", "access_key": ACCESS_KEY, "timeline_author_email": AUTHOR}
 ENV = "DESTINATION__GAINSIGHT__"
@@ -61,7 +66,10 @@ def test_a_field_map_may_name_any_staged_column_the_push_reads():
     assert settings.response_fields["score"] == "Score__gc"  # the rest keep their defaults
 
 
-@pytest.mark.parametrize(("word", "value"), [("true", True), ("On", True), ("yes", True), ("1", True), ("off", False), ("no", False), ("0", False), ("FALSE", False)])
+@pytest.mark.parametrize(
+    ("word", "value"),
+    [("true", True), ("On", True), ("yes", True), ("1", True), ("off", False), ("no", False), ("0", False), ("FALSE", False)],
+)
 def test_switches_take_the_documented_words(monkeypatch, word, value):
     monkeypatch.setenv(f"{ENV}CREATE_MISSING_COMPANIES", word)
     assert load_settings(BASE).create_missing_companies is value
@@ -155,8 +163,8 @@ def test_the_readme_configuration_table_restates_the_defaults_of_the_definition(
             for column, field in re.findall(r"`(\w+)`→`(\w+)`", cells[3]):
                 assert DEFAULT_RESPONSE_FIELDS[column] == field, column
         else:
-            values = re.findall(r"`([^`]+)`", cells[2]) or [cells[2].split(" ")[0]]
-            for key, value in zip(keys, values):
+            values = re.findall(r"`([^`]+)`", cells[2]) or [cells[2].split(" ")[0]] * len(keys)
+            for key, value in zip(keys, values, strict=True):
                 if value in expected:
                     continue  # a fallback to another setting ("bulk_access_key: `access_key`")
                 assert same(value, expected[key]), f"README says {key} defaults to {value!r}, the definition {expected[key]!r}"
