@@ -111,6 +111,9 @@ ResponseFields: type[_FieldMap] = configspec(
 
 @configspec
 class GainsightSettings(BaseConfiguration):
+    """`[destination.gainsight]`. Like every dlt configspec, a key is looked up most specific first
+    (`DESTINATION__GAINSIGHT__MAX_ATTEMPTS`, then `DESTINATION__MAX_ATTEMPTS`, then `MAX_ATTEMPTS`)."""
+
     base_url: str = None  # type: ignore[assignment]  # required: dlt reports it missing
     access_key: TSecretStrValue | None = None
     client_id: TSecretStrValue | None = None
@@ -194,7 +197,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> GainsightSettin
     _check_field_map_keys("overrides", explicit.get("response_fields") or {})
     configured = dlt.config.get(f"{SECTION}.response_fields")
     if isinstance(configured, Mapping):
-        _check_field_map_keys(".dlt/config.toml", configured)
+        _check_field_map_keys("the configuration", configured)
     try:
         return resolve_configuration(GainsightSettings(), sections=SECTIONS, explicit_value=explicit)
     except ConfigFieldMissingException as exc:
