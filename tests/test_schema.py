@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 from connector_common import schema
-from destinations.gainsight.outbox import COLUMNS
 from destinations.gainsight.preflight import EXPECTED
+from destinations.gainsight.store import outbox_sql
 from pipelines.errors import ExitCode
 from sources.customergauge.mapping import NON_RESPONSE_SCHEMA, RESPONSE_SCHEMA
 from sources.customergauge.settings import DEFAULT_PROPERTY_MAP
@@ -21,7 +21,7 @@ from .conftest import REPO
 def test_every_structure_naming_the_columns_is_derived_from_the_schema():
     assert RESPONSE_SCHEMA.names == [column.name for column in schema.RESPONSE_COLUMNS]
     assert NON_RESPONSE_SCHEMA.names == [column.name for column in schema.NON_RESPONSE_COLUMNS]
-    assert [name.strip() for name in COLUMNS.split(",")] == list(schema.OUTBOX_COLUMNS)
+    assert all(f"r.{name}," in outbox_sql("nps") for name in schema.OUTBOX_COLUMNS)
     assert {column.name: column.label for column in schema.PROPERTIES} == DEFAULT_PROPERTY_MAP
     assert set(EXPECTED) == set(schema.MAPPABLE) >= set(schema.DEFAULT_RESPONSE_FIELDS)
     assert set(schema.MAPPABLE) - {"company_gsid"} <= set(schema.OUTBOX_COLUMNS)

@@ -9,8 +9,9 @@ turns them into a failed line and an exit code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from connector_common.first_contact import Setting

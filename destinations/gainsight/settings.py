@@ -195,7 +195,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> GainsightSettin
     """Resolve settings from dlt config/secrets (and env), with `overrides` winning; validate."""
     explicit = {key: value for key, value in (overrides or {}).items() if value is not None}
     _check_field_map_keys("overrides", explicit.get("response_fields") or {})
-    configured = dlt.config.get(f"{SECTION}.response_fields")
+    configured: object = dlt.config.get(f"{SECTION}.response_fields")
     if isinstance(configured, Mapping):
         _check_field_map_keys("the configuration", configured)
     try:
