@@ -1,27 +1,16 @@
 """Failures of the command itself and the exit code each maps to.
 
 Exit codes are part of the interface: schedulers alert on them and the README documents them.
+
+This module imports no vendor package at import time: the command line imports it before it knows
+whether a run happens at all, and the vendor packages pull in dlt, DuckDB and pyarrow (seconds),
+which `--help` and a mistyped option must not wait for. `exit_code_for` imports them when a run
+has failed, by which time they are loaded anyway.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
-
-from connector_common.stop import StopRequested
-from destinations.gainsight.errors import (
-    GainsightCredentialsRejected,
-    GainsightError,
-    GainsightSettingError,
-    LocalWriteFailed,
-)
-from sources.customergauge.errors import (
-    ApiUnavailable,
-    ContractViolation,
-    CredentialsRejected,
-    CustomerGaugeError,
-    InvalidSetting,
-    RequestRejected,
-)
 
 
 class ExitCode(IntEnum):
@@ -79,6 +68,22 @@ def outcome_code(quarantined: int, dead_lettered: int, quota_deferred: bool) -> 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
     """Map any exception escaping a run to its documented exit code."""
+    from connector_common.stop import StopRequested
+    from destinations.gainsight.errors import (
+        GainsightCredentialsRejected,
+        GainsightError,
+        GainsightSettingError,
+        LocalWriteFailed,
+    )
+    from sources.customergauge.errors import (
+        ApiUnavailable,
+        ContractViolation,
+        CredentialsRejected,
+        CustomerGaugeError,
+        InvalidSetting,
+        RequestRejected,
+    )
+
     if isinstance(exc, CommandError):
         return exc.exit_code
     if isinstance(exc, StopRequested):
