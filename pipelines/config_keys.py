@@ -47,7 +47,7 @@ ANY = "any"  # a key whose value may be a table of its own, read by dlt (e.g. Du
 Tree = dict[str, Union[None, str, "Tree"]]  # key -> None (a value) | ANY | subsection
 
 # Source parameters the command passes itself; they are not configuration.
-_SOURCE_RUNTIME_ONLY = frozenset({"report", "backfill_start", "backfill_end"})
+_SOURCE_RUNTIME_ONLY = frozenset({"report", "backfill_start", "backfill_end", "load_in_parts"})
 CONFIG_FILES = ("config.toml", "secrets.toml")
 # dlt injects a source's dict parameter (property_map) whole: from its TOML table or from one env
 # var holding JSON. An env var per entry is never read, so it is refused like a typo.

@@ -136,7 +136,7 @@ def run_stage(
     tables: list[str] = []
     while True:
         try:
-            source = customergauge(report=report, **(source_options or {}))
+            source = customergauge(report=report, load_in_parts=True, **(source_options or {}))
             if tables:
                 source = source.with_resources(*tables)
             STOP.enter("the extract from CustomerGauge")
