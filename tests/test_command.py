@@ -144,20 +144,19 @@ def test_bad_backfill_arguments_are_usage_errors(project):
 
 
 def test_second_concurrent_run_fails_fast_on_the_lock(cg_sandbox, project):
-    sandbox = cg_sandbox(responses=3000)
-    # The first run's first page is held long enough for a second process to start on a loaded
-    # machine; the second must give up while the first still holds the file, not wait for it.
+    sandbox = cg_sandbox(responses=3000, time_scale=0)
+    # The first run's first page is held until the test moves the (frozen) sandbox clock; the
+    # second run must give up while the first still holds the file, not wait for it.
     sandbox.add_fault(kind="delay", delay=25.0, path=RESPONSES, times=1)
     env = cli_env(sandbox, project)
     first = start_cli("--stage-only", cwd=project, env=env)
     try:
-        # The token is requested after the file is locked; the request log books a call when it
-        # is answered, so the held page itself would show up only after its delay.
-        wait_for(lambda: sandbox.count(path="/oauth2/token") >= 1, timeout=60)
+        sandbox.clock.wait_for_sleepers(1, timeout=60)  # pages are requested after the file is locked
         second = run_cli("--stage-only", cwd=project, env=env, timeout=30)
         assert second.returncode == 4
         assert "in use by another process" in second.stderr
         assert first.poll() is None, "the second run waited for the first instead of failing fast"
+        sandbox.advance(25)
         assert first.wait(timeout=90) == 0
     finally:
         first.kill()

@@ -521,18 +521,17 @@ def test_a_rejected_request_stops_the_run_with_the_vendor_message(cg_sandbox, st
 
 def test_response_edited_while_its_window_is_paged_lands_once_in_its_latest_version(cg_sandbox, staging_for, caplog):
     caplog.set_level(logging.INFO)
-    sandbox = cg_sandbox(responses=3500, days=20)
-    sandbox.add_fault(kind="delay", delay=0.4, path=RESPONSES, times=10)
+    sandbox = cg_sandbox(responses=3500, days=20, time_scale=0)
+    sandbox.add_fault(kind="delay", delay=60, path=RESPONSES, skip=1)  # page two waits for the sandbox clock
     staging = staging_for(sandbox)
     first_page_record = sandbox.records[10]["number_customergauge"]
     outcome = {}
     runner = threading.Thread(target=lambda: outcome.update(result=staging.run(decode_workers=0)))
     runner.start()
-    deadline = time.monotonic() + 30
-    while sandbox.count(path=RESPONSES) < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    sandbox.clock.wait_for_sleepers(1)
     # page one is served: the record moves to the end of the feed, which this run has not read yet
     sandbox.edit_response(first_page_record, comment="edited during the run")
+    sandbox.advance(60)
     runner.join(timeout=60)
 
     code, result = outcome["result"]

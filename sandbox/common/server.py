@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from sandbox.common.clock import SandboxClock
 from sandbox.common.faults import Fault, FaultPlan
 
 CONTROL_PREFIX = "/_sandbox/"
@@ -130,8 +131,10 @@ class SandboxServer:
     #: Fault kinds this server can apply; vendor-specific kinds are added by subclasses.
     fault_kinds: frozenset[str] = frozenset({"status", "drop", "delay", "revoke_tokens"})
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, clock: SandboxClock | None = None) -> None:
         self._requested_port = port
+        #: Sandbox time: what tokens, limits and windows read; ``advance`` moves it (see clock.py).
+        self.clock = clock or SandboxClock()
         self._routes: list[tuple[re.Pattern[str], str, Handler]] = []
         self._log = RequestLog()
         self._faults = FaultPlan()
@@ -141,6 +144,7 @@ class SandboxServer:
         self.route("GET", r"/_sandbox/faults", self._control_list_faults)
         self.route("DELETE", r"/_sandbox/faults", self._control_clear_faults)
         self.route("POST", r"/_sandbox/tokens/revoke", self._control_revoke_tokens)
+        self.route("POST", r"/_sandbox/advance", self._control_advance)
         self.route("GET", r"/_sandbox/requests", self._control_request_counts)
         self.route("DELETE", r"/_sandbox/requests", self._control_clear_log)
 
@@ -237,16 +241,28 @@ class SandboxServer:
     def revoke_tokens(self) -> None:
         """Invalidate every issued token; servers that issue tokens override this (here: none)."""
 
+    def advance(self, seconds: float) -> None:
+        """Emulator-only: move the sandbox clock (windows roll, tokens expire, held answers go out)."""
+        self.clock.advance(seconds)
+
+    def hold(self, seconds: float) -> None:
+        """How a ``delay`` fault waits: real seconds here; a sandbox whose delays are on its clock
+        overrides this with ``self.clock.sleep``."""
+        time.sleep(seconds)
+
     def server_error(self) -> Response:
         """What a crashed handler answers (a sandbox bug shows up as the vendor's 500)."""
         return json_response(500, {"message": "Server Error"})
 
+    def too_many_attempts(self, retry_headers: dict[str, str], limit: int | None = None) -> Response:
+        """Laravel's 429 with the rate-limit headers, plus ``Retry-After`` (and its ``Date``) when known."""
+        headers = {"X-RateLimit-Limit": str(limit or self.rate_limit), "X-RateLimit-Remaining": "0", **retry_headers}
+        return json_response(429, {"message": "Too Many Attempts."}, headers)
+
     def render_fault(self, fault: Fault) -> Response:
         """The response of a ``status`` fault, in the Laravel shape CustomerGauge is assumed to use."""
         if fault.status == 429:
-            headers = {"X-RateLimit-Limit": str(self.rate_limit), "X-RateLimit-Remaining": "0"}
-            headers.update(fault.retry_after_headers(time.time()))
-            return json_response(429, {"message": "Too Many Attempts."}, headers)
+            return self.too_many_attempts(fault.retry_after_headers(time.time()))
         if fault.status >= 500:
             return json_response(fault.status, {"message": "Server Error"})
         return json_response(fault.status, {"message": HTTPStatus(fault.status).phrase})
@@ -284,7 +300,7 @@ class SandboxServer:
         if fault is not None and fault.kind == "delay":
             # A slow server authenticates and reads on arrival, then answers late: a token valid when
             # the request arrived is not failed by the delay.
-            time.sleep(fault.delay)
+            self.hold(fault.delay)
         self._log.append(
             LoggedRequest(
                 request.method,
@@ -326,6 +342,14 @@ class SandboxServer:
     def _control_revoke_tokens(self, request: Request) -> Response:
         self.revoke_tokens()
         return json_response(200, {"revoked": True})
+
+    def _control_advance(self, request: Request) -> Response:
+        """``{"seconds": n}`` -> the new sandbox time."""
+        try:
+            self.advance(float(request.json()["seconds"]))
+        except (KeyError, TypeError, ValueError) as error:
+            return json_response(400, {"message": str(error)})
+        return json_response(200, {"now": self.clock.now()})
 
     def _control_request_counts(self, request: Request) -> Response:
         counts = self._log.counts_by_path()

@@ -14,9 +14,11 @@ from datetime import datetime
 from typing import Any, Optional
 from urllib.parse import parse_qs
 
+from sandbox.common.clock import SandboxClock
 from sandbox.common.server import Request, Response, SandboxServer, json_response
 from sandbox.common.tokens import TokenIssuer, basic_credentials
 from sandbox.customergauge.data import RecordFactory, SeedSpec
+from sandbox.customergauge.limits import RateLimit
 from sandbox.customergauge.query import InvalidQuery, parse_sync_query
 from sandbox.customergauge.store import RecordStore
 
@@ -52,13 +54,16 @@ class CustomerGaugeSandbox(SandboxServer):
         token_lifetime: float = 3600.0,
         port: int = 0,
         last_page_cursor: str = "number",
+        time_scale: float = 1.0,
+        requests_per_minute: int | None = None,
     ) -> None:
-        super().__init__(port)
+        super().__init__(port, SandboxClock(time_scale))
         if last_page_cursor not in _LAST_PAGES:
             raise ValueError(f"last_page_cursor must be one of {sorted(_LAST_PAGES)}")
         self.last_page_cursor = last_page_cursor
         self._credentials = (client_id.encode(), client_secret.encode())
-        self._tokens = TokenIssuer(token_lifetime)
+        self._tokens = TokenIssuer(token_lifetime, self.clock)
+        self._rate_limit = RateLimit(requests_per_minute, self.clock) if requests_per_minute else None
         spec = seed if seed is not None else SeedSpec()
         self._factory = RecordFactory(spec)
         self._factory_lock = threading.Lock()
@@ -134,6 +139,11 @@ class CustomerGaugeSandbox(SandboxServer):
         """Emulator-only: invalidate every issued token (the next API call gets 401)."""
         self._tokens.revoke_all()
 
+    def hold(self, seconds: float) -> None:
+        """A ``delay`` fault waits on the sandbox clock: real time at ``time_scale=1``; on a frozen
+        clock the answer is held until a test advances the clock past it."""
+        self.clock.sleep(seconds)
+
     # -- CustomerGauge API ---------------------------------------------------------------------------
 
     def method_not_allowed(self, request: Request, allowed: list[str]) -> Response:
@@ -146,8 +156,11 @@ class CustomerGaugeSandbox(SandboxServer):
         )
 
     def _sync(self, request: Request, store: RecordStore) -> Response:
-        if not self._authenticated(request):
+        token = self._bearer(request)
+        if token is None:
             return json_response(401, {"message": "Unauthenticated."})
+        if self._rate_limit is not None and (wait := self._rate_limit.admit(token)) is not None:
+            return self.too_many_attempts({"Retry-After": str(self.clock.retry_after(wait))}, self._rate_limit.per_minute)
         try:
             query = parse_sync_query(request.query)
         except InvalidQuery as invalid:
@@ -157,9 +170,10 @@ class CustomerGaugeSandbox(SandboxServer):
             body = _LAST_PAGES[self.last_page_cursor] or body
         return Response(200, body)
 
-    def _authenticated(self, request: Request) -> bool:
+    def _bearer(self, request: Request) -> str | None:
+        """The request's valid, unexpired bearer token, if it has one."""
         scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
-        return scheme.lower() == "bearer" and bool(token) and self._tokens.is_valid(token)
+        return token if scheme.lower() == "bearer" and token and self._tokens.is_valid(token) else None
 
     def _grant_token(self, request: Request) -> Response:
         """OAuth2 client credentials from the form body, the query string (viadot) or HTTP Basic."""

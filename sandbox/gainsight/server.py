@@ -93,10 +93,9 @@ class GainsightSandbox(SandboxServer):
         bulk_max_bytes: int = DEFAULT_MAX_BYTES,
         variants: Variants | None = None,
     ) -> None:
-        super().__init__(port)
+        super().__init__(port, SandboxClock(time_scale))
         #: Emulator-only answer variants (``sandbox/gainsight/variants.py``); changeable while running.
         self.variants = variants if variants is not None else Variants()
-        self.clock = SandboxClock(time_scale)
         self.schema = schema if schema is not None else default_schema()
         self.require_accept = require_accept
         self.retry_after_header = retry_after_header
@@ -178,9 +177,7 @@ class GainsightSandbox(SandboxServer):
     def _rate_limited(self, exceeded: Exceeded) -> GainsightError:
         headers = {"x-ratelimit-limit": str(exceeded.limit)}
         if self.retry_after_header:
-            wait = exceeded.resets_at - self.clock.now()
-            real = self.clock.real_seconds(wait)
-            headers["Retry-After"] = str(max(1, math.ceil(real if math.isfinite(real) else wait)))
+            headers["Retry-After"] = str(self.clock.retry_after(exceeded.resets_at - self.clock.now()))
         return GainsightError(429, "GS_APIG_2404", "API rate limit exceeded", headers=headers)
 
     # -- Gainsight-shaped answers for the base server's cases -----------------------------------------
@@ -262,10 +259,6 @@ class GainsightSandbox(SandboxServer):
         """Emulator-only: quota family -> window -> {limit, used, resets_at (sandbox epoch seconds)}."""
         return self._quotas.state()
 
-    def advance(self, seconds: float) -> None:
-        """Emulator-only: move the sandbox clock (quota windows roll, tokens expire, Bulk jobs progress)."""
-        self.clock.advance(seconds)
-
     def fail_bulk_rows(self, keys: Iterable[str], reason: str = "Emulator-injected row failure") -> None:
         """Emulator-only: the next Bulk rows whose key value (the job's first update key, else its
         first column) is in ``keys`` fail once each: counted as failures, not written."""
@@ -309,7 +302,6 @@ class GainsightSandbox(SandboxServer):
         self.route("POST", r"/_sandbox/bulk/jobs", self._control_add_job)
         self.route("POST", r"/_sandbox/bulk/fail-rows", self._control_fail_rows)
         self.route("POST", r"/_sandbox/users", self._control_add_user)
-        self.route("POST", r"/_sandbox/advance", self._control_advance)
         self.route("POST", r"/_sandbox/reset", self._control_reset)
 
     def _control_records(self, request: Request, name: str) -> Response:
@@ -361,14 +353,6 @@ class GainsightSandbox(SandboxServer):
         except (KeyError, TypeError, ValueError) as error:
             return json_response(400, {"message": str(error)})
         return json_response(201, {"gsid": gsid})
-
-    def _control_advance(self, request: Request) -> Response:
-        """``{"seconds": n}`` -> the new sandbox time."""
-        try:
-            self.advance(float(request.json()["seconds"]))
-        except (KeyError, TypeError, ValueError) as error:
-            return json_response(400, {"message": str(error)})
-        return json_response(200, {"now": self.clock.now()})
 
     def _control_reset(self, request: Request) -> Response:
         self.reset()

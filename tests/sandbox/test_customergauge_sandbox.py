@@ -4,6 +4,7 @@ and inject faults deterministically, because every client test trusts it."""
 from __future__ import annotations
 
 import base64
+import math
 import re
 import signal
 import subprocess
@@ -29,10 +30,14 @@ END = date(2026, 11, 20)
 DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 
 
+SERVER_KNOBS = ("token_lifetime", "time_scale", "requests_per_minute")
+
+
 def make_sandbox(**spec: Any) -> CustomerGaugeSandbox:
+    """A sandbox from seed fields plus the server's own knobs (token lifetime, clock, rate limit)."""
     spec.setdefault("end", END)
-    lifetime = spec.pop("token_lifetime", 3600.0)
-    return CustomerGaugeSandbox(CLIENT_ID, CLIENT_SECRET, seed=SeedSpec(**spec), token_lifetime=lifetime)
+    knobs = {name: spec.pop(name) for name in SERVER_KNOBS if name in spec}
+    return CustomerGaugeSandbox(CLIENT_ID, CLIENT_SECRET, seed=SeedSpec(**spec), **knobs)
 
 
 @pytest.fixture
@@ -134,7 +139,7 @@ def test_token_rejects_json_body_and_wrong_method(cg: CustomerGaugeSandbox, http
 
 
 def test_api_requires_a_valid_unexpired_bearer_token(http: requests.Session) -> None:
-    with make_sandbox(responses=5, token_lifetime=0.2) as cg:
+    with make_sandbox(responses=5, token_lifetime=0.2, time_scale=0) as cg:
         assert http.get(cg.base_url + RESPONSES).status_code == 401
         bad = http.get(cg.base_url + RESPONSES, headers={"Authorization": "Bearer not-a-token"})
         assert (bad.status_code, bad.json()) == (401, {"message": "Unauthenticated."})
@@ -144,7 +149,7 @@ def test_api_requires_a_valid_unexpired_bearer_token(http: requests.Session) -> 
         ).json()
         assert grant["expires_in"] == 1  # 0.2 s rounded up: OAuth2 has whole seconds only
         assert get(cg, http, bearer=grant["access_token"]).status_code == 200
-        time.sleep(0.3)
+        cg.advance(0.3)  # the sandbox clock, not a real wait
         assert get(cg, http, bearer=grant["access_token"]).status_code == 401
 
 
@@ -404,11 +409,34 @@ def test_delay_fault_serves_slowly(cg: CustomerGaugeSandbox, http: requests.Sess
 
 
 def test_delay_fault_authenticates_on_arrival(http: requests.Session) -> None:
-    with make_sandbox(responses=5, token_lifetime=0.3) as cg:
+    with make_sandbox(responses=5, token_lifetime=60, time_scale=0) as cg:
         bearer = token(cg, http)
-        cg.add_fault(kind="delay", delay=0.4, path=RESPONSES)
-        assert get(cg, http, bearer=bearer).status_code == 200  # valid on arrival, expired on delivery
+        cg.add_fault(kind="delay", delay=120, path=RESPONSES)
+        answers: list[int] = []
+        held = threading.Thread(target=lambda: answers.append(get(cg, http, bearer=bearer).status_code))
+        held.start()
+        cg.clock.wait_for_sleepers(1)  # arrived and held: a frozen clock releases nothing
+        assert answers == []
+        cg.advance(120)
+        held.join(timeout=10)
+        assert answers == [200]  # valid on arrival, expired on delivery
         assert get(cg, http, bearer=bearer).status_code == 401
+
+
+def test_rate_limit_counts_per_token_in_minute_windows_of_the_sandbox_clock(http: requests.Session) -> None:
+    with make_sandbox(responses=5, time_scale=0, requests_per_minute=2) as cg:
+        bearer, other = token(cg, http), token(cg, http)
+        assert [get(cg, http, bearer=bearer).status_code for _ in range(2)] == [200, 200]
+        limited = get(cg, http, bearer=bearer)
+        assert (limited.status_code, limited.json()) == (429, {"message": "Too Many Attempts."})
+        to_window_end = 60 - cg.clock.now() % 60  # frozen: Retry-After is in sandbox seconds
+        assert limited.headers["Retry-After"] == str(max(1, math.ceil(to_window_end)))
+        assert limited.headers["X-RateLimit-Limit"] == "2" and limited.headers["X-RateLimit-Remaining"] == "0"
+        assert get(cg, http, bearer=other).status_code == 200  # each token has its own budget
+        assert get(cg, http, bearer=bearer).status_code == 429  # until the clock moves
+        moved = http.post(cg.base_url + "/_sandbox/advance", json={"seconds": to_window_end + 1})
+        assert moved.status_code == 200
+        assert get(cg, http, bearer=bearer).status_code == 200  # a new window
 
 
 def test_revoke_tokens_fault_expires_tokens_at_an_exact_request(
