@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -58,7 +58,7 @@ class Window:
 
     period: Period
     start_cursor: int | None  # None: from the window's first page
-    reached: int | None = None  # feed position after the last page handed to dlt
+    reached: int | None = field(init=False)  # feed position after the last page handed to dlt
     cut: bool = False  # the part ended before the window did
 
     def __post_init__(self) -> None:
