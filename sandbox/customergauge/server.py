@@ -11,7 +11,7 @@ import hmac
 import random
 import threading
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import parse_qs
 
 from sandbox.common.clock import SandboxClock
@@ -32,7 +32,7 @@ _DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 #: The empty last page per ``last_page_cursor`` [assumed variants]: ``number`` = the incoming cursor
 #: (the reference's reading, rendered by the store), ``null`` = ``"next": null``, ``missing`` = no ``next``.
-_LAST_PAGES: dict[str, Optional[bytes]] = {
+_LAST_PAGES: dict[str, bytes | None] = {
     "number": None,
     "null": b'{"data":[],"cursor":{"next":null}}',
     "missing": b'{"data":[],"cursor":{}}',
@@ -50,7 +50,7 @@ class CustomerGaugeSandbox(SandboxServer):
         self,
         client_id: str,
         client_secret: str,
-        seed: Optional[SeedSpec] = None,
+        seed: SeedSpec | None = None,
         token_lifetime: float = 3600.0,
         port: int = 0,
         last_page_cursor: str = "number",
@@ -98,8 +98,9 @@ class CustomerGaugeSandbox(SandboxServer):
         accounts: dict[str, str] = {}
         for record in self.records:
             number = next((p["reference"] for p in record.get("properties") or [] if p.get("field") == "Account Number"), None)
-            if number and "nps" in record:
-                accounts.setdefault(number, (record.get("account") or {}).get("name"))
+            name = (record.get("account") or {}).get("name")
+            if number and name and "nps" in record:
+                accounts.setdefault(number, name)
         return dict(sorted(accounts.items()))
 
     @property
@@ -107,7 +108,7 @@ class CustomerGaugeSandbox(SandboxServer):
         """How many tokens were granted so far."""
         return self._tokens.granted
 
-    def add_responses(self, count: int, responded_at: Optional[datetime] = None) -> list[int]:
+    def add_responses(self, count: int, responded_at: datetime | None = None) -> list[int]:
         """Emulator-only: append ``count`` new valid responses; returns their CGIDs.
 
         Without ``responded_at`` they were answered a few minutes ago; with it (naive = UTC) they are
@@ -241,7 +242,7 @@ class CustomerGaugeSandbox(SandboxServer):
         return json_response(200, {"number_customergauge": int(cgid), "sync_id": sync_id})
 
 
-def _oauth_params(request: Request) -> Optional[dict[str, str]]:
+def _oauth_params(request: Request) -> dict[str, str] | None:
     """Query string and form body merged; ``None`` if malformed or any parameter is repeated."""
     form: dict[str, list[str]] = {}
     if request.body:
