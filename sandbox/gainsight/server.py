@@ -8,7 +8,6 @@ controls live under ``/_sandbox/`` and in the Python methods marked emulator-onl
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 import time
