@@ -14,18 +14,22 @@ from collections.abc import Iterator
 
 import dlt
 import pyarrow as pa
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connector_common.stop import StopRequested
 from destinations.gainsight import (
+    GainsightError,
+    GainsightSettingError,
     GainsightSettings,
     Pusher,
     PushReport,
     gainsight,
     read_outbox,
 )
-from destinations.gainsight.plan import plan_push
+from destinations.gainsight.errors import LocalWriteFailed
 from destinations.gainsight.store import ensure_views, given_up
 
+from .logs import DLT_LOGGER
 from .settings import RunSettings
 from .stage import without_dlt_signal_handlers
 from .staging import RESPONSES, StagingStore
@@ -34,17 +38,13 @@ log = logging.getLogger("nps.push")
 
 
 def run_push(
-    settings: RunSettings, store: StagingStore, run_id: str, gainsight_settings: GainsightSettings, dry_run: bool = False
+    settings: RunSettings, store: StagingStore, run_id: str, gainsight_settings: GainsightSettings
 ) -> PushReport:
     staged = store.count(RESPONSES)
     if not staged:
         log.info("push: nothing staged yet")
-        return PushReport(dry_run=dry_run)
-    log.info("push: %s", "planning (dry run)" if dry_run else f"to Gainsight at {gainsight_settings.base_url}")
-    if dry_run:
-        report = plan_push(store.connection, settings.dataset_name, gainsight_settings, staged)
-        log.info("push: dry run planned from the ledger; nothing was sent to Gainsight")
-        return report
+        return PushReport()
+    log.info("push: to Gainsight at %s", gainsight_settings.base_url)
     pusher = Pusher(gainsight_settings, store.connection, settings.dataset_name, run_id)
     try:
         if pusher.recover():
@@ -58,15 +58,10 @@ def run_push(
         pending = len(pipeline.list_extracted_load_packages()) + len(pipeline.list_normalized_load_packages())
         if pending:
             log.warning("push: re-delivering %d package(s) an interrupted run left pending", pending)
-            pipeline.normalize()
-            pipeline.load()
+            _load(pipeline)
         outbox = _Outbox(store, settings.dataset_name, gainsight_settings)
-        if pusher.failure is None:
-            pipeline.extract(dlt.resource(outbox.batches(), name="outbox"))
-            pipeline.normalize()
-            pipeline.load()
-        if pusher.failure is not None:
-            raise pusher.failure
+        pipeline.extract(dlt.resource(outbox.batches(), name="outbox"))
+        _load(pipeline)
         report = pusher.finish()
     except StopRequested as stop:
         stop.push = pusher.finish()  # what this run did, for the summary of the stopped run
@@ -74,13 +69,53 @@ def run_push(
     finally:
         pusher.close()
     ensure_views(store.connection, settings.dataset_name, gainsight_settings)
-    for name, count in given_up(store.connection, settings.dataset_name, gainsight_settings).items():
-        report[name].given_up = count  # from the rule that picks what is retried, for every object
-    responses = report["responses"]
-    responses.unchanged += max(0, staged - outbox.needs_response - responses.given_up)
+    count_given_up(report, store, settings.dataset_name, gainsight_settings, staged, outbox.needs_response)
     if not outbox.rows:
         log.info("push: Gainsight is up to date (%s staged responses, none to push)", f"{staged:,}")
     return report
+
+
+def count_given_up(
+    report: PushReport, store: StagingStore, dataset: str, settings: GainsightSettings, staged: int, needs_response: int
+) -> None:
+    """Given-up counts from the rule that picks what is retried (for every object), and the
+    responses Gainsight holds as staged."""
+    for name, count in (given_up(store.connection, dataset, settings) if store.table_exists(RESPONSES) else {}).items():
+        report[name].given_up = count
+    responses = report["responses"]
+    responses.unchanged += max(0, staged - needs_response - responses.given_up)
+
+
+class _FailedJobLines(logging.Filter):
+    """dlt logs a failed job twice, with its traceback; the run reports the push's failure itself,
+    once, as the cause (and a stop as a stop, not as a traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("Terminal exception in job" in text or "failed terminally in load" in text)
+
+
+def _load(pipeline: dlt.Pipeline) -> None:
+    """Normalize and load what is extracted; a failed push surfaces as its own error (the sink
+    raised it as terminal, so the package stays pending for the next run)."""
+    dlt_log, quiet = logging.getLogger(DLT_LOGGER), _FailedJobLines()
+    dlt_log.addFilter(quiet)
+    try:
+        pipeline.normalize()
+        pipeline.load()
+    except PipelineStepFailed as exc:
+        raise _push_failure(exc) from None
+    finally:
+        dlt_log.removeFilter(quiet)
+
+
+def _push_failure(exc: PipelineStepFailed) -> Exception:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, (GainsightError, GainsightSettingError, LocalWriteFailed, StopRequested)):
+            return cause
+        cause = getattr(cause, "client_exception", None) or cause.__cause__ or cause.__context__
+    return exc
 
 
 class _Outbox:

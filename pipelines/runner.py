@@ -18,6 +18,7 @@ from destinations.gainsight.store import ensure_run_history
 from sources.customergauge import ExtractReport
 
 from .alerts import dead_letter_novelty, ensure_reported, remember_reported
+from .dry_run import run_dry
 from .errors import WARNINGS, CommandError, ExitCode, exit_code_for, outcome_code
 from .history import RunRecord, record
 from .logs import bind_run_id, redact
@@ -82,12 +83,14 @@ def _execute(
     try:
         ensure_run_history(store.connection)
         ensure_reported(store.connection, store.dataset)
-        if settings.push_only:
+        if dry_run:
+            result = run_dry(settings, store, report, source_options, destination)
+        elif settings.push_only:
             result = StageResult(report=report, staged_rows=store.count(RESPONSES), quarantine_rows=store.count(QUARANTINE))
         else:
             result = run_stage(make_pipeline(settings, store), store, report, source_options)
-        if destination is not None:
-            result.push = run_push(settings, store, report.run_id, destination, dry_run)
+        if destination is not None and not dry_run:
+            result.push = run_push(settings, store, report.run_id, destination)
             result.dead_letters = dead_letter_novelty(store.connection, report.run_id)
         push = result.push
         # An account that starts waiting for a Company needs an admin once; the same wait is not re-alerted.
@@ -123,6 +126,8 @@ def _execute(
     finally:
         run.ended_at = datetime.now(timezone.utc)
         run.cursor_before, run.cursor_after = _cursors(report)
+        if dry_run:
+            run.cursor_after = run.cursor_before  # a dry run moves no cursor
         if outcome is not None:
             run.exit_code, run.outcome = int(code), outcome.name.lower()
         record(store.connection, run)

@@ -8,13 +8,16 @@ still pending and must be loaded first (a plain `run()` would only finish it and
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dlt
 import duckdb
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from connector_common.stop import STOP, StopRequested
@@ -40,6 +43,7 @@ class StageResult:
     quarantine_rows: int = 0
     push: PushReport | None = None  # None when the run only staged
     dead_letters: dict[str, NewAndSeen] = field(default_factory=dict)  # per object, written by this run's push
+    dry_run: bool = False  # fetched and planned only: nothing staged, no cursor moved
 
 
 def make_pipeline(settings: RunSettings, store: StagingStore) -> dlt.Pipeline:
@@ -73,7 +77,7 @@ def finish_pending(pipeline: dlt.Pipeline, store: StagingStore) -> int:
         pipeline.normalize()
         load(pipeline, store)
     except PipelineStepFailed as exc:
-        raise _unwrap(exc) from None
+        raise unwrap_step_failure(exc) from None
     return pending
 
 
@@ -143,12 +147,12 @@ def run_stage(
             pipeline.extract(source)
             STOP.enter("normalize")
             pipeline.normalize()
-            changes = store.count_changes(_staged_files(pipeline, RESPONSES))
-            quarantined = quarantine_novelty(store.connection, _staged_files(pipeline, QUARANTINE))
+            changes = store.count_changes(staged_files(pipeline, RESPONSES))
+            quarantined = quarantine_novelty(store.connection, staged_files(pipeline, QUARANTINE))
             STOP.enter("the DuckDB load")
             load(pipeline, store)
         except PipelineStepFailed as exc:
-            raise _unwrap(exc) from None
+            raise unwrap_step_failure(exc) from None
         except ConfigFieldMissingException as exc:
             raise describe_missing(exc, "sources.customergauge") from None
         result.changes.new += changes.new
@@ -172,7 +176,45 @@ def run_stage(
     return result
 
 
-def _staged_files(pipeline: dlt.Pipeline, table: str) -> list[str]:
+def preview_stage(
+    settings: RunSettings, store: StagingStore, report: ExtractReport, source_options: dict[str, Any] | None, scratch: Path
+) -> list[str]:
+    """`--dry-run`'s extract: the parquet files of the responses a run would stage now.
+
+    dlt's working folder is copied to `scratch` and the source is extracted and normalized there,
+    part after part, and never loaded: the staging table, the cursor (in DuckDB and in the real
+    working folder) and the pending packages stay exactly as they were. A pending package of an
+    interrupted run is normalized with the rest, as a real run would load it first.
+    """
+    working = Path(settings.pipelines_dir or get_dlt_pipelines_dir()) / settings.pipeline_name
+    if working.exists():
+        shutil.copytree(working, scratch / settings.pipeline_name)
+    pipeline = without_dlt_signal_handlers(
+        dlt.pipeline(
+            pipeline_name=settings.pipeline_name,
+            destination=dlt.destinations.duckdb(store.connection),
+            dataset_name=settings.dataset_name,
+            pipelines_dir=str(scratch),
+        )
+    )
+    pipeline.sync_destination()  # reads the cursor from DuckDB when the working folder is new
+    tables: list[str] = []
+    while True:
+        try:
+            source = customergauge(report=report, **(source_options or {}))
+            STOP.enter("the extract from CustomerGauge (dry run)")
+            pipeline.extract(source.with_resources(*tables) if tables else source)
+            pipeline.normalize()
+        except PipelineStepFailed as exc:
+            raise unwrap_step_failure(exc) from None
+        except ConfigFieldMissingException as exc:
+            raise describe_missing(exc, "sources.customergauge") from None
+        tables = report.unfinished
+        if not tables:
+            return staged_files(pipeline, RESPONSES)
+
+
+def staged_files(pipeline: dlt.Pipeline, table: str) -> list[str]:
     """Files of `table` in the package normalized for this run and not yet loaded."""
     files = []
     for load_id in pipeline.list_normalized_load_packages():
@@ -181,7 +223,7 @@ def _staged_files(pipeline: dlt.Pipeline, table: str) -> list[str]:
     return files
 
 
-def _unwrap(exc: PipelineStepFailed) -> Exception:
+def unwrap_step_failure(exc: PipelineStepFailed) -> Exception:
     """Surface the CustomerGauge / config error inside dlt's step wrapper; name load failures."""
     for cause in _causes(exc):
         if isinstance(cause, (CustomerGaugeError, ConfigError, InvalidSetting, StopRequested)):

@@ -40,7 +40,8 @@ def format_summary(
         if stopped:
             lines.append(f"  cursor {feed.table}: as committed with the last part loaded into DuckDB")
         elif feed.cursor_before is not None or feed.cursor_after is not None:
-            lines.append(f"  cursor {feed.table}: {_ts(feed.cursor_before)} -> {_ts(feed.cursor_after)}")
+            moved = f"{_ts(feed.cursor_before)} -> {_ts(feed.cursor_after)}"
+            lines.append(f"  cursor {feed.table}: {moved}" + (" (dry run: not moved)" if result.dry_run else ""))
         elif feed.window_start is not None:
             lines.append(f"  cursor {feed.table}: unchanged (backfill)")
     if result.quarantine.seen_before:

@@ -260,14 +260,15 @@ def test_dry_run_plans_without_writing(cg_sandbox, gs_sandbox, connector_for):
     code, result = connector.run(dry_run=True)
 
     assert code == ExitCode.OK
-    assert len(gs.requests()) == 0
+    assert write_calls(gs) == 0  # Gainsight is only read (which Companies and records exist)
+    assert gs.count_records(RESPONSE_OBJECT) == gs.count_records("Company") == 0
     plan = result.push
     assert plan.dry_run and plan["responses"].created == 80 and plan["companies"].created == 4
+
+    assert connector.run()[0] == ExitCode.OK  # the dry run staged nothing: this run stages and pushes
     assert plan["activities"].created == connector.scalar(
         "SELECT count(*) FROM nps.nps_responses WHERE responded_at >= now() - INTERVAL 14 DAY AND account_id IS NOT NULL"
     )
-
-    assert connector.run()[0] == ExitCode.OK
     cg.edit_response(int(connector.scalar("SELECT max(response_id) FROM nps.nps_responses")), comment="changed")
     code, result = connector.run(dry_run=True)
     assert (result.push["responses"].updated, result.push["responses"].created) == (1, 0)

@@ -18,19 +18,22 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from connector_common.stop import STOP
 
 from .answers import epoch_ms
-from .context import PushContext
+from .engine import Book, PushContext
 from .errors import MaybeApplied, QuotaExhausted
 from .multipart import BulkFile
 from .records import csv_bytes
-from .responses import TABLE, ResponseWriter, push_sync
 from .store import now
+
+if TYPE_CHECKING:
+    from .writes import SyncWriter
 
 log = logging.getLogger("nps.gainsight.bulk")
 
@@ -44,35 +47,40 @@ RECONCILE_KEYS = 2000
 LoadRows = Callable[[dict[str, str]], tuple[pa.Table, pa.Table]]
 
 
-def push_bulk(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
-    """Upload the rows in as few files as the size limit allows; reconcile each; sync the rest."""
+def push_bulk(writer: SyncWriter, indices: Sequence[int], records: pa.Table) -> list[int]:
+    """Upload the items `indices` (their `records`) in as few files as the size limit allows and
+    reconcile each; returns the items that did not land, for the sync API to name their errors."""
+    ctx, book = writer.ctx, writer.book
+    STOP.enter("the push: Bulk upload")
     settings = ctx.settings
     job_id = settings.response_bulk_job_id or ""
+    rows = writer.plan.rows(indices)
     per_row = _bytes_per_row(records)
     start, number = 0, 0
+    missed: list[int] = []
     while start < records.num_rows:
         number += 1
         name = f"nps_responses_{ctx.ledger.run_id}_{number}.csv"
         upload = fitting_file(job_id, name, records, start, settings.bulk_max_bytes, per_row)
         length = upload.rows
         chunk_rows, chunk_records = rows.slice(start, length), records.slice(start, length)
+        chunk = indices[start : start + length]
         start += length
         upload_id = uuid.uuid4().hex
         try:
             ctx.ledger.start_upload(
-                upload_id, job_id, name, upload.sha256(), chunk_rows.select(["response_id", "content_hash"]), upload.csv_bytes
+                upload_id, job_id, name, upload.sha256(), chunk_rows.select([book.spec.key, "content_hash"]), upload.csv_bytes
             )
             log.info("gainsight: bulk upload %d: %s rows, %.1f MB", number, f"{length:,}", upload.csv_bytes / 1e6)
             status_id = ctx.client.bulk_upload(upload)
-        except QuotaExhausted as exhausted:
+        except QuotaExhausted:
             ctx.ledger.update_upload(upload_id, status="NOT_SENT", reconciled_at=now())
-            ctx.defer(TABLE, rows.slice(start - length)["response_id"].to_pylist(), exhausted)
-            return
+            raise  # the engine defers every row not settled yet
         except MaybeApplied as exc:
             # Unknown whether Gainsight got it; the rows stay in the outbox and the Upsert job
             # makes sending them again harmless.
             ctx.ledger.update_upload(upload_id, status="UNKNOWN", reconciled_at=now())
-            _defer_upload(ctx, chunk_rows, "a Bulk upload got no answer (5xx or a lost connection)")
+            _defer_upload(book, chunk_rows, "a Bulk upload got no answer (5xx or a lost connection)")
             log.warning("gainsight: bulk upload %d: %s; its %d rows are retried next run", number, exc, length)
             continue
         finally:
@@ -81,24 +89,26 @@ def push_bulk(ctx: PushContext, rows: pa.Table, records: pa.Table) -> None:
         ctx.report.bulk_uploads += 1
         ctx.report.bulk_rows += length
         if follow(ctx, upload_id, status_id) is None:
-            _defer_upload(ctx, chunk_rows, "Gainsight was still processing a Bulk upload when the run stopped waiting")
+            _defer_upload(book, chunk_rows, "Gainsight was still processing a Bulk upload when the run stopped waiting")
             continue
-        missed_rows, missed_records = reconcile(ctx, upload_id, chunk_rows, chunk_records)
-        if missed_rows.num_rows:
+        not_landed = reconcile(book, upload_id, chunk_rows, chunk_records)
+        if not_landed:
             log.info(
-                "gainsight: bulk upload %d: %d rows did not land; sending them through the sync API "
-                "to learn why",
+                "gainsight: bulk upload %d: %d rows did not land; sending them through the sync API to learn why",
                 number,
-                missed_rows.num_rows,
+                len(not_landed),
             )
-            push_sync(ctx, missed_rows, missed_records)
+            missed += [chunk[offset] for offset in not_landed]
+    return missed
 
 
-def _defer_upload(ctx: PushContext, rows: pa.Table, reason: str) -> None:
+def _defer_upload(book: Book, rows: pa.Table, reason: str) -> None:
     """The rows of an upload whose outcome this run cannot learn wait for the next run, which
     reconciles (or re-sends) them: deferred work, so the run exits with the deferral code."""
-    ctx.report.defer_records(TABLE, rows["response_id"].to_pylist())
-    ctx.report.defer("bulk", "upload", None, reason)
+    keys = [str(key) for key in rows[book.spec.key].to_pylist()]
+    book.settled.update(keys)  # not to be written again in this run
+    book.ctx.report.defer_records(book.spec.name, keys)
+    book.ctx.report.defer("bulk", "upload", None, reason)
 
 
 def fitting_file(job_id: str, name: str, records: pa.Table, start: int, max_bytes: int, per_row: float) -> BulkFile:
@@ -119,8 +129,9 @@ def _bytes_per_row(records: pa.Table) -> float:
     return max(1.0, len(csv_bytes(sample)) / max(1, sample.num_rows))
 
 
-def recover_uploads(ctx: PushContext, load_rows: LoadRows) -> int:
+def recover_uploads(book: Book, load_rows: LoadRows) -> int:
     """Poll and reconcile uploads an earlier run left open; returns how many were finished."""
+    ctx = book.ctx
     finished = 0
     for upload in ctx.ledger.open_uploads():
         upload_id = upload["upload_id"]
@@ -132,7 +143,7 @@ def recover_uploads(ctx: PushContext, load_rows: LoadRows) -> int:
         if follow(ctx, upload_id, upload["status_id"]) is None:
             continue
         rows, records = load_rows(ctx.ledger.upload_rows(upload_id))
-        reconcile(ctx, upload_id, rows, records)
+        reconcile(book, upload_id, rows, records)
         finished += 1
     ctx.report.recovered_uploads += finished
     return finished
@@ -177,41 +188,48 @@ def follow(ctx: PushContext, upload_id: str, status_id: str) -> dict[str, Any] |
         interval = min(interval * 1.5, 30.0)
 
 
-def reconcile(ctx: PushContext, upload_id: str, rows: pa.Table, records: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Confirm the rows Gainsight holds exactly as sent; return (rows, records) of the others.
+def reconcile(book: Book, upload_id: str, rows: pa.Table, records: pa.Table) -> list[int]:
+    """Confirm the rows Gainsight holds exactly as sent; return the positions of the others.
 
     Works through the upload one query of `RECONCILE_KEYS` keys at a time, with Python objects
     (records, keys, hashes) for that chunk only, so memory follows the chunk, not the file.
     """
+    ctx, spec = book.ctx, book.spec
     settings = ctx.settings
-    key = settings.response_key_field
+    key = spec.key_field(settings)
     datetime_fields = {settings.response_fields.get("responded_at")}
     missed: list[int] = []
     landed_total = 0
     for start in range(0, records.num_rows, RECONCILE_KEYS):
         chunk = rows.slice(start, RECONCILE_KEYS)
-        writer = ResponseWriter(ctx, dict(zip(chunk["response_id"].to_pylist(), chunk["content_hash"].to_pylist())))
+        hashes = dict(zip(chunk[spec.key].to_pylist(), chunk["content_hash"].to_pylist(), strict=True))
         sent = records.slice(start, RECONCILE_KEYS).to_pylist()
         ids = [str(record[key]) for record in sent]
-        before = ctx.ledger.state(TABLE, ids, ["gsid"])
-        stored = ctx.client.find_by_key(settings.response_object, key, ids, list(records.column_names))
-        landed, gsids = [], []
-        for offset, record in enumerate(sent):
-            found = stored.get(str(record[key]))
+        before = ctx.ledger.state(spec.name, ids, ["gsid"])
+        stored = ctx.client.find_by_key(spec.object_name(settings), key, ids, list(records.column_names))
+        landed: dict[str, list[dict[str, Any]]] = {"created": [], "updated": []}
+        for offset, (record, rid) in enumerate(zip(sent, ids, strict=True)):
+            found = stored.get(rid)
             if found is not None and _same(record, found, datetime_fields):
-                landed.append(record)
-                gsids.append(found.get("Gsid"))
+                outcome = "updated" if (before.get(rid) or {}).get("gsid") else "created"
+                landed[outcome].append(
+                    {
+                        spec.key: rid,
+                        "gsid": found.get("Gsid"),
+                        "pushed_hash": hashes[rid],
+                        "via": "bulk",
+                        "status": "synced",
+                        "bulk_upload_id": upload_id,
+                    }
+                )
             else:
                 missed.append(start + offset)
-        writer.confirm(landed, gsids, "bulk", upload_id)
-        updated = sum(1 for record in landed if (before.get(str(record[key])) or {}).get("gsid"))
-        ctx.report[TABLE].updated += updated
-        ctx.report[TABLE].created += len(landed) - updated
-        landed_total += len(landed)
+        for outcome, booked in landed.items():
+            book.confirm(booked, outcome)
+            landed_total += len(booked)
     ctx.ledger.update_upload(upload_id, landed=landed_total, not_landed=len(missed), reconciled_at=now())
     log.info("gainsight: bulk upload reconciled: %d landed, %d did not", landed_total, len(missed))
-    taken = pa.array(missed, pa.int64())
-    return rows.take(taken), records.take(taken)
+    return missed
 
 
 def _same(sent: dict[str, Any], stored: dict[str, Any], datetime_fields: set[str | None]) -> bool:

@@ -46,6 +46,7 @@ from .errors import (
 from .multipart import BulkFile
 from .quota import QuotaLimiter
 from .settings import SECRET_KEYS, GainsightSettings, setting
+from .specs import SPECS
 
 log = logging.getLogger("nps.gainsight")
 
@@ -53,15 +54,13 @@ TOKEN_PATH = "/v1/users/m2m/oauth/token"
 QUERY_LIMIT = 5000  # rows per query call (reference §4.4)
 WRITE_LIMIT = 50  # records per sync write (reference §4.1)
 
-# Endpoint family (what the summary counts) -> quota family (what Gainsight limits).
+# Endpoint family (what the summary counts) -> quota family (what Gainsight limits); each
+# object's writes count against the family its spec names.
 QUOTA_FAMILY = {
     "query": "sync",
-    "company": "sync",
-    "response": "sync",
-    "people": "sync",
     "bulk_status": "sync",
-    "timeline": "timeline",
     "bulk": "bulk",
+    **{spec.endpoint: spec.quota_family for spec in SPECS},
 }
 RATE_LIMIT_CODES = frozenset({"GS_APIG_2404", "GU_2400"})
 AUTH_CODES = frozenset({"GS_APIG_2401", "GS_APIG_2402", "GSOBJ_1024"})

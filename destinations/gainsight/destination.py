@@ -5,10 +5,12 @@ instead of dlt's default 10 rows, and `sequential` loading keeps one writer agai
 quotas. The sink reads the file as Arrow (dlt writes parquet for Arrow input); it also accepts
 record batches, should someone configure a batch size.
 
-Failures of the push are not raised into dlt: dlt would retry the job 5 times a second apart and
-then park the package. The pusher keeps the ledger exact after every batch, so the sink records
-the error and the command reports it; the next run recomputes the outbox from the ledger. A stop
-asked for by a signal travels the same way, so dlt's worker thread is done before the run ends.
+A failed push is raised into dlt as a `DestinationTerminalException` (its cause: the Gainsight,
+settings, disk or stop error): dlt then neither retries the job (the client already retried what
+can be retried) nor records the package as loaded. It stays pending, and the next run delivers it
+again before a fresh outbox; the ledger, exact after every batch, drops what is confirmed or
+given up since (`still_pending`), so nothing is sent twice. The command unwraps the cause for its
+exit code (`pipelines/push.py`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationTerminalException
+from dlt.common.schema import TTableSchema
 
-from connector_common.stop import StopRequested
-
-from .errors import GainsightError, GainsightSettingError, LocalWriteFailed
 from .push import Pusher
 
 # The push this process is running. The sink is a module-level function so that dlt can re-create
@@ -46,19 +46,17 @@ def gainsight(pusher: Pusher) -> Destination:
     naming_convention="direct",
     skip_dlt_columns_and_tables=True,
 )
-def gainsight_outbox(items: Any, table: dict[str, Any]) -> None:
+def gainsight_outbox(items: Any, table: TTableSchema) -> None:
     pusher = _active.get("pusher")
     if pusher is None:
         raise DestinationTerminalException(
             "the Gainsight push runs only inside `python pipelines/nps_to_gainsight.py`, which computes "
             "the outbox from the ledger; dlt's own `load` cannot deliver it"
         )
-    if pusher.failure is not None:
-        return  # a fatal error earlier in this load: the command reports it
     try:
         pusher.deliver(_as_table(items))
-    except (GainsightError, GainsightSettingError, LocalWriteFailed, StopRequested) as exc:
-        pusher.failure = exc  # a full disk under the ledger arrives as LocalWriteFailed (store.py)
+    except Exception as exc:  # a full disk under the ledger arrives as LocalWriteFailed (store.py)
+        raise DestinationTerminalException(f"the Gainsight push stopped: {exc}") from exc
 
 
 def _as_table(items: Any) -> pa.Table:

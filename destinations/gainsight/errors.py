@@ -37,6 +37,13 @@ class GainsightRejected(GainsightError):
         self.data = data
 
     @property
+    def per_record(self) -> bool:
+        """A verdict on the records sent (HTTP 400, or `result: false` with a 2xx status, reference
+        §3.1): a smaller batch may pass, so the engine splits the call and dead-letters the record
+        left alone. Any other refusal (404, 409, 413, ...) is not about the data: the run fails."""
+        return self.status == 400 or self.status < 300
+
+    @property
     def reason(self) -> str:
         """Gainsight's own words (`errorDesc`), for the dead-letter table; the full message otherwise."""
         return self.description or str(self)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Optional
 
-OBJECTS = ("companies", "people", "responses", "activities")
+from .specs import OBJECTS
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Deferral:
 
     family: str
     window: str
-    resume_at: Optional[datetime]
+    resume_at: datetime | None
     reason: str = ""
 
 
@@ -81,7 +81,7 @@ class PushReport:
     def write_calls(self) -> int:
         return sum(n for endpoint, n in self.calls.items() if endpoint not in ("query", "bulk_status", "token"))
 
-    def defer(self, family: str, window: str, resume_at: Optional[datetime], reason: str = "") -> None:
+    def defer(self, family: str, window: str, resume_at: datetime | None, reason: str = "") -> None:
         if not any(d.family == family and d.reason == reason for d in self.deferrals):
             self.deferrals.append(Deferral(family, window, resume_at, reason))
 

@@ -36,34 +36,23 @@ from connector_common.sql import one_row, table_exists
 
 from .errors import LocalWriteFailed
 from .settings import GainsightSettings
+from .specs import KEYS, SPECS, ledger_ddl
 
 # A connection to the staging file, as the other modules hold it (they never call it themselves).
 Connection = duckdb.DuckDBPyConnection
 
 SCHEMA = "gainsight"
+# Object tables (`specs.ledger_ddl`) may lack columns added after their first release: a ledger of
+# an earlier version gets them here.
+_ADDED_COLUMNS = "".join(
+    f"ALTER TABLE {SCHEMA}.{spec.name} ADD COLUMN IF NOT EXISTS {column} VARCHAR;\n"
+    for spec in SPECS
+    for column in spec.ledger_column_names
+)
 
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
-CREATE TABLE IF NOT EXISTS {SCHEMA}.companies (
-    account_id VARCHAR PRIMARY KEY, name VARCHAR, gsid VARCHAR, pushed_hash VARCHAR,
-    status VARCHAR, attempts INTEGER DEFAULT 0, failed_hash VARCHAR, last_error_code VARCHAR,
-    last_error VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ);
-CREATE TABLE IF NOT EXISTS {SCHEMA}.people (
-    email VARCHAR PRIMARY KEY, gsid VARCHAR, company_gsid VARCHAR, pushed_hash VARCHAR,
-    status VARCHAR, attempts INTEGER DEFAULT 0, failed_hash VARCHAR, last_error_code VARCHAR,
-    last_error VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ);
-CREATE TABLE IF NOT EXISTS {SCHEMA}.responses (
-    response_id VARCHAR PRIMARY KEY, gsid VARCHAR, pushed_hash VARCHAR, via VARCHAR,
-    status VARCHAR, attempts INTEGER DEFAULT 0, failed_hash VARCHAR, last_error_code VARCHAR,
-    last_error VARCHAR, bulk_upload_id VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ);
-CREATE TABLE IF NOT EXISTS {SCHEMA}.activities (
-    response_id VARCHAR PRIMARY KEY, external_id VARCHAR, activity_id VARCHAR,
-    status VARCHAR, attempts INTEGER DEFAULT 0, failed_hash VARCHAR, last_error_code VARCHAR,
-    last_error VARCHAR, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ);
--- pushed_hash: hash of the activity as Gainsight holds it; source_hash: the response content it shows.
-ALTER TABLE {SCHEMA}.activities ADD COLUMN IF NOT EXISTS pushed_hash VARCHAR;
-ALTER TABLE {SCHEMA}.activities ADD COLUMN IF NOT EXISTS source_hash VARCHAR;
-CREATE TABLE IF NOT EXISTS {SCHEMA}.bulk_uploads (
+{ledger_ddl(SCHEMA)}{_ADDED_COLUMNS}CREATE TABLE IF NOT EXISTS {SCHEMA}.bulk_uploads (
     upload_id VARCHAR PRIMARY KEY, job_id VARCHAR, status_id VARCHAR, file_name VARCHAR,
     file_sha256 VARCHAR, rows INTEGER, bytes BIGINT, status VARCHAR, total_count INTEGER,
     success_count INTEGER, failure_count INTEGER, landed INTEGER, not_landed INTEGER,
@@ -82,8 +71,6 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.dead_letters (
     PRIMARY KEY (object, record_key));
 """
 
-# What each object's ledger table is keyed on (`dead_letters.object` uses the same names).
-KEYS = {"companies": "account_id", "people": "email", "responses": "response_id", "activities": "response_id"}
 
 
 # Ledger statuses of a record Gainsight holds (`confirm` writes them; `mark`/`fail` others).
@@ -215,9 +202,14 @@ def outbox_parameters(settings: GainsightSettings) -> dict[str, object]:
     }
 
 
-def read_outbox(db: Connection, dataset: str, settings: GainsightSettings, batch_rows: int = 10_000) -> pa.RecordBatchReader:
-    """The whole outbox as a stream of Arrow batches (the push pipeline's extract)."""
-    return db.sql(outbox_sql(f'"{dataset}"'), params=outbox_parameters(settings)).to_arrow_reader(batch_rows)
+def read_outbox(
+    db: Connection, dataset: str, settings: GainsightSettings, batch_rows: int = 10_000, staged: str | None = None
+) -> pa.RecordBatchReader:
+    """The whole outbox as a stream of Arrow batches (the push pipeline's extract). `staged`: the
+    SQL name of the schema holding `nps_responses` when it is not the dataset (the dry run's
+    in-memory overlay of staged and freshly fetched responses)."""
+    sql = outbox_sql(staged or f'"{dataset}"')
+    return db.sql(sql, params=outbox_parameters(settings)).to_arrow_reader(batch_rows)
 
 
 def given_up(db: Connection, dataset: str, settings: GainsightSettings) -> dict[str, int]:
@@ -316,15 +308,6 @@ class Ledger:
     def gives_up(self, row: dict[str, Any] | None, content_hash: str) -> bool:
         """True when this exact content already failed `max_attempts` times: stop resending it."""
         return bool(row and row.get("failed_hash") == content_hash and (row.get("attempts") or 0) >= self.max_attempts)
-
-    @_local_state
-    def pushed(self, table: str, columns: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-        """key -> `columns` of every record of `table` that Gainsight holds in some version."""
-        key = KEYS[table]
-        rows = self._db.execute(
-            f"SELECT {key}, {', '.join(columns)} FROM {SCHEMA}.{table} WHERE pushed_hash IS NOT NULL"
-        ).fetchall()
-        return {row[0]: tuple(row[1:]) for row in rows}
 
     @_local_state
     def company_gsids(self) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Step 4: one Timeline activity per response, on its Company, kept in step with edits.
+"""Writer kind TIMELINE: one Timeline activity per response, on its Company, kept in step with edits.
 
 `ExternalId` = `cg-nps-<response_id>` is Gainsight's idempotency key on insert and the match key of
 an update in place (`PUT /v1/ant/es/activity?identifier=externalid`, reference §4.7). New activities
@@ -22,19 +22,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
 from .answers import TimelineOutcome, is_duplicate, is_no_match
-from .context import PushContext
-from .errors import GainsightRejected, GainsightSettingError, QuotaExhausted
-from .records import AUTHOR_LOOKUP, activity_hash, activity_record
+from .engine import Action, Writer, write_isolating
+from .errors import GainsightRejected, GainsightSettingError
+from .records import AUTHOR_LOOKUP, activity_hash
 
 log = logging.getLogger("nps.gainsight.timeline")
 
-TABLE = "activities"
 OBJECT = "activity_timeline"
-STATE = ["status", "activity_id", "pushed_hash", "failed_hash", "attempts"]
-BOOKED = frozenset({"created", "exists", "updated"})
 # Send, look up what the answer left open, send what the look-up found missing or older: a few
 # rounds settle every answer variant; what is still open after them is retried on the next run.
 ROUNDS = 3
@@ -43,7 +38,7 @@ NOT_CONFIRMED = "NOT_CONFIRMED"
 
 @dataclass
 class _Activity:
-    row: dict[str, Any]
+    index: int  # the plan's item
     record: dict[str, Any]
     activity_id: str | None = None
     sent: str | None = None  # "insert" / "update" when this run's call may have written it
@@ -52,160 +47,145 @@ class _Activity:
     def external_id(self) -> str:
         return str(self.record["ExternalId"])
 
-    @property
-    def response_id(self) -> str:
-        return str(self.row["response_id"])
 
-
-class _Stopped(Exception):
-    """A quota ran out mid-step: `pending` are the activities not settled yet."""
-
-    def __init__(self, exhausted: QuotaExhausted, pending: list[_Activity]):
-        super().__init__(str(exhausted))
-        self.exhausted = exhausted
-        self.pending = pending
-
-
-def create_activities(ctx: PushContext, outbox: pa.Table, companies: dict[str, str]) -> None:
+class TimelineWriter(Writer):
     """Insert missing activities and update those showing an older version of their response."""
-    settings = ctx.settings
-    counts = ctx.report[TABLE]
-    rows = outbox.filter(outbox["needs_activity"]).to_pylist()
-    waiting = [row for row in rows if row["account_id"] not in companies]
-    ctx.report.defer_records(TABLE, [row["response_id"] for row in waiting])
-    rows = [row for row in rows if row["account_id"] in companies]
-    state = ctx.ledger.state(TABLE, [row["response_id"] for row in rows], STATE)
-    current: list[_Activity] = []
-    inserts: list[_Activity] = []
-    updates: list[_Activity] = []
-    unknown: list[_Activity] = []
-    for row in rows:
-        booked = state.get(row["response_id"]) or {}
-        if ctx.ledger.gives_up(booked, row["content_hash"]):
-            counts.given_up += 1
-            continue
-        record = activity_record(
-            row, companies[row["account_id"]], settings.timeline_author_email or "", settings.timeline_activity_type
+
+    def write(self) -> None:
+        plan = self.plan
+        todo = plan.indices(Action.UNCHANGED, Action.UPDATE, Action.CREATE)
+        records = self.spec.payload(plan.rows(todo), self.settings, {})
+        activities = {
+            index: _Activity(index, record, (plan.state.get(plan.keys[index]) or {}).get("activity_id"))
+            for index, record in zip(todo, records, strict=True)
+        }
+        # The edit did not touch what the activity shows: book the response version it reflects.
+        self._book([activities[i] for i in plan.indices(Action.UNCHANGED)], "exists", counted=False)
+        self._converge(
+            [activities[i] for i in plan.indices(Action.CREATE)], [activities[i] for i in plan.indices(Action.UPDATE)]
         )
-        activity = _Activity(row, record, booked.get("activity_id"))
-        if booked.get("pushed_hash") == activity_hash(record):
-            current.append(activity)  # the edit did not touch what the activity shows
-        elif booked.get("pushed_hash"):
-            updates.append(activity)
-        elif booked.get("status") in BOOKED:
-            unknown.append(activity)  # booked before the ledger kept hashes: look at it first
-        else:
-            inserts.append(activity)
-    _book(ctx, current, "exists")
-    _converge(ctx, inserts, updates, unknown)
-    log.info(
-        "gainsight: timeline: %d created, %d updated, %d already there, %d failed, %d waiting for their company",
-        counts.created,
-        counts.updated,
-        counts.unchanged,
-        counts.failed,
-        len(waiting),
-    )
+        counts = self.book.counts
+        log.info(
+            "gainsight: timeline: %d created, %d updated, %d already there, %d failed",
+            counts.created,
+            counts.updated,
+            counts.unchanged,
+            counts.failed,
+        )
 
-
-def _converge(ctx: PushContext, inserts: list[_Activity], updates: list[_Activity], unknown: list[_Activity]) -> None:
-    """Send, look up what stays open, send again: until every activity is booked or failed."""
-    try:
+    def _converge(self, inserts: list[_Activity], updates: list[_Activity]) -> None:
+        """Send, look up what stays open, send again: until every activity is booked or failed."""
+        unknown: list[_Activity] = []
         for _ in range(ROUNDS):
-            found_missing, found_older = _look_up(ctx, unknown, inserts + updates)
+            found_missing, found_older = self._look_up(unknown)
             inserts, updates = inserts + found_missing, updates + found_older
             if not inserts and not updates:
                 return
-            unknown = _send_all(ctx, inserts, updates)
+            unknown = self._send_all(inserts, updates)
             inserts, updates = [], []
-        inserts, updates = _look_up(ctx, unknown, [])
-    except _Stopped as stopped:
-        ctx.defer(TABLE, [activity.response_id for activity in stopped.pending], stopped.exhausted)
-        return
-    for activity in inserts + updates:
-        _fail(
-            ctx,
-            activity,
-            NOT_CONFIRMED,
-            "Gainsight's answers did not confirm this activity and a query by ExternalId does not find it as sent",
-        )
+        inserts, updates = self._look_up(unknown)
+        for activity in inserts + updates:
+            self._fail(
+                activity,
+                NOT_CONFIRMED,
+                "Gainsight's answers did not confirm this activity and a query by ExternalId does not find it as sent",
+            )
 
+    def _send_all(self, inserts: list[_Activity], updates: list[_Activity]) -> list[_Activity]:
+        """Send the inserts, then the updates, in calls of `timeline_records_per_call`; returns the open ones."""
+        size = self.settings.timeline_records_per_call
+        still_open: list[_Activity] = []
 
-def _send_all(ctx: PushContext, inserts: list[_Activity], updates: list[_Activity]) -> list[_Activity]:
-    """Send the inserts, then the updates, in calls of `timeline_records_per_call`; returns the open ones."""
-    size = ctx.settings.timeline_records_per_call
-    batches = [("insert", inserts[i : i + size]) for i in range(0, len(inserts), size)]
-    batches += [("update", updates[i : i + size]) for i in range(0, len(updates), size)]
-    still_open: list[_Activity] = []
-    for index, (operation, batch) in enumerate(batches):
+        def rejected(activity: _Activity, exc: GainsightRejected) -> None:
+            self._fail(activity, exc.code, exc.reason)
+
+        for operation, activities in (("insert", inserts), ("update", updates)):
+
+            def send(batch: list[_Activity], operation: str = operation) -> TimelineOutcome | None:
+                return self._call(operation, batch)
+
+            def landed(batch: list[_Activity], outcome: TimelineOutcome | None, operation: str = operation) -> None:
+                still_open.extend(self._settle(operation, batch, outcome))
+
+            for start in range(0, len(activities), size):
+                write_isolating(activities[start : start + size], send, landed, rejected)
+        return still_open
+
+    def _call(self, operation: str, batch: list[_Activity]) -> TimelineOutcome | None:
+        """One insert or update call; None when it was refused whole because some ExternalIds
+        exist (insert) or do not (update): nothing was written and nothing says which."""
+        records = [activity.record for activity in batch]
+        write = self.ctx.client.insert_activities if operation == "insert" else self.ctx.client.update_activities
         try:
-            still_open += _send(ctx, operation, batch)
-        except QuotaExhausted as exhausted:
-            raise _Stopped(exhausted, still_open + [a for _, rest in batches[index:] for a in rest]) from None
-    return still_open
-
-
-def _send(ctx: PushContext, operation: str, batch: list[_Activity]) -> list[_Activity]:
-    """One insert or update call; books what its answer clearly settles, returns the rest."""
-    records = [activity.record for activity in batch]
-    write = ctx.client.insert_activities if operation == "insert" else ctx.client.update_activities
-    try:
-        outcome = write(records, AUTHOR_LOOKUP)
-    except GainsightRejected as exc:
-        if is_duplicate(exc.code, exc.reason) or (operation == "update" and is_no_match(exc.code, exc.reason)):
-            # Refused whole because some ExternalIds exist (insert) or do not (update): nothing was
-            # written and nothing says which, so each one is looked up.
-            log.info("gainsight: timeline %s refused as a whole (%s); looking the activities up", operation, exc.code)
-            return [_unsent(activity) for activity in batch]
-        if exc.status != 400:
+            return write(records, AUTHOR_LOOKUP)
+        except GainsightRejected as exc:
+            if is_duplicate(exc.code, exc.reason) or (operation == "update" and is_no_match(exc.code, exc.reason)):
+                log.info("gainsight: timeline %s refused as a whole (%s); looking the activities up", operation, exc.code)
+                return None
             raise
-        # Refused as a whole for one reason (e.g. the author is not a Gainsight user).
+
+    def _settle(self, operation: str, batch: list[_Activity], outcome: TimelineOutcome | None) -> list[_Activity]:
+        """Book what the answer clearly settles; returns the rest, to be looked up."""
+        if outcome is None:
+            return [_unsent(activity) for activity in batch]
+        _refuse_misconfiguration(outcome, len(batch))
+        written = []
+        still_open = []
         for activity in batch:
-            _fail(ctx, activity, exc.code, exc.reason)
-        return []
-    _refuse_misconfiguration(outcome, len(batch))
-    written = []
-    still_open = []
-    for activity in batch:
-        if activity.external_id in outcome.written:
-            activity.activity_id = outcome.written[activity.external_id] or activity.activity_id
-            written.append(activity)
-        elif activity.external_id in outcome.failed:
-            _fail(ctx, activity, *outcome.failed[activity.external_id])
-        elif activity.external_id in outcome.duplicate or activity.external_id in outcome.missing:
-            still_open.append(_unsent(activity))  # exists (maybe older) / vanished: look before writing
-        else:
-            activity.sent = operation
-            still_open.append(activity)  # the answer does not say
-    _book(ctx, written, "created" if operation == "insert" else "updated")
-    return still_open
+            if activity.external_id in outcome.written:
+                activity.activity_id = outcome.written[activity.external_id] or activity.activity_id
+                written.append(activity)
+            elif activity.external_id in outcome.failed:
+                self._fail(activity, *outcome.failed[activity.external_id])
+            elif activity.external_id in outcome.duplicate or activity.external_id in outcome.missing:
+                still_open.append(_unsent(activity))  # exists (maybe older) / vanished: look before writing
+            else:
+                activity.sent = operation
+                still_open.append(activity)  # the answer does not say
+        self._book(written, "created" if operation == "insert" else "updated")
+        return still_open
 
-
-def _look_up(ctx: PushContext, activities: list[_Activity], pending: list[_Activity]) -> tuple[list[_Activity], list[_Activity]]:
-    """Query `activity_timeline` by ExternalId: book those showing what was sent; return (missing, older)."""
-    if not activities:
-        return [], []
-    try:
-        found = ctx.client.find_by_key(
+    def _look_up(self, activities: list[_Activity]) -> tuple[list[_Activity], list[_Activity]]:
+        """Query `activity_timeline` by ExternalId: book those showing what was sent; return (missing, older)."""
+        if not activities:
+            return [], []
+        found = self.ctx.client.find_by_key(
             OBJECT, "ExternalId", [a.external_id for a in activities], ["Subject", "Notes", "GsCompanyId"]
         )
-    except QuotaExhausted as exhausted:
-        raise _Stopped(exhausted, activities + pending) from None
-    same: dict[str, list[_Activity]] = {"created": [], "updated": [], "exists": []}
-    missing, older = [], []
-    for activity in activities:
-        stored = found.get(activity.external_id)
-        if stored is None:
-            missing.append(activity)
-            continue
-        activity.activity_id = stored.get("Gsid") or activity.activity_id
-        if activity_hash(stored) == activity_hash(activity.record):
-            same[{"insert": "created", "update": "updated"}.get(activity.sent or "", "exists")].append(activity)
-        else:
-            older.append(activity)
-    for status, booked in same.items():
-        _book(ctx, booked, status)
-    return missing, older
+        same: dict[str, list[_Activity]] = {"created": [], "updated": [], "exists": []}
+        missing, older = [], []
+        for activity in activities:
+            stored = found.get(activity.external_id)
+            if stored is None:
+                missing.append(activity)
+                continue
+            activity.activity_id = stored.get("Gsid") or activity.activity_id
+            if activity_hash(stored) == activity_hash(activity.record):
+                same[{"insert": "created", "update": "updated"}.get(activity.sent or "", "exists")].append(activity)
+            else:
+                older.append(activity)
+        for status, booked in same.items():
+            self._book(booked, status)
+        return missing, older
+
+    def _book(self, activities: list[_Activity], status: str, counted: bool = True) -> None:
+        """Record activities confirmed in Gainsight, with what they show and the response version."""
+        plan = self.plan
+        rows = [
+            {
+                self.spec.key: plan.keys[activity.index],
+                "external_id": activity.external_id,
+                "activity_id": activity.activity_id,
+                "status": status,
+                "pushed_hash": activity_hash(activity.record),
+                "source_hash": plan.failure_hashes[activity.index],
+            }
+            for activity in activities
+        ]
+        self.book.confirm(rows, {"created": "created", "updated": "updated"}.get(status, "unchanged"), counted)
+
+    def _fail(self, activity: _Activity, code: str | None, message: str) -> None:
+        self.book.fail(self.plan.keys[activity.index], self.plan.failure_hashes[activity.index], code, message, activity.record)
 
 
 def _unsent(activity: _Activity) -> _Activity:
@@ -227,36 +207,3 @@ def _refuse_misconfiguration(outcome: TimelineOutcome, size: int) -> None:
             "check DESTINATION__GAINSIGHT__TIMELINE_AUTHOR_EMAIL (an active Gainsight user) and "
             "DESTINATION__GAINSIGHT__TIMELINE_ACTIVITY_TYPE (a type configured for the Company context)"
         )
-
-
-def _book(ctx: PushContext, activities: list[_Activity], status: str) -> None:
-    """Record activities confirmed in Gainsight, with what they show and the response version."""
-    if not activities:
-        return
-    ctx.ledger.confirm(
-        TABLE,
-        [
-            {
-                "response_id": activity.response_id,
-                "external_id": activity.external_id,
-                "activity_id": activity.activity_id,
-                "status": status,
-                "pushed_hash": activity_hash(activity.record),
-                "source_hash": activity.row["content_hash"],
-            }
-            for activity in activities
-        ],
-    )
-    counts = ctx.report[TABLE]
-    if status == "created":
-        counts.created += len(activities)
-    elif status == "updated":
-        counts.updated += len(activities)
-    else:
-        counts.unchanged += len(activities)
-
-
-def _fail(ctx: PushContext, activity: _Activity, code: str | None, message: str) -> None:
-    ctx.ledger.fail(TABLE, activity.response_id, activity.row["content_hash"], code, message, activity.record)
-    ctx.report[TABLE].failed += 1
-    log.warning("gainsight: timeline activity %s dead-lettered: %s %s", activity.external_id, code, message)

@@ -1,8 +1,10 @@
-"""Sync-API writes that survive Gainsight's all-or-nothing validation and lost answers.
+"""Writer kind SYNC: records of a data-API object, inserted or updated by key, ≤50 per call.
 
-Gainsight validates a write call as a whole: one bad record fails all 50 (reference §2). Retrying
-the same batch cannot succeed, so a rejected batch is split in halves until the bad record stands
-alone; only that record is dead-lettered and the rest land. Log2(50) < 6 extra calls per bad record.
+Records the ledger does not know may exist in Gainsight anyway (made by hand, or by a run whose
+ledger write was lost): they are found by key first and updated, never inserted twice. An update
+that finds no record any more (deleted in Gainsight, `GSOBJ_1011`) becomes an insert. A spec with
+`bulk` sends large batches through the Bulk job instead (`bulk.py`), and what Bulk could not land
+through here, which names the error of each bad record.
 
 An insert whose answer was lost (`MaybeApplied`) may or may not have been applied, and inserting
 again could duplicate it; so the keys are queried first and only the missing records are re-sent.
@@ -10,38 +12,16 @@ again could duplicate it; so the keys are queried first and only the missing rec
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from .client import GainsightClient
+import pyarrow as pa
+
+from .client import WRITE_LIMIT, GainsightClient
+from .engine import WRITES, Action, Writer, write_isolating
 from .errors import GainsightRejected, MaybeApplied
 
-Item = Any
-Send = Callable[[list[Item]], list[dict[str, Any]]]
-
-
-def write_isolating(
-    items: Sequence[Item],
-    send: Send,
-    landed: Callable[[list[Item], list[dict[str, Any]]], None],
-    rejected: Callable[[Item, GainsightRejected], None],
-) -> None:
-    """Send `items` in one call; on a validation rejection bisect until each bad item is alone."""
-    batch = list(items)
-    try:
-        results = send(batch)
-    except GainsightRejected as exc:
-        # An unknown object or field never gets here: the client raises GainsightSettingError for
-        # it, so one configuration mistake is not bisected into a dead letter per record.
-        if exc.status != 400:
-            raise  # not a validation verdict on the records: splitting cannot help
-        if len(batch) == 1:
-            rejected(batch[0], exc)
-            return
-        middle = len(batch) // 2
-        write_isolating(batch[:middle], send, landed, rejected)
-        write_isolating(batch[middle:], send, landed, rejected)
-        return
-    landed(batch, results)
+NO_MATCH = "GSOBJ_1011"
 
 
 def insert_reconciled(
@@ -56,6 +36,112 @@ def insert_reconciled(
     except MaybeApplied:
         keys = [str(record[key_field]) for record in records]
         existing = client.find_by_key(obj, key_field, keys, [])
-        missing = [record for record, key in zip(records, keys) if key not in existing]
+        missing = [record for record, key in zip(records, keys, strict=True) if key not in existing]
         inserted = iter(client.insert(endpoint, obj, missing) if missing else [])
         return [existing[key] if key in existing else next(inserted) for key in keys]
+
+
+def record_slice(records: list[dict[str, Any]] | pa.Table, start: int, length: int) -> list[dict[str, Any]]:
+    """Records `start`.. as dicts: an Arrow table is turned into dicts 50 at a time (100k rows as
+    dicts would cost hundreds of MB)."""
+    if isinstance(records, pa.Table):
+        return records.slice(start, length).to_pylist()
+    return records[start : start + length]
+
+
+class SyncWriter(Writer):
+    """Insert / update by key through the data API (and the Bulk job for a large `bulk` spec)."""
+
+    @property
+    def object_name(self) -> str:
+        return self.spec.object_name(self.settings)
+
+    @property
+    def key_field(self) -> str:
+        return self.spec.key_field(self.settings)
+
+    def uses_bulk(self) -> bool:
+        settings = self.settings
+        planned = len(self.plan.indices(*WRITES))
+        return self.spec.bulk and bool(settings.response_bulk_job_id) and planned >= settings.bulk_min_rows
+
+    def resolve(self) -> None:
+        """Find by key the records planned as new (the Bulk job is an Upsert: it needs no look-up)."""
+        if not self.uses_bulk():
+            self.look_up(self.plan.indices(Action.CREATE))
+
+    def look_up(self, creates: Sequence[int]) -> None:
+        if not creates:
+            return
+        keys = self.plan.keys_of(creates)
+        found = self.ctx.client.find_by_key(self.object_name, self.key_field, keys, [])
+        for index, key in zip(creates, keys, strict=True):
+            if key in found:
+                self.plan.actions[index] = Action.UPDATE
+                self.plan.found[index] = found[key]
+
+    def records(self, indices: Sequence[int]) -> list[dict[str, Any]] | pa.Table:
+        """The payload of the items `indices`, in order."""
+        lengths = self.ctx.field_lengths(self.object_name) if self.spec.field_lengths and indices else {}
+        return self.spec.payload(self.plan.rows(indices), self.settings, lengths)
+
+    def write(self) -> None:
+        updates, creates = self.plan.indices(Action.UPDATE), self.plan.indices(Action.CREATE)
+        if self.uses_bulk():
+            from .bulk import push_bulk  # the Bulk path hands back what it could not land
+
+            missed = push_bulk(self, updates + creates, self.records(updates + creates))
+            self.look_up([i for i in missed if self.plan.actions[i] is Action.CREATE])
+            updates = [i for i in missed if self.plan.actions[i] is Action.UPDATE]
+            creates = [i for i in missed if self.plan.actions[i] is Action.CREATE]
+        self.write_all("update", updates, [self.key_field])
+        self.write_all("insert", creates, [])
+
+    def write_all(self, operation: str, indices: Sequence[int], keys: list[str]) -> None:
+        """Write the items `indices` in calls of ≤50 (`keys`: the update's match fields)."""
+        if not indices:
+            return
+        records = self.records(indices)
+        for start in range(0, len(indices), WRITE_LIMIT):
+            batch = list(zip(indices[start : start + WRITE_LIMIT], record_slice(records, start, WRITE_LIMIT), strict=True))
+            self.write_batch(operation, batch, keys)
+
+    def write_batch(self, operation: str, batch: list[tuple[int, dict[str, Any]]], keys: list[str]) -> None:
+        """One call (split by the engine's error policy); each outcome is booked as it lands."""
+        client, endpoint = self.ctx.client, self.spec.endpoint
+
+        def send(pairs: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+            records = [record for _, record in pairs]
+            if operation == "insert":
+                return insert_reconciled(client, endpoint, self.object_name, self.key_field, records)
+            return client.update(endpoint, self.object_name, records, keys)
+
+        def landed(pairs: list[tuple[int, dict[str, Any]]], results: list[dict[str, Any]]) -> None:
+            rows = [self.booking(index, result.get("Gsid"), record) for (index, record), result in zip(pairs, results, strict=True)]
+            self.confirm_rows(rows, "created" if operation == "insert" else "updated")
+
+        def rejected(pair: tuple[int, dict[str, Any]], exc: GainsightRejected) -> None:
+            index, record = pair
+            if operation == "update" and exc.code == NO_MATCH:
+                self.write_batch("insert", [pair], [])  # deleted in Gainsight since we wrote it: create it again
+                return
+            self.book.fail(self.plan.keys[index], self.plan.failure_hashes[index], exc.code, exc.reason, record)
+
+        write_isolating(batch, send, landed, rejected)
+
+    def confirm_rows(self, rows: list[dict[str, Any]], outcome: str) -> None:
+        self.book.confirm(rows, outcome)
+
+    def booking(self, index: int, gsid: str | None, record: dict[str, Any]) -> dict[str, Any]:
+        """The ledger row of an item confirmed in Gainsight."""
+        plan = self.plan
+        known = plan.found.get(index) or plan.state.get(plan.keys[index]) or {}
+        row = {
+            self.spec.key: plan.keys[index],
+            "gsid": gsid or record.get("Gsid") or known.get("Gsid") or known.get("gsid"),
+            "pushed_hash": plan.digests[index],
+            "status": "synced",
+        }
+        if self.spec.bulk:
+            row.update(via="sync", bulk_upload_id=None)
+        return row
