@@ -18,6 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from connector_common.schema import OUTBOX_COLUMNS, RESPONSE_KEY
+
 from .records import (
     activity_hash,
     activity_record,
@@ -139,10 +141,8 @@ def _activity(row: Row, settings: GainsightSettings) -> dict[str, Any]:
     return activity_record(row, row["company_gsid"], settings.timeline_author_email or "", settings.timeline_activity_type)
 
 
-RESPONSE_COLUMNS = (
-    "score", "category", "comment", "email", "first_name", "last_name", "account_id", "account_name", "survey_id",
-    "touchpoint", "channel", "language", "country", "segment", "product", "case_link", "responded_at", "content_hash",
-)  # fmt: skip
+# The outbox columns a response carries besides its key (connector_common/schema.py).
+RESPONSE_COLUMNS = tuple(column for column in OUTBOX_COLUMNS if column != RESPONSE_KEY)
 _RECORD_STATE = "status VARCHAR, attempts INTEGER DEFAULT 0, failed_hash VARCHAR, last_error_code VARCHAR, last_error VARCHAR"
 
 SPECS: tuple[ObjectSpec, ...] = (
@@ -178,7 +178,7 @@ SPECS: tuple[ObjectSpec, ...] = (
     ObjectSpec(
         name="responses",
         endpoint="response",
-        key="response_id",
+        key=RESPONSE_KEY,
         writer=SYNC,
         quota_family="sync",
         columns=RESPONSE_COLUMNS,
@@ -196,7 +196,7 @@ SPECS: tuple[ObjectSpec, ...] = (
     ObjectSpec(
         name="activities",
         endpoint="timeline",
-        key="response_id",
+        key=RESPONSE_KEY,
         writer=TIMELINE,
         quota_family="timeline",
         columns=RESPONSE_COLUMNS,
