@@ -53,7 +53,7 @@ SAMPLE_SIZE = 5  # records on that page: enough to prove the envelope, cheap for
 class Checklist:
     """The printed lines and the exit code they add up to."""
 
-    out: TextIO = sys.stdout
+    out: TextIO
     codes: list[ExitCode] = field(default_factory=list)
 
     def add(self, finding: Finding, code: ExitCode = ExitCode.CONFIG_ERROR) -> None:
@@ -73,7 +73,8 @@ class Checklist:
         return min(self.codes, default=ExitCode.OK)
 
 
-def run_check(settings_dir: Path, environ: Mapping[str, str], out: TextIO = sys.stdout) -> ExitCode:
+def run_check(settings_dir: Path, environ: Mapping[str, str], out: TextIO | None = None) -> ExitCode:
+    out = out or sys.stdout  # looked up per call, not at import: whoever redirected stdout gets the lines
     checks = Checklist(out)
     unknown = unknown_keys(settings_dir, environ)
     for problem in unknown:

@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from .cli import cli_env, push_env, run_main
 from .conftest import ACCESS_KEY, CLIENT_SECRET, RESPONSE_OBJECT
-from .test_command import cli_env, run_cli
-from .test_push_command import push_env
 
 DESCRIBE = "/v1/meta/services/objects/describe"
 
 
 def check(env: dict[str, str], cwd: Path):
-    result = run_cli("check", cwd=cwd, env=env)
+    result = run_main("check", cwd=cwd, env=env)
     for stream in (result.stdout, result.stderr):
         assert ACCESS_KEY not in stream and CLIENT_SECRET not in stream
     return result
@@ -80,7 +79,7 @@ def test_check_passes_on_a_good_setup_and_changes_nothing(tenants, project):
 def test_check_leaves_an_existing_staging_file_byte_for_byte(tenants, project):
     cg, gs = tenants
     env = push_env(cg, gs, project)
-    assert run_cli(cwd=project, env=env).returncode == 0
+    assert run_main(cwd=project, env=env).returncode == 0
     staged = project / "staging.duckdb"
     before = hashlib.sha256(staged.read_bytes()).hexdigest()
     writes_before = gainsight_writes(gs)
@@ -164,7 +163,7 @@ def test_typo_in_config_toml_is_named_with_a_suggestion(tenants, project):
     assert "did you mean destination.gainsight.response_bulk_job_id" in line(result, "✗", "response_bulk_job ")
 
     cg.clear_log()
-    run = run_cli(cwd=project, env=env)  # the scheduled run refuses it too, before any call
+    run = run_main(cwd=project, env=env)  # the scheduled run refuses it too, before any call
     assert run.returncode == 2
     assert "lookback_day" in run.stderr and "did you mean" in run.stderr
     assert cg.requests() == [] and not (project / "staging.duckdb").exists()
@@ -176,7 +175,7 @@ def test_typo_in_env_var_is_named_with_a_suggestion(tenants, project):
     result = check(env, project)
     assert result.returncode == 2
     assert "did you mean SOURCES__CUSTOMERGAUGE__LOOKBACK_DAYS" in line(result, "✗", "SOURCES__CUSTOMERGAUGE__LOOKBAK_DAYS")
-    run = run_cli("--stage-only", cwd=project, env=env)
+    run = run_main("--stage-only", cwd=project, env=env)
     assert run.returncode == 2 and "SOURCES__CUSTOMERGAUGE__LOOKBAK_DAYS" in run.stderr
 
 
@@ -184,7 +183,7 @@ def test_typo_in_env_var_is_named_with_a_suggestion(tenants, project):
 def test_empty_or_placeholder_credentials_are_config_errors_before_any_call(cg_sandbox, project, value):
     cg = cg_sandbox(responses=10)
     env = cli_env(cg, project, SOURCES__CUSTOMERGAUGE__CLIENT_SECRET=value)
-    result = run_cli("--stage-only", cwd=project, env=env)
+    result = run_main("--stage-only", cwd=project, env=env)
     assert result.returncode == 2, result.stderr
     assert "sources.customergauge.client_secret" in result.stderr and "SOURCES__CUSTOMERGAUGE__CLIENT_SECRET" in result.stderr
     assert cg.requests() == []
@@ -196,7 +195,7 @@ def test_secrets_file_copied_from_the_example_is_a_config_error(cg_sandbox, proj
     env = cli_env(cg, project)
     for name in ("SOURCES__CUSTOMERGAUGE__CLIENT_ID", "SOURCES__CUSTOMERGAUGE__CLIENT_SECRET"):
         env.pop(name)
-    result = run_cli("--stage-only", cwd=project, env=env)
+    result = run_main("--stage-only", cwd=project, env=env)
     assert result.returncode == 2, result.stderr
     assert "SOURCES__CUSTOMERGAUGE__CLIENT_ID" in result.stderr and "empty" in result.stderr
     assert cg.requests() == []
@@ -216,7 +215,7 @@ def test_gainsight_placeholder_key_is_a_config_error(tenants, project):
 )
 def test_plain_http_to_a_remote_host_is_refused(tenants, project, variable):
     cg, gs = tenants
-    result = run_cli(cwd=project, env=push_env(cg, gs, project, **{variable: "http://cg.example.com/x"}))
+    result = run_main(cwd=project, env=push_env(cg, gs, project, **{variable: "http://cg.example.com/x"}))
     assert result.returncode == 2
     assert variable in result.stderr and "plain http://" in result.stderr
     assert cg.requests() == [] and gs.requests() == []
@@ -237,7 +236,7 @@ def test_customergauge_first_contact_failures_are_config_errors_naming_host_and_
     cg = cg_sandbox(responses=10)
     url = unreachable(kind, cg)
     env = cli_env(cg, project, SOURCES__CUSTOMERGAUGE__API_BASE_URL=url, SOURCES__CUSTOMERGAUGE__MAX_ATTEMPTS="6")
-    result = run_cli("--stage-only", cwd=project, env=env)
+    result = run_main("--stage-only", cwd=project, env=env)
     assert result.returncode == 2, result.stderr
     assert "SOURCES__CUSTOMERGAUGE__API_BASE_URL" in result.stderr
     assert url.split("://")[1].split("/")[0] in result.stderr
@@ -261,7 +260,7 @@ def test_gainsight_first_contact_failures_are_config_errors_naming_host_and_sett
 def test_unknown_object_in_a_run_exits_2_naming_the_key(tenants, project):
     cg, gs = tenants
     env = push_env(cg, gs, project, DESTINATION__GAINSIGHT__RESPONSE_OBJECT="CG_NPS_Respons__gc")
-    result = run_cli(cwd=project, env=env)
+    result = run_main(cwd=project, env=env)
     assert result.returncode == 2, result.stderr
     assert "DESTINATION__GAINSIGHT__RESPONSE_OBJECT" in result.stderr
     assert gs.count_records(RESPONSE_OBJECT) == 0
@@ -270,7 +269,7 @@ def test_unknown_object_in_a_run_exits_2_naming_the_key(tenants, project):
 def test_unknown_bulk_job_in_a_run_exits_2_naming_the_key(tenants, project):
     cg, gs = tenants
     env = push_env(cg, gs, project, DESTINATION__GAINSIGHT__RESPONSE_BULK_JOB_ID="no-such-job", DESTINATION__GAINSIGHT__BULK_MIN_ROWS="10")
-    result = run_cli(cwd=project, env=env)
+    result = run_main(cwd=project, env=env)
     assert result.returncode == 2, result.stderr
     assert "DESTINATION__GAINSIGHT__RESPONSE_BULK_JOB_ID" in result.stderr
 
@@ -278,7 +277,7 @@ def test_unknown_bulk_job_in_a_run_exits_2_naming_the_key(tenants, project):
 def test_gainsight_refusing_connections_in_a_run_exits_2_after_staging(tenants, project):
     cg, gs = tenants
     url = unreachable("refused", gs)
-    result = run_cli(cwd=project, env=push_env(cg, gs, project, DESTINATION__GAINSIGHT__BASE_URL=url))
+    result = run_main(cwd=project, env=push_env(cg, gs, project, DESTINATION__GAINSIGHT__BASE_URL=url))
     assert result.returncode == 2, result.stderr
     assert "DESTINATION__GAINSIGHT__BASE_URL" in result.stderr and url.split("://")[1] in result.stderr
     assert "retry" not in result.stderr

@@ -1,89 +1,24 @@
-"""The command as operators run it: a subprocess, configured through .dlt files and env vars."""
+"""The command as operators run it, configured through .dlt files and env vars.
+
+Runs whose outcome a process boundary decides (signals, kill -9, a second process on a locked
+file) start a real child process; the rest call the same entry function in-process (tests/cli.py).
+"""
 
 from __future__ import annotations
 
-import os
 import signal
 import stat
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import duckdb
 import pytest
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, REPO
-
-COMMAND = str(REPO / "pipelines" / "nps_to_gainsight.py")
-RESPONSES = "/v7/rest/sync/responses"
-
-
-def cli_env(sandbox=None, project: Path | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__", "NPS_TO_GAINSIGHT__"))}
-    env["RUNTIME__DLTHUB_TELEMETRY"] = "false"
-    if sandbox is not None:
-        env.update(
-            SOURCES__CUSTOMERGAUGE__API_BASE_URL=sandbox.base_url,
-            SOURCES__CUSTOMERGAUGE__TOKEN_URL=sandbox.token_url,
-            SOURCES__CUSTOMERGAUGE__CLIENT_ID=CLIENT_ID,
-            SOURCES__CUSTOMERGAUGE__CLIENT_SECRET=CLIENT_SECRET,
-            SOURCES__CUSTOMERGAUGE__INITIAL_RESPONSE_DATE="2025-06-01",
-            SOURCES__CUSTOMERGAUGE__LOOKBACK_DAYS="3",
-            SOURCES__CUSTOMERGAUGE__RETRY_BACKOFF_SECONDS="0.05",
-        )
-    if project is not None:
-        env["DESTINATION__DUCKDB__CREDENTIALS"] = str(project / "staging.duckdb")
-        env["NPS_TO_GAINSIGHT__PIPELINES_DIR"] = str(project / "pipelines")
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, COMMAND, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def start_cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, COMMAND, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
-def stop_and_collect(victim: subprocess.Popen[str], condition, stop_signal: signal.Signals) -> subprocess.CompletedProcess[str]:
-    """Signal the run once `condition` holds (SIGINT twice, as an impatient operator would); its outcome."""
-    try:
-        wait_for(condition, timeout=60)
-    finally:
-        victim.send_signal(stop_signal)
-        if stop_signal == signal.SIGINT:
-            time.sleep(0.3)  # a separate second press, not one the handler sees once
-            victim.send_signal(stop_signal)
-        stdout, stderr = victim.communicate(timeout=120)
-    return subprocess.CompletedProcess(victim.args, victim.returncode, stdout, stderr)
-
-
-def assert_stopped_cleanly(stopped: subprocess.CompletedProcess[str], stop_signal: signal.Signals) -> None:
-    """The documented exit code, one log line naming the signal, the summary, and no traceback."""
-    if stop_signal == signal.SIGKILL:
-        return  # nothing runs after kill -9: the next run proves the rest
-    assert stopped.returncode == 128 + stop_signal, stopped.stderr
-    assert "Traceback" not in stopped.stderr
-    about_it = [line for line in stopped.stderr.splitlines() if stop_signal.name in line or "signal" in line.lower()]
-    assert len(about_it) == 1, about_it
-    assert f"stopped by {stop_signal.name} during " in about_it[0] and "the next run resumes" in about_it[0]
-    assert "stopped by a signal at a safe point" in stopped.stdout
-    assert f"exit code {128 + stop_signal}" in stopped.stdout
+from .cli import RESPONSES, assert_stopped_cleanly, cli_env, run_cli, run_main, start_cli, stop_and_collect, wait_for
+from .conftest import CLIENT_SECRET
 
 
 def test_scheduled_run_configured_by_environment(cg_sandbox, project):
     sandbox = cg_sandbox(responses=1200, days=30)
-    result = run_cli("--stage-only", cwd=project, env=cli_env(sandbox, project))
+    result = run_main("--stage-only", cwd=project, env=cli_env(sandbox, project))
 
     assert result.returncode == 0, result.stderr
     assert "nps_responses: window 2025-06-01.." in result.stdout
@@ -101,13 +36,13 @@ def test_scheduled_run_configured_by_environment(cg_sandbox, project):
 
 
 def test_without_config_file_the_command_refuses_to_run(tmp_path):
-    result = run_cli(cwd=tmp_path, env=cli_env())
+    result = run_main(cwd=tmp_path, env=cli_env())
     assert result.returncode == 2
     assert "no configuration found at" in result.stderr and "repository root" in result.stderr
 
 
 def test_missing_secrets_are_named_with_their_env_vars(project):
-    result = run_cli("--stage-only", cwd=project, env=cli_env(project=project))
+    result = run_main("--stage-only", cwd=project, env=cli_env(project=project))
     assert result.returncode == 2
     assert "sources.customergauge.client_id" in result.stderr
     assert "SOURCES__CUSTOMERGAUGE__CLIENT_ID" in result.stderr
@@ -117,7 +52,7 @@ def test_missing_secrets_are_named_with_their_env_vars(project):
 def test_rejected_credentials_exit_3(cg_sandbox, project):
     sandbox = cg_sandbox(responses=10)
     env = cli_env(sandbox, project, SOURCES__CUSTOMERGAUGE__CLIENT_SECRET="not-the-secret-8841")
-    result = run_cli("--stage-only", cwd=project, env=env)
+    result = run_main("--stage-only", cwd=project, env=env)
     assert result.returncode == 3
     assert "rejected the client credentials" in result.stderr
     assert "not-the-secret-8841" not in result.stderr + result.stdout
@@ -130,16 +65,16 @@ def test_a_config_file_that_is_not_valid_toml_is_a_config_error(project):
     # What happens when the README's config snippet is pasted below the shipped sections.
     with (project / ".dlt" / "config.toml").open("a") as config:
         config.write('\n[sources.customergauge]\nregion = "eu"\n')
-    result = run_cli("--stage-only", cwd=project, env=cli_env())
+    result = run_main("--stage-only", cwd=project, env=cli_env())
     assert result.returncode == 2
     assert "not valid TOML" in result.stderr and "already exists" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_bad_backfill_arguments_are_usage_errors(project):
-    result = run_cli("--start", "2025-01-01", cwd=project, env=cli_env())
+    result = run_main("--start", "2025-01-01", cwd=project, env=cli_env())
     assert result.returncode == 2 and "--start and --end go together" in result.stderr
-    result = run_cli("--start", "2025-02-01", "--end", "2025-01-01", cwd=project, env=cli_env())
+    result = run_main("--start", "2025-02-01", "--end", "2025-01-01", cwd=project, env=cli_env())
     assert result.returncode == 2
 
 
@@ -179,7 +114,7 @@ def test_killed_run_is_completed_by_the_next_with_no_duplicates(cg_sandbox, proj
     sandbox.clear_faults()
     assert_stopped_cleanly(stopped, stop_signal)
 
-    result = run_cli("--stage-only", cwd=project, env=env)
+    result = run_main("--stage-only", cwd=project, env=env)  # the next run: no signal, so in-process
 
     assert result.returncode == 0, result.stderr
     with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
@@ -187,7 +122,7 @@ def test_killed_run_is_completed_by_the_next_with_no_duplicates(cg_sandbox, proj
 
 
 def test_demo_runs_on_a_fresh_folder(tmp_path):
-    result = run_cli("--demo", cwd=tmp_path, env=cli_env(), timeout=300)
+    result = run_main("--demo", cwd=tmp_path, env=cli_env())
     assert result.returncode == 0, result.stderr
     assert "new 27, updated 3" in result.stdout
     assert "Last five days in nps.nps_daily" in result.stdout

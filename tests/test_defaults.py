@@ -30,6 +30,9 @@ DEFAULT_WORKING_FOLDER = "nps_to_gainsight.pipelines"
 README_QUERY = "SELECT * FROM nps.nps_daily ORDER BY day DESC LIMIT 7"
 SEEDED = 24  # few enough that a run stays under the shipped sync quota (100 calls a minute)
 
+# The shipped runs are made once per module: keep the tests reading them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("shipped")
+
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)

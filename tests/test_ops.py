@@ -11,8 +11,8 @@ from destinations.gainsight import load_settings
 from pipelines.errors import ExitCode
 from pipelines.status import collect
 
+from .cli import cli_env, run_cli, run_main
 from .conftest import CLIENT_SECRET, REPO
-from .test_command import cli_env, run_cli
 
 KEYS = {"ts", "level", "logger", "run_id", "event", "counts"}
 
@@ -26,7 +26,7 @@ def test_json_log_format_one_object_per_line_dlt_included(cg_sandbox, project):
     # dlt logs at INFO here so its own lines (logger `dlt`) show up in the run's stderr
     env = cli_env(sandbox, project, NPS_TO_GAINSIGHT__LOG_FORMAT="json", RUNTIME__LOG_LEVEL="INFO")
 
-    result = run_cli("--stage-only", cwd=project, env=env)
+    result = run_main("--stage-only", cwd=project, env=env)
 
     assert result.returncode == ExitCode.QUARANTINED, result.stderr
     lines = json_lines(result.stderr)  # every line parses
@@ -80,20 +80,20 @@ def test_history_status_warnings_as_success_and_new_only_alerts(cg_sandbox, proj
     sandbox = cg_sandbox(responses=300, days=3, invalid=3)  # every bad record inside the 3-day lookback
     env = cli_env(sandbox, project)
 
-    first = run_cli("--stage-only", "--warnings-as-success", cwd=project, env=env)
+    first = run_main("--stage-only", "--warnings-as-success", cwd=project, env=env)
     assert first.returncode == 0, first.stderr
     assert "(quarantined reported as success: warnings_as_success is on)" in first.stdout
-    again = run_cli("--stage-only", cwd=project, env=env)  # same bad records, re-read: no alert
+    again = run_main("--stage-only", cwd=project, env=env)  # same bad records, re-read: no alert
     assert again.returncode == 0, again.stderr
     assert "still quarantined (seen before)" in again.stdout
     with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as db:
         (latest,) = db.execute("SELECT response_id FROM nps.nps_responses ORDER BY responded_at DESC LIMIT 1").fetchone()
     sandbox.edit_response(int(latest), nps=42)
-    third = run_cli("--stage-only", cwd=project, env=env)  # one new bad record alerts
+    third = run_main("--stage-only", cwd=project, env=env)  # one new bad record alerts
     assert third.returncode == ExitCode.QUARANTINED, third.stderr
     assert "(new 1)" in third.stderr and "1 newly quarantined record(s)" in third.stdout
 
-    status = run_cli("status", "--json", cwd=project, env=env)
+    status = run_main("status", "--json", cwd=project, env=env)
     assert status.returncode == 0, status.stderr
     state = json.loads(status.stdout)
     runs = state["runs"]
@@ -110,7 +110,7 @@ def test_history_status_warnings_as_success_and_new_only_alerts(cg_sandbox, proj
     assert state["staged_responses"] == 300 and state["quarantine"]["records"] == first_seen + 1
     assert "unknown" in state["outbox"]  # no Gainsight settings in this project: said, not guessed
 
-    text = run_cli("status", "--runs", "1", cwd=project, env=env)
+    text = run_main("status", "--runs", "1", cwd=project, env=env)
     assert text.returncode == 0, text.stderr
     assert "last 1 run(s)" in text.stdout and "exit 10 (quarantined)" in text.stdout
     assert f"quarantine: {first_seen + 1} record(s)" in text.stdout
@@ -156,7 +156,7 @@ def test_status_counts_outbox_dead_letters_and_quota(cg_sandbox, gs_sandbox, con
 
 
 def test_version_is_the_package_version(tmp_path):
-    result = run_cli("--version", cwd=tmp_path, env=cli_env())
+    result = run_main("--version", cwd=tmp_path, env=cli_env())
     declared = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.MULTILINE).group(1)
     assert result.returncode == 0 and result.stdout.strip() == f"nps_to_gainsight.py {declared}"
 

@@ -1,4 +1,5 @@
-"""The full command (stage, then push) as operators run it: a subprocess, killed at the worst moments."""
+"""The full command (stage, then push) as operators run it: killed at the worst moments in a child
+process, then finished by the next run (in-process: no signal decides its outcome, tests/cli.py)."""
 
 from __future__ import annotations
 
@@ -10,32 +11,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from .conftest import ACCESS_KEY, AUTHOR, BULK_JOB, CLIENT_SECRET, NO_CLIENT_QUOTAS, RESPONSE_OBJECT
-from .test_command import assert_stopped_cleanly, cli_env, run_cli, start_cli, stop_and_collect
+from .cli import assert_stopped_cleanly, cli_env, push_env, run_main, start_cli, stop_and_collect
+from .conftest import ACCESS_KEY, CLIENT_SECRET, RESPONSE_OBJECT
 
 BULK_PATH = "/v1.0/admin/connector/job/bulkimport"
 PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"
 TIMELINE_PATH = "/v1/ant/es/activity"
 STATUS_PATH = "/v1.0/admin/connector/job/bulkimport/status/"
-
-
-def push_env(cg, gs, project: Path, **extra: str) -> dict[str, str]:
-    settings = {f"DESTINATION__GAINSIGHT__QUOTAS__{k.upper()}": str(v) for k, v in NO_CLIENT_QUOTAS.items()}
-    settings.update(
-        DESTINATION__GAINSIGHT__BASE_URL=gs.base_url,
-        DESTINATION__GAINSIGHT__ACCESS_KEY=ACCESS_KEY,
-        DESTINATION__GAINSIGHT__RESPONSE_OBJECT=RESPONSE_OBJECT,
-        DESTINATION__GAINSIGHT__RESPONSE_BULK_JOB_ID=BULK_JOB,
-        DESTINATION__GAINSIGHT__COMPANY_KEY_FIELD="CG_Account_Id__gc",
-        DESTINATION__GAINSIGHT__CREATE_MISSING_COMPANIES="true",  # the sandbox tenant starts empty
-        DESTINATION__GAINSIGHT__TIMELINE_AUTHOR_EMAIL=AUTHOR,
-        DESTINATION__GAINSIGHT__TIMELINE_ACTIVITY_TYPE="Survey Response",
-        DESTINATION__GAINSIGHT__TIMELINE_MAX_AGE_DAYS="20",
-        DESTINATION__GAINSIGHT__BULK_MIN_ROWS="100",
-        DESTINATION__GAINSIGHT__BULK_POLL_INTERVAL_SECONDS="0.05",
-        DESTINATION__GAINSIGHT__RETRY_BACKOFF_SECONDS="0.01",
-    )
-    return cli_env(cg, project, **{**settings, **extra})
 
 
 def assert_exactly_once(project: Path, gs) -> None:
@@ -104,7 +86,8 @@ HANG = 3.0  # a SIGTERM/SIGINT run waits for the answer in flight: long enough t
 def test_killed_push_is_finished_by_the_next_run_exactly_once(
     cg_sandbox, gs_sandbox, project, path, fault, killed_when, stop_signal
 ):
-    cg = cg_sandbox(responses=400, days=20, accounts=10)
+    # 150 responses: above BULK_MIN_ROWS (a Bulk upload), 141 people and 15 Timeline calls to be killed among
+    cg = cg_sandbox(responses=150, days=20, accounts=10)
     gs = gs_sandbox()
     gs.add_fault(path=path, **fault)
     env = push_env(cg, gs, project, DESTINATION__GAINSIGHT__TIMELINE_RECORDS_PER_CALL="10")
@@ -112,7 +95,7 @@ def test_killed_push_is_finished_by_the_next_run_exactly_once(
     stopped = stop_and_collect(victim, lambda: killed_when(gs), stop_signal)
     gs.clear_faults()
 
-    result = run_cli(cwd=project, env=env)
+    result = run_main(cwd=project, env=env)
 
     assert result.returncode == 0, result.stderr
     assert_exactly_once(project, gs)
@@ -138,7 +121,7 @@ def test_full_command_summary_and_no_secret_anywhere(cg_sandbox, gs_sandbox, pro
     gs = gs_sandbox()
     env = push_env(cg, gs, project)
 
-    result = run_cli(cwd=project, env=env)
+    result = run_main(cwd=project, env=env)
 
     assert result.returncode == 0, result.stderr
     assert "gainsight:" in result.stdout and "responses" in result.stdout
@@ -151,18 +134,18 @@ def test_full_command_summary_and_no_secret_anywhere(cg_sandbox, gs_sandbox, pro
             content = path.read_bytes()
             assert ACCESS_KEY.encode() not in content and CLIENT_SECRET.encode() not in content, path
 
-    again = run_cli("--dry-run", cwd=project, env=env)
+    again = run_main("--dry-run", cwd=project, env=env)
     assert again.returncode == 0, again.stderr
     assert "dry run" in again.stdout
 
 
 def test_missing_gainsight_settings_are_named_with_their_env_vars(cg_sandbox, project):
     cg = cg_sandbox(responses=10)
-    result = run_cli(cwd=project, env=cli_env(cg, project))
+    result = run_main(cwd=project, env=cli_env(cg, project))
     assert result.returncode == 2
     assert "DESTINATION__GAINSIGHT__BASE_URL" in result.stderr
     env = cli_env(cg, project, DESTINATION__GAINSIGHT__BASE_URL="http://127.0.0.1:9")
-    result = run_cli(cwd=project, env=env)
+    result = run_main(cwd=project, env=env)
     assert result.returncode == 2
     assert "DESTINATION__GAINSIGHT__ACCESS_KEY" in result.stderr
 
@@ -172,7 +155,7 @@ def test_gainsight_settings_are_read_from_the_documented_env_names(cg_sandbox, g
     cg = cg_sandbox(responses=40, days=5, accounts=2)
     gs = gs_sandbox()
     env = push_env(cg, gs, project, DESTINATION__GAINSIGHT__TIMELINE_ACTIVITY_TYPE="Update")
-    result = run_cli(cwd=project, env=env)
+    result = run_main(cwd=project, env=env)
     assert result.returncode == 0, result.stderr
     assert {a["TypeName"] for a in gs.records("activity_timeline")} == {"Update"}
     assert all(company["CG_Account_Id__gc"] for company in gs.records("Company"))

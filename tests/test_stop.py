@@ -17,7 +17,7 @@ from connector_common.stop import STOP, StopRequested
 from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.settings import QuotaLimits
 
-from .test_command import wait_for
+from .cli import wait_for
 
 
 @pytest.fixture
