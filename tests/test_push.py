@@ -37,7 +37,8 @@ def by_key(records, key="ResponseId__gc"):
 
 
 def test_first_sync_then_incremental(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=300, days=20, accounts=12)
+    seeded = 150  # above bulk_min_rows: the first run's responses go in one Bulk upload
+    cg = cg_sandbox(responses=seeded, days=20, accounts=12)
     gs = gs_sandbox()
     connector = connector_for(cg, gs)
 
@@ -46,12 +47,12 @@ def test_first_sync_then_incremental(cg_sandbox, gs_sandbox, connector_for):
     assert code == ExitCode.OK
     staged = connector.scalar("SELECT count(*) FROM nps.nps_responses")
     responses = connector.records()
-    assert len(responses) == staged == 300
+    assert len(responses) == staged == seeded
     assert set(by_key(responses).values()) == {1}
     accounts = connector.scalar("SELECT count(DISTINCT account_id) FROM nps.nps_responses")
     assert gs.count_records("Company") == accounts
     push = result.push
-    assert push["responses"].created == 300 and push.bulk_uploads == 1
+    assert push["responses"].created == seeded and push.bulk_uploads == 1
     # every response references a Company the ledger confirmed
     company_gsids = {c["Gsid"] for c in gs.records("Company")}
     assert {r["CompanyId__gc"] for r in responses} <= company_gsids
@@ -62,7 +63,7 @@ def test_first_sync_then_incremental(cg_sandbox, gs_sandbox, connector_for):
     activities = gs.records("activity_timeline")
     assert len(activities) == recent > 0
     assert all(a["ExternalId"].startswith("cg-nps-") for a in activities)
-    assert connector.scalar("SELECT count(*) FROM gainsight.response_status WHERE gainsight_status = 'in gainsight'") == 300
+    assert connector.scalar("SELECT count(*) FROM gainsight.response_status WHERE gainsight_status = 'in gainsight'") == seeded
 
     new_ids = cg.add_responses(7)
     gs.clear_log()
@@ -71,7 +72,7 @@ def test_first_sync_then_incremental(cg_sandbox, gs_sandbox, connector_for):
     assert code == ExitCode.OK
     assert result.push["responses"].created == 7
     assert result.push.bulk_uploads == 0  # 7 rows go through the sync API
-    assert len(connector.records()) == 307
+    assert len(connector.records()) == seeded + 7
     assert set(map(str, new_ids)) <= set(by_key(connector.records()))
 
 
@@ -96,7 +97,7 @@ def test_edited_response_updates_its_record(cg_sandbox, gs_sandbox, connector_fo
 
 
 def test_rerun_with_nothing_new_makes_no_write_calls(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=200, days=10, accounts=8)
+    cg = cg_sandbox(responses=80, days=10, accounts=8)
     gs = gs_sandbox()
     connector = connector_for(cg, gs)
     assert connector.run(bulk_min_rows=50)[0] == ExitCode.OK
@@ -109,7 +110,7 @@ def test_rerun_with_nothing_new_makes_no_write_calls(cg_sandbox, gs_sandbox, con
     assert code == ExitCode.OK
     assert write_calls(gs) == 0
     assert len(gs.requests()) == 0  # not even a query: the ledger knows everything is there
-    assert result.push["responses"].unchanged == 200
+    assert result.push["responses"].unchanged == 80
 
 
 def test_one_invalid_record_in_a_sync_batch_is_the_only_dead_letter(cg_sandbox, gs_sandbox, connector_for):
@@ -146,7 +147,7 @@ def test_one_invalid_record_in_a_sync_batch_is_the_only_dead_letter(cg_sandbox, 
 
 
 def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=400, days=10, accounts=10)
+    cg = cg_sandbox(responses=150, days=10, accounts=10)
     valid = [r["number_customergauge"] for r in cg.records if r.get("email")]
     bad = valid[:2]
     for cgid in bad:
@@ -165,18 +166,18 @@ def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_san
     dead = dict(connector.query("SELECT record_key, error_code FROM gainsight.dead_letters WHERE object = 'responses'"))
     assert dead == {str(cgid): "GSOBJ_1008" for cgid in bad}
     keys = by_key(connector.records())
-    assert len(keys) == 398 and set(keys.values()) == {1} and set(flaky) <= set(keys)
+    assert len(keys) == 148 and set(keys.values()) == {1} and set(flaky) <= set(keys)
     upload = connector.query("SELECT rows, failure_count, landed, not_landed FROM gainsight.bulk_uploads")
-    assert upload == [(400, 5, 395, 5)]
+    assert upload == [(150, 5, 145, 5)]
 
 
 def test_quota_exhaustion_defers_and_the_next_run_completes(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=600, days=10, accounts=10)
+    cg = cg_sandbox(responses=300, days=10, accounts=10)
     # One Bulk upload per sandbox hour. An hour passes in a real minute, so no run (however loaded
     # the machine) sees its window roll by itself; the loop below moves the sandbox an hour on.
     gs = gs_sandbox(quotas=True, quota_limits={("bulk", "hour"): 1, ("sync", "minute"): 100_000}, time_scale=60.0)
     connector = connector_for(cg, gs)
-    options = {"bulk_min_rows": 100, "bulk_max_bytes": 60_000}  # ~600 rows need several files
+    options = {"bulk_min_rows": 100, "bulk_max_bytes": 30_000}  # ~300 rows need several files
 
     code, result = connector.run(**options)
 
@@ -185,7 +186,7 @@ def test_quota_exhaustion_defers_and_the_next_run_completes(cg_sandbox, gs_sandb
     assert push.bulk_uploads == 1 and push["responses"].deferred > 0
     assert [d.family for d in push.deferrals] == ["bulk"]
     first = len(connector.records())
-    assert 0 < first < 600
+    assert 0 < first < 300
 
     finished = False
     for _ in range(20):  # each run uploads what the window allows
@@ -197,7 +198,7 @@ def test_quota_exhaustion_defers_and_the_next_run_completes(cg_sandbox, gs_sandb
             break
     assert finished
     keys = by_key(connector.records())
-    assert len(keys) == 600 and set(keys.values()) == {1}
+    assert len(keys) == 300 and set(keys.values()) == {1}
 
 
 def test_rate_limits_and_server_errors_are_ridden_out(cg_sandbox, gs_sandbox, connector_for):
