@@ -79,7 +79,7 @@ def test_bad_backfill_arguments_are_usage_errors(project):
 
 
 def test_second_concurrent_run_fails_fast_on_the_lock(cg_sandbox, project):
-    sandbox = cg_sandbox(responses=3000, time_scale=0)
+    sandbox = cg_sandbox(responses=300, time_scale=0)
     # The first run's first page is held until the test moves the (frozen) sandbox clock; the
     # second run must give up while the first still holds the file, not wait for it.
     sandbox.add_fault(kind="delay", delay=25.0, path=RESPONSES, times=1)
@@ -97,7 +97,7 @@ def test_second_concurrent_run_fails_fast_on_the_lock(cg_sandbox, project):
         first.kill()
         first.wait()
     with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
-        assert conn.execute("SELECT count(*), count(DISTINCT response_id) FROM nps.nps_responses").fetchone() == (3000, 3000)
+        assert conn.execute("SELECT count(*), count(DISTINCT response_id) FROM nps.nps_responses").fetchone() == (300, 300)
 
 
 @pytest.mark.parametrize(
