@@ -79,12 +79,16 @@ def push_env(cg, gs, project: Path, **extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The command in a child process."""
-    return subprocess.run([sys.executable, COMMAND, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, COMMAND, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start_cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     """The command in a child process that the test signals or kills."""
-    return subprocess.Popen([sys.executable, COMMAND, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, COMMAND, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def run_main(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -143,7 +147,9 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def stop_and_collect(victim: subprocess.Popen[str], condition, stop_signal: signal.Signals) -> subprocess.CompletedProcess[str]:
+def stop_and_collect(
+    victim: subprocess.Popen[str], condition, stop_signal: signal.Signals
+) -> subprocess.CompletedProcess[str]:
     """Signal the run once `condition` holds (SIGINT twice, as an impatient operator would); its outcome."""
     try:
         wait_for(condition, timeout=60)
