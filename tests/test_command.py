@@ -12,7 +12,7 @@ import stat
 import duckdb
 import pytest
 
-from .cli import RESPONSES, assert_stopped_cleanly, cli_env, run_main, start_cli, stop_and_collect, wait_for
+from .cli import RESPONSES, assert_stopped_cleanly, cli_env, run_main, start_cli, stop_and_collect
 from .conftest import CLIENT_SECRET
 
 
