@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from destinations.gainsight.answers import bulk_status, bulk_status_id, epoch_ms, timeline_outcome
-from destinations.gainsight.bulk import _bytes_per_row, _same, fitting_file
+from destinations.gainsight.bulk import bytes_per_row, fitting_file, holds_as_sent
 from destinations.gainsight.errors import QuotaExhausted
 from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.records import (
@@ -113,7 +113,7 @@ def test_bulk_files_are_packed_under_the_byte_limit():
     limit = len(csv_bytes(table)) // 3
     files, start = [], 0
     while start < table.num_rows:
-        upload = fitting_file("job-1", "f.csv", table, start, limit, _bytes_per_row(table))
+        upload = fitting_file("job-1", "f.csv", table, start, limit, bytes_per_row(table))
         files.append(upload)
         start += upload.rows
     assert sum(f.rows for f in files) == 1000 and 3 <= len(files) <= 5
@@ -130,9 +130,9 @@ def test_bulk_files_are_packed_under_the_byte_limit():
 def test_reconcile_comparison_accepts_epoch_ms_and_iso():
     sent = {"ResponseId__gc": "1", "Score__gc": 3, "ResponseDatetime__gc": "2026-11-20T09:30:05.000+00:00", "Comment__gc": None}
     stored = {"ResponseId__gc": "1", "Score__gc": 3.0, "ResponseDatetime__gc": 1795167005000, "Comment__gc": None}
-    assert _same(sent, stored, {"ResponseDatetime__gc"})
-    assert _same(sent, {**stored, "ResponseDatetime__gc": "2026-11-20T09:30:05Z"}, {"ResponseDatetime__gc"})
-    assert not _same(sent, {**stored, "Score__gc": 4}, {"ResponseDatetime__gc"})
+    assert holds_as_sent(sent, stored, {"ResponseDatetime__gc"})
+    assert holds_as_sent(sent, {**stored, "ResponseDatetime__gc": "2026-11-20T09:30:05Z"}, {"ResponseDatetime__gc"})
+    assert not holds_as_sent(sent, {**stored, "Score__gc": 4}, {"ResponseDatetime__gc"})
 
 
 def test_activity_and_person_payloads():

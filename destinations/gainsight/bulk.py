@@ -55,7 +55,7 @@ def push_bulk(writer: SyncWriter, indices: Sequence[int], records: pa.Table) -> 
     settings = ctx.settings
     job_id = settings.response_bulk_job_id or ""
     rows = writer.plan.rows(indices)
-    per_row = _bytes_per_row(records)
+    per_row = bytes_per_row(records)
     start, number = 0, 0
     missed: list[int] = []
     while start < records.num_rows:
@@ -124,7 +124,7 @@ def fitting_file(job_id: str, name: str, records: pa.Table, start: int, max_byte
         length = max(1, int(length * max_bytes * 0.95 / upload.csv_bytes))
 
 
-def _bytes_per_row(records: pa.Table) -> float:
+def bytes_per_row(records: pa.Table) -> float:
     sample = records.slice(0, SAMPLE_ROWS)
     return max(1.0, len(csv_bytes(sample)) / max(1, sample.num_rows))
 
@@ -210,7 +210,7 @@ def reconcile(book: Book, upload_id: str, rows: pa.Table, records: pa.Table) -> 
         landed: dict[str, list[dict[str, Any]]] = {"created": [], "updated": []}
         for offset, (record, rid) in enumerate(zip(sent, ids, strict=True)):
             found = stored.get(rid)
-            if found is not None and _same(record, found, datetime_fields):
+            if found is not None and holds_as_sent(record, found, datetime_fields):
                 outcome = "updated" if (before.get(rid) or {}).get("gsid") else "created"
                 landed[outcome].append(
                     {
@@ -232,7 +232,7 @@ def reconcile(book: Book, upload_id: str, rows: pa.Table, records: pa.Table) -> 
     return missed
 
 
-def _same(sent: dict[str, Any], stored: dict[str, Any], datetime_fields: set[str | None]) -> bool:
+def holds_as_sent(sent: dict[str, Any], stored: dict[str, Any], datetime_fields: set[str | None]) -> bool:
     """Whether Gainsight holds what was sent (reads give epoch ms for datetimes, ISO on some tenants)."""
     for name, value in sent.items():
         other = stored.get(name)
