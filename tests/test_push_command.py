@@ -4,7 +4,6 @@ process, then finished by the next run (in-process: no signal decides its outcom
 from __future__ import annotations
 
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -47,10 +46,8 @@ def bulk_received(gs) -> bool:
 
 
 def upload_answered(gs) -> bool:
-    """The statusId went back to the client a moment ago; its status poll now hangs."""
-    if gs.count(path=BULK_PATH) < 1:
-        return False
-    time.sleep(1.0)  # let the client book the statusId and start polling
+    """The client booked the statusId: its first status poll has arrived and is held on the sandbox clock."""
+    gs.clock.wait_for_sleepers(1, timeout=60)
     return True
 
 

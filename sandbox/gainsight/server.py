@@ -118,6 +118,11 @@ class GainsightSandbox(SandboxServer):
         self._routes_for_api()
         self._routes_for_controls()
 
+    def hold(self, seconds: float) -> None:
+        """A ``delay`` fault waits on the sandbox clock like every other Gainsight time: real time at
+        ``time_scale=1``; a test sees the held request (``clock.wait_for_sleepers``) instead of guessing."""
+        self.clock.sleep(seconds)
+
     # -- routing ------------------------------------------------------------------------------------
 
     def _routes_for_api(self) -> None:
