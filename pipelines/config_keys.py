@@ -145,11 +145,12 @@ def require_known_keys(settings_dir: Path, environ: Mapping[str, str]) -> None:
 
 
 def _table(document: Mapping[str, Any], parts: list[str]) -> Any:
+    node: Any = document
     for part in parts:
-        if not isinstance(document, Mapping):
+        if not isinstance(node, Mapping):
             return None
-        document = document.get(part)  # type: ignore[assignment]
-    return document
+        node = node.get(part)
+    return node
 
 
 def _nest(dotted: str) -> dict[str, Any]:
@@ -166,8 +167,8 @@ def _unknown(table: Mapping[str, Any], tree: Tree, prefix: str = "") -> list[str
     for key, value in table.items():
         if key not in tree:
             unknown.append(prefix + key)
-        elif isinstance(tree[key], dict) and isinstance(value, Mapping):
-            unknown += _unknown(value, tree[key], f"{prefix}{key}.")  # type: ignore[arg-type]
+        elif isinstance(subtree := tree[key], dict) and isinstance(value, Mapping):
+            unknown += _unknown(value, subtree, f"{prefix}{key}.")
     return unknown
 
 

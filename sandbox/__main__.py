@@ -77,6 +77,7 @@ def _bulk_job(text: str) -> BulkJob:
     parts = text.split(":")
     if len(parts) not in (3, 4) or not all(parts):
         raise argparse.ArgumentTypeError(f"expected ID:OBJECT:OPERATION[:KEYFIELD], got {text!r}")
+    # add_job refuses an operation outside the Literal (ValueError) when the sandbox registers the job
     return BulkJob(parts[0], parts[1], parts[2].upper(), tuple(parts[3:]))  # type: ignore[arg-type]
 
 

@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import duckdb
 import pyarrow as pa
@@ -255,7 +255,7 @@ def _local_state(method: Method) -> Method:
                 raise
             raise LocalWriteFailed(f"writing the ledger in DuckDB failed: {exc}") from exc
 
-    return translated  # type: ignore[return-value]
+    return cast(Method, translated)  # functools.wraps keeps the signature; mypy cannot follow it
 
 
 class Ledger:

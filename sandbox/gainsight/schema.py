@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 FieldType = Literal["STRING", "NUMBER", "BOOLEAN", "DATE", "DATETIME", "EMAIL", "URL", "PICKLIST", "GSID"]
 FIELD_TYPES = frozenset(("STRING", "NUMBER", "BOOLEAN", "DATE", "DATETIME", "EMAIL", "URL", "PICKLIST", "GSID"))
@@ -158,8 +158,8 @@ class Schema:
         return self._by_lower.get(name.lower())
 
 
-def _text(name: str, length: int = 255, **kwargs: object) -> FieldSpec:
-    return FieldSpec(name, "STRING", length, **kwargs)  # type: ignore[arg-type]
+def _text(name: str, length: int = 255, **kwargs: Any) -> FieldSpec:
+    return FieldSpec(name, "STRING", length, **kwargs)
 
 
 def standard_objects() -> list[ObjectSpec]:

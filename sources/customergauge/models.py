@@ -121,7 +121,7 @@ class PageValidator(Generic[R]):
 
     def __init__(self, record_type: type[R]):
         class Page(TypedDict):
-            data: list[record_type]  # type: ignore[valid-type]
+            data: list[record_type]  # type: ignore[valid-type]  # a type known at run time only, for pydantic
             cursor: Cursor
 
         self._page = TypeAdapter(Page)
