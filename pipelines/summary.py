@@ -69,6 +69,12 @@ def _push_lines(push: PushReport) -> list[str]:
         if counts.given_up:
             row += f"  ({counts.given_up:,} given up after max_attempts)"
         lines.append(row)
+    split = push.people
+    if split.total:
+        lines.append(
+            f"  people read before writing: {split.exists:,} already in Gainsight (no call), "
+            f"{split.association_added:,} association added, {split.names_updated:,} names updated, {split.created:,} created"
+        )
     if push.bulk_uploads or push.recovered_uploads:
         lines.append(
             f"  bulk: {push.bulk_uploads} upload(s) carrying {push.bulk_rows:,} responses"
@@ -162,6 +168,7 @@ def run_counts(result: StageResult) -> dict[str, Any]:
             "ambiguous": push.waiting.ambiguous,
             "responses": push.waiting.responses,
         }
+        counts["people_split"] = asdict(push.people)
         counts["gainsight_api_calls"] = dict(push.calls)
         counts["quota_left"] = push.quota_left
         counts["dry_run"] = push.dry_run

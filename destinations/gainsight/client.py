@@ -199,6 +199,50 @@ class GainsightClient(VendorClient[GainsightCall]):
             return _written({"records": results}, len(records), obj)
         return _written(data, len(records), obj)
 
+    def query_all(
+        self, obj: str, select: list[str], conditions: list[dict[str, Any]], expression: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every row matching: pages of ≤5000 by `offset` in Gsid order until a short page (reference
+        §4.4). Rows are deduplicated by Gsid, so a tenant whose offset counts from 1 ("pass another
+        API call with Offset as 5001") repeats a row at most, never loses one."""
+        rows: dict[str, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            page = self.query(obj, sorted({"Gsid", *select}), conditions, expression, QUERY_LIMIT, offset, {"Gsid": "asc"})
+            for row in page:
+                rows.setdefault(str(row.get("Gsid")), row)
+            if len(page) < QUERY_LIMIT:
+                return list(rows.values())
+            offset += QUERY_LIMIT
+
+    def find_people(self, emails: list[str], select: list[str]) -> dict[str, dict[str, Any]]:
+        """Persons whose Email is one of `emails` (≤5000 values a read), by lower-cased Email: the
+        People API resolves persons by Email, case-insensitively [assumed] (reference §4.6)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(emails), QUERY_LIMIT):
+            condition = {"name": "Email", "alias": "A", "value": emails[start : start + QUERY_LIMIT], "operator": "IN"}
+            for row in self.query_all("Person", ["Email", *select], [condition], "A"):
+                found.setdefault(str(row.get("Email") or "").lower(), row)
+        return found
+
+    def find_company_people(self, links: Mapping[str, str]) -> set[tuple[str, str]]:
+        """Which (person Gsid, Company Gsid) pairs of `links` (person -> Company) have their Company
+        Person row: `Company_Person` read by person and Company, ≤5000 values of each a read."""
+        persons = list(links)
+        held: set[tuple[str, str]] = set()
+        for start in range(0, len(persons), QUERY_LIMIT):
+            chunk = persons[start : start + QUERY_LIMIT]
+            companies = sorted({links[person] for person in chunk})
+            conditions = [
+                {"name": "Person_ID", "alias": "A", "value": chunk, "operator": "IN"},
+                {"name": "Company_ID", "alias": "B", "value": companies, "operator": "IN"},
+            ]
+            for row in self.query_all("Company_Person", ["Person_ID", "Company_ID"], conditions, "A AND B"):
+                pair = (str(row.get("Person_ID")), str(row.get("Company_ID")))
+                if links.get(pair[0]) == pair[1]:
+                    held.add(pair)
+        return held
+
     def upsert_person(self, person: dict[str, Any]) -> dict[str, Any]:
         """People API: one person per call, resolved by Email, so a re-send is harmless."""
         data = self.call("people", "PUT", "/v1/peoplemgmt/v1.0/people", json_body=person, idempotent=True)

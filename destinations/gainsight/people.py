@@ -1,16 +1,26 @@
 """Writer kind PERSON: the people who answered, with their Company association (People API).
 
-The People API takes one person per call (reference §4.6), so it is the most call-hungry object:
-the plan sends a person only when new or when a pushed field (name, company) changed since the
+The People API takes one person per call (reference §4.6), so it is the most call-hungry object.
+The plan sends a person only when new or when a pushed field (name, company) changed since the
 ledger's last confirmed version, and a person whose account has no confirmed Company yet waits for
-it, so the association is never dropped and re-added. A person who already exists in Gainsight
-keeps the names the CRM gave them (only the association is added) unless `update_person_names` is
-set: the person's payload reads the `exists` verdict this writer's look-up adds.
+it, so the association is never dropped and re-added.
+
+**Read before write.** Most respondents of a CRM-synced tenant already exist in Gainsight. Before
+any write, `Person` is read by Email and `Company_Person` by person and Company (≤5000 values a
+read, two reads per 5000 people); only persons that are missing, or lack the association, are
+sent. A person who exists keeps the names the CRM gave them unless `update_person_names` is set,
+in which case names that differ are written too. Persons already right are booked as confirmed
+without a call. The split (exists / association added / names updated / created) is in the
+report (`PushReport.people`).
+
+The writes go through the single People API, or in batches of 50 through the async bulk People
+API (`people_bulk.py`) when `people_writer` allows it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -21,57 +31,121 @@ from .errors import GainsightRejected
 log = logging.getLogger("nps.gainsight.people")
 
 LEDGER_BATCH = 200  # confirmations written per DuckDB statement; a crash re-sends at most these
+NAME_FIELDS = ("FirstName", "LastName", "Name")  # what `update_person_names` may overwrite
+
+# Where a person stood before the write (`PeopleSplit` field names).
+EXISTS, ASSOCIATION_ADDED, NAMES_UPDATED, CREATED = "exists", "association_added", "names_updated", "created"
+
+
+def standing(found: dict[str, Any] | None, linked: bool, person: dict[str, Any]) -> str:
+    """A person's standing from what the read found: `person` is what would be sent for them."""
+    if found is None:
+        return CREATED
+    if not linked:
+        return ASSOCIATION_ADDED
+    if any(person.get(name) != (found.get(name) or None) for name in NAME_FIELDS if name in person):
+        return NAMES_UPDATED
+    return EXISTS
 
 
 class PersonWriter(Writer):
+    def __init__(self, ctx: Any, plan: Any) -> None:
+        super().__init__(ctx, plan)
+        self.standings: dict[int, str] = {}  # item -> its standing, from the read
+        self.people: dict[int, dict[str, Any]] = {}  # item -> the People API record to send
+
     def resolve(self) -> None:
-        """Persons the ledger does not know may exist in Gainsight (a CRM made them): a query of
-        Person by Email (≤5000 per call; none when the ledger knows them all) finds them."""
-        creates = self.plan.indices(Action.CREATE)
-        if not creates:
+        """Read `Person` by Email and `Company_Person` by person and Company; plan a write only for
+        the persons that are missing, lack the association or (with `update_person_names`) the names."""
+        plan = self.plan
+        todo = plan.indices(Action.CREATE, Action.UPDATE)
+        if not todo:
             return
-        emails = self.plan.keys_of(creates)
-        found = {str(email).lower() for email in self.ctx.client.find_by_key("Person", "Email", emails, [])}
-        for index, email in zip(creates, emails, strict=True):
-            if email.lower() in found:
-                self.plan.actions[index] = Action.UPDATE
+        client = self.ctx.client
+        emails = plan.keys_of(todo)
+        found = client.find_people(emails, list(NAME_FIELDS))
+        rows = plan.rows(todo)
+        companies: list[str | None] = rows["company_gsid"].to_pylist()
+        persons = [found.get(email.lower()) for email in emails]
+        links = {str(p["Gsid"]): c for p, c in zip(persons, companies, strict=True) if p is not None and c}
+        held = client.find_company_people(links) if links else set()
+        exists = pa.array([p is not None for p in persons], pa.bool_())
+        people = self.spec.payload(rows.append_column("exists", exists), self.settings, {})
+        assert isinstance(people, list)
+        for index, person, company, record in zip(todo, persons, companies, people, strict=True):
+            linked = company is None or (person is not None and (str(person["Gsid"]), company) in held)
+            verdict = standing(person, linked, record)
+            self.standings[index] = verdict
+            self.people[index] = record
+            if person is not None:
+                plan.found[index] = person
+            plan.actions[index] = {EXISTS: Action.CONFIRM, CREATED: Action.CREATE}.get(verdict, Action.UPDATE)
+        if self.ctx.dry_run:
+            for verdict in self.standings.values():
+                self.count(verdict)
+        tally = {s: sum(1 for v in self.standings.values() if v == s) for s in (EXISTS, ASSOCIATION_ADDED, NAMES_UPDATED, CREATED)}
+        log.info("gainsight: people: read %d: %s", len(todo), ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in tally.items()))
+
+    def count(self, verdict: str, n: int = 1) -> None:
+        split = self.ctx.report.people
+        setattr(split, verdict, getattr(split, verdict) + n)
+
+    def booking(self, index: int, gsid: str | None, status: str = "synced") -> dict[str, Any]:
+        """The ledger row of a person confirmed in Gainsight."""
+        plan = self.plan
+        return {
+            "email": plan.keys[index],
+            "gsid": gsid or (plan.found.get(index) or {}).get("Gsid"),
+            "company_gsid": plan.items["company_gsid"][index].as_py(),
+            "pushed_hash": plan.digests[index],
+            "status": status,
+        }
+
+    def land(self, indices: Sequence[int], gsids: Sequence[str | None]) -> None:
+        """Book persons written and confirmed, counted by the standing they had before."""
+        booked: dict[str, list[dict[str, Any]]] = {"created": [], "updated": []}
+        for index, gsid in zip(indices, gsids, strict=True):
+            verdict = self.standings.get(index, CREATED)
+            booked["created" if verdict == CREATED else "updated"].append(self.booking(index, gsid))
+            self.count(verdict)
+        for outcome, rows in booked.items():
+            self.book.confirm(rows, outcome)
+
+    def reject(self, index: int, code: str | None, message: str) -> None:
+        plan = self.plan
+        self.book.fail(plan.keys[index], plan.failure_hashes[index], code, message, self.people.get(index))
 
     def write(self) -> None:
         plan = self.plan
-        todo = plan.indices(Action.UPDATE, Action.CREATE)
-        exists = [plan.actions[i] is Action.UPDATE for i in todo]
-        rows = plan.rows(todo)
-        companies = dict(zip(todo, rows["company_gsid"].to_pylist(), strict=True))
-        people = self.spec.payload(rows.append_column("exists", pa.array(exists, pa.bool_())), self.settings, {})
-        confirmations: dict[str, list[dict[str, Any]]] = {"created": [], "updated": []}
+        same = plan.indices(Action.CONFIRM)
+        for start in range(0, len(same), LEDGER_BATCH):
+            chunk = same[start : start + LEDGER_BATCH]
+            self.book.confirm([self.booking(i, None, "exists") for i in chunk], "unchanged")
+            self.count(EXISTS, len(chunk))
+        self.upsert_singly(plan.indices(Action.UPDATE, Action.CREATE))
+
+    def upsert_singly(self, indices: Sequence[int]) -> None:
+        """One People API call per person; answers are booked in batches of `LEDGER_BATCH`."""
+        pending: list[tuple[int, str | None]] = []
 
         def flush() -> None:
-            for outcome, booked in confirmations.items():
-                self.book.confirm(booked, outcome)
-                booked.clear()
+            if pending:
+                self.land([i for i, _ in pending], [g for _, g in pending])
+                pending.clear()
 
         def landed(batch: list[tuple[int, dict[str, Any]]], answer: dict[str, Any]) -> None:
-            ((index, person),) = batch
-            outcome = "updated" if plan.actions[index] is Action.UPDATE else "created"
-            confirmations[outcome].append(
-                {
-                    "email": plan.keys[index],
-                    "gsid": answer.get("Gsid"),
-                    "company_gsid": companies[index],
-                    "pushed_hash": plan.digests[index],
-                    "status": "synced",
-                }
-            )
+            ((index, _),) = batch
+            pending.append((index, answer.get("Gsid")))
 
         def rejected(item: tuple[int, dict[str, Any]], exc: GainsightRejected) -> None:
-            index, person = item
-            self.book.fail(plan.keys[index], plan.failure_hashes[index], exc.code, exc.reason, person)
+            self.reject(item[0], exc.code, exc.reason)
 
+        client = self.ctx.client
         try:  # every answer received is booked, even when a stop or a quota ends the loop
-            for position, item in enumerate(zip(todo, people, strict=True)):
-                write_isolating([item], lambda batch: self.ctx.client.upsert_person(batch[0][1]), landed, rejected)
-                if sum(map(len, confirmations.values())) >= LEDGER_BATCH:
+            for position, index in enumerate(indices):
+                write_isolating([(index, self.people[index])], lambda batch: client.upsert_person(batch[0][1]), landed, rejected)
+                if len(pending) >= LEDGER_BATCH:
                     flush()
-                    log.info("gainsight: people: %d of %d upserted", position + 1, len(todo))
+                    log.info("gainsight: people: %d of %d upserted", position + 1, len(indices))
         finally:
             flush()

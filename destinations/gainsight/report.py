@@ -38,6 +38,21 @@ class CompanyWaits:
         return len(self.ambiguous_ids)
 
 
+@dataclass
+class PeopleSplit:
+    """Where each person the push handled stood in Gainsight, from the read before any write
+    (`people.py`): most respondents of a CRM-synced tenant already exist there."""
+
+    exists: int = 0  # already right (person and Company association): booked, not written
+    association_added: int = 0  # existed without the association: written for it
+    names_updated: int = 0  # existed with the association; `update_person_names` rewrote the names
+    created: int = 0  # new to Gainsight
+
+    @property
+    def total(self) -> int:
+        return self.exists + self.association_added + self.names_updated + self.created
+
+
 @dataclass(frozen=True)
 class Deferral:
     """Why work was left for the next run: a used-up quota window, or (`reason`) a Bulk upload
@@ -57,6 +72,7 @@ class PushReport:
     recovered_uploads: int = 0
     deferrals: list[Deferral] = field(default_factory=list)
     waiting: CompanyWaits = field(default_factory=CompanyWaits)
+    people: PeopleSplit = field(default_factory=PeopleSplit)
     calls: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     token_grants: int = 0
