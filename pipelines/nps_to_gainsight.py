@@ -8,6 +8,7 @@ Run from the repository root (it reads .dlt/config.toml and .dlt/secrets.toml fr
     python pipelines/nps_to_gainsight.py --demo          # against bundled sandboxes, no setup
     python pipelines/nps_to_gainsight.py status          # cursor, last runs, outbox, dead letters (read-only)
     python pipelines/nps_to_gainsight.py check           # prove config and both tenants; changes nothing
+    python pipelines/nps_to_gainsight.py export-csv --out DIR   # survey-import CSV of new/changed responses
 
 Exit codes are listed in README.md ("Exit codes") and in `pipelines/errors.py`.
 """
@@ -54,13 +55,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="exit 0 instead of 10/11/12 (completed with warnings); run_history keeps the real outcome "
         "(config nps_to_gainsight.warnings_as_success)",
     )
-    verbs = parser.add_subparsers(dest="verb", metavar="{status,check}", help="default: the scheduled run")
+    verbs = parser.add_subparsers(dest="verb", metavar="{status,check,export-csv}", help="default: the scheduled run")
     check = verbs.add_parser("check", help="validate the configuration and read both tenants; changes nothing")
     _add_logging_options(check, verb=True)
     status = verbs.add_parser("status", help="cursor, last runs, outbox, dead letters, quarantine, quota (read-only)")
     _add_logging_options(status, verb=True)
     status.add_argument("--runs", type=int, default=10, help="how many recent runs to list (default 10)")
     status.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    _add_export_verb(verbs)
     args = parser.parse_args(argv)
     if (args.start is None) != (args.end is None):
         parser.error("--start and --end go together")
@@ -68,6 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--start {args.start} is after --end {args.end}")
     if args.verb == "check" and (args.demo or args.start or args.stage_only or args.push_only or args.dry_run):
         parser.error("check takes no other options")
+    if args.verb == "export-csv" and (args.demo or args.start or args.stage_only or args.push_only or args.dry_run):
+        parser.error("export-csv takes no run options (it reads staging only)")
+    if args.verb == "export-csv" and args.since and args.until and args.since > args.until:
+        parser.error(f"--since {args.since} is after --until {args.until}")
     if args.demo and (args.start or args.stage_only or args.push_only or args.dry_run):
         parser.error("--demo takes no other options")
     if args.stage_only and (args.dry_run or args.push_only):
@@ -75,6 +81,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.push_only and args.start:
         parser.error("--push-only does not call CustomerGauge, so it takes no backfill range")
     return args
+
+
+def _add_export_verb(verbs: argparse._SubParsersAction) -> None:
+    export = verbs.add_parser(
+        "export-csv",
+        help="write the survey-import CSV (new or changed responses) for a Gainsight Load to Survey rule",
+    )
+    _add_logging_options(export, verb=True)
+    export.add_argument("--out", type=Path, required=True, help="existing folder the CSV file is written to")
+    export.add_argument("--since", type=_day, help="only responses answered on or after this day (YYYY-MM-DD, UTC)")
+    export.add_argument("--until", type=_day, help="only responses answered on or before this day (YYYY-MM-DD, UTC)")
+    export.add_argument(
+        "--all", action="store_true", dest="everything", help="every staged response (in range), not only new or changed ones"
+    )
 
 
 def _add_logging_options(parser: argparse.ArgumentParser, verb: bool) -> None:
@@ -174,6 +194,14 @@ def _run_verb(args: argparse.Namespace) -> int:
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
+    if args.verb == "export-csv":
+        from pipelines.export import Selection, run_export
+
+        try:
+            return int(run_export(settings, args.out, Selection(args.everything, args.since, args.until)))
+        except CommandError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return int(exc.exit_code)
     if args.verb == "status":
         from pipelines.status import show_status
 

@@ -9,7 +9,7 @@ config file and says where it looked.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dlt
@@ -27,6 +27,14 @@ OTHER_KEYS: tuple[str, ...] = ("log_format",)  # read before logging is set up
 
 
 @dataclass(frozen=True)
+class ExportSettings:
+    """`[nps_to_gainsight.export]`: the survey-import CSV of `export-csv` (README "Survey CSV export")."""
+
+    # Prefix cells a spreadsheet would run as a formula with an apostrophe (pipelines/export/csv_file.py).
+    formula_guard: bool = True
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Settings of the command itself (the source reads its own from `[sources.customergauge]`)."""
 
@@ -38,6 +46,7 @@ class RunSettings:
     stage_only: bool = False  # stage into DuckDB, do not push to Gainsight
     push_only: bool = False  # push what is staged, do not call CustomerGauge
     warnings_as_success: bool = False  # exit 0 instead of 10/11/12; run_history keeps the real outcome
+    export: ExportSettings = field(default_factory=ExportSettings)
 
 
 def require_project_config() -> Path:
@@ -70,6 +79,7 @@ def load_run_settings() -> RunSettings:
         pipelines_dir=dlt.config.get(f"{SECTION}.pipelines_dir") or str(default_pipelines_dir(duckdb_path)),
         duckdb_memory_limit=str(dlt.config.get(f"{SECTION}.duckdb_memory_limit") or DEFAULT_MEMORY_LIMIT),
         warnings_as_success=config_flag(f"{SECTION}.warnings_as_success"),
+        export=ExportSettings(formula_guard=config_flag(f"{SECTION}.export.formula_guard", default=True)),
     )
     check_names(settings)
     return settings
@@ -127,9 +137,11 @@ def log_format_setting() -> str:
     return value
 
 
-def config_flag(key: str) -> bool:
-    """A true/false setting; TOML gives a bool, env vars a string."""
+def config_flag(key: str, default: bool = False) -> bool:
+    """A true/false setting; TOML gives a bool, env vars a string; `default` when it is not set."""
     value: object = dlt.config.get(key)
+    if value is None:
+        return default
     if isinstance(value, str):
         if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no", ""):
             section, _, name = key.rpartition(".")

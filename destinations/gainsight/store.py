@@ -872,3 +872,14 @@ class QuotaLogReader:
 def quota_log_reader(db: Connection) -> QuotaLogReader | None:
     """A reader of the quota log; None when no run has kept one yet."""
     return QuotaLogReader(db) if table_exists(db, SCHEMA, "quota_log") else None
+
+
+# --- readers outside the push (the survey CSV export) ----------------------------------------------
+
+
+def company_gsids_sql(db: Connection) -> str:
+    """SQL: (account_id, gsid) of every Company whose Gainsight id the ledger knows; no rows before a
+    first push. `pipelines/export` joins it so the CSV names the Company id without knowing the ledger."""
+    if not table_exists(db, SCHEMA, "companies"):
+        return "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS gsid WHERE FALSE"
+    return f"SELECT account_id, gsid FROM {SCHEMA}.companies WHERE gsid IS NOT NULL"
