@@ -24,14 +24,23 @@ import pytest
 
 from pipelines.errors import ExitCode
 from pipelines.export import erase_person
-from pipelines.runner import execute
 from pipelines.settings import RunSettings
 from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
 from sandbox.gainsight import BulkJob, GainsightSandbox
 
 from .cli import cli_env, run_main
-from .conftest import ACCESS_KEY, BULK_JOB, CLIENT_ID, CLIENT_SECRET, GS_CLIENT_ID, GS_CLIENT_SECRET, REPO
-from .conftest import RESPONSE_OBJECT, Connector, Staging
+from .conftest import (
+    ACCESS_KEY,
+    BULK_JOB,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    GS_CLIENT_ID,
+    GS_CLIENT_SECRET,
+    REPO,
+    RESPONSE_OBJECT,
+    Connector,
+    Staging,
+)
 
 # The documented header (README "Survey CSV export"), in its documented order.
 HEADER = [
