@@ -21,7 +21,7 @@ from pipelines.errors import StagingFailed
 
 from .columns import EMAIL_COLUMN, RESPONSE_ID_COLUMN
 from .csv_file import read_rows, unguarded, write_atomically
-from .state import ExportFile, ensure_state, export_files, exported_count, forget_exported, recount, staged_response_ids
+from .state import ExportFile, export_files, exported_count, forget_exported, has_state, recount, staged_response_ids
 
 log = logging.getLogger("nps.export")
 
@@ -50,7 +50,8 @@ def erase_person(
     address = email.strip().lower()
     if not address:
         raise ValueError("erase_person needs an e-mail address; a blank one would match every row without one")
-    ensure_state(db)
+    if not has_state(db):  # nothing was ever exported from this file
+        return ErasedFromExports(0, (), 0, 0)
     ids = set(response_ids) | staged_response_ids(db, dataset, address)
     present: list[tuple[ExportFile, list[str], list[list[str]]]] = []
     missing = 0

@@ -29,8 +29,8 @@ from destinations.gainsight.store import SCHEMA, company_gsids_sql
 
 from .columns import COLUMNS
 
-EXPORTS = f"{SCHEMA}.csv_exports"
-EXPORTED = f"{SCHEMA}.csv_exported"
+STATE_TABLES = ("csv_exports", "csv_exported")
+EXPORTS, EXPORTED = (f"{SCHEMA}.{table}" for table in STATE_TABLES)
 RESPONSES = "nps_responses"
 
 DDL = f"""
@@ -73,6 +73,10 @@ class ExportFile:
 
 def ensure_state(db: duckdb.DuckDBPyConnection) -> None:
     db.execute(DDL)
+
+
+def has_state(db: duckdb.DuckDBPyConnection) -> bool:
+    return all(table_exists(db, SCHEMA, table) for table in STATE_TABLES)
 
 
 def has_responses(db: duckdb.DuckDBPyConnection, dataset: str) -> bool:
