@@ -16,7 +16,7 @@ before the booking repeats rows in the next file, under the same `response_id`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import chain
@@ -30,7 +30,7 @@ from pipelines.settings import RunSettings
 from pipelines.staging import StagingStore
 
 from .columns import HEADER
-from .csv_file import guarded, remove_leftovers, write_atomically
+from .csv_file import remove_leftovers, write_atomically
 from .state import ExportFile, Selection, book, ensure_state, has_responses, selected_rows
 
 log = logging.getLogger("nps.export")
@@ -82,7 +82,7 @@ def export(store: StagingStore, folder: Path, selection: Selection, formula_guar
     if not has_responses(db, store.dataset):
         log.info("export-csv: nothing staged yet; no file written")
         return ExportResult(None, 0)
-    batches = selected_rows(db, store.dataset, selection)
+    batches = selected_rows(db, store.dataset, selection, formula_guard)
     first = next(batches, [])
     if not first:
         log.info("export-csv (%s): no responses due; no file written", selection.mode)
@@ -90,7 +90,7 @@ def export(store: StagingStore, folder: Path, selection: Selection, formula_guar
     written_at = datetime.now(timezone.utc)
     path = _free_name(folder, written_at)
     STOP.enter("the CSV export")
-    rows = write_atomically(path, HEADER, _cells(first, batches, formula_guard), before_publish=STOP.check)
+    rows = write_atomically(path, HEADER, _batches(first, batches), before_publish=STOP.check)
     export_file = ExportFile(written_at.strftime("%Y%m%dT%H%M%S.%fZ"), path.resolve(), formula_guard)
     book(db, store.dataset, selection, export_file, rows, written_at)
     log.info(
@@ -104,14 +104,11 @@ def export(store: StagingStore, folder: Path, selection: Selection, formula_guar
     return ExportResult(path, rows)
 
 
-def _cells(
-    first: list[tuple[str, ...]], rest: Iterator[list[tuple[str, ...]]], formula_guard: bool
-) -> Iterator[Sequence[str]]:
-    """The file's rows, guarded if asked; a stop asked for is honoured between batches."""
+def _batches(first: list[tuple[str, ...]], rest: Iterator[list[tuple[str, ...]]]) -> Iterator[list[tuple[str, ...]]]:
+    """The file's rows in batches; a stop asked for is honoured between them."""
     for batch in chain([first], rest):
         STOP.check()
-        for row in batch:
-            yield [guarded(cell) for cell in row] if formula_guard else row
+        yield batch
 
 
 def _out_folder(out: Path) -> Path:

@@ -102,6 +102,6 @@ def _read(path: Path) -> tuple[list[str], list[list[str]]]:
 
 def _rewrite(export: ExportFile, header: list[str], rows: list[list[str]]) -> None:
     try:
-        write_atomically(export.path, header, rows)
+        write_atomically(export.path, header, [rows])
     except OSError as exc:
         raise StagingFailed(f"cannot rewrite the export file {export.path} without the person's rows: {exc}") from None

@@ -28,6 +28,7 @@ from connector_common.sql import table_exists
 from destinations.gainsight.store import SCHEMA, company_gsids_sql
 
 from .columns import COLUMNS
+from .csv_file import guarded_sql
 
 STATE_TABLES = ("csv_exports", "csv_exported")
 EXPORTS, EXPORTED = (f"{SCHEMA}.{table}" for table in STATE_TABLES)
@@ -83,11 +84,15 @@ def has_responses(db: duckdb.DuckDBPyConnection, dataset: str) -> bool:
     return table_exists(db, dataset, RESPONSES)
 
 
-def _selection_sql(db: duckdb.DuckDBPyConnection, dataset: str) -> str:
-    """The responses an export writes, in file order, with what booking needs after the CSV columns."""
-    cells = ", ".join(f'coalesce({column.sql}, \'\') AS "{column.name}"' for column in COLUMNS)
+def _selection_sql(db: duckdb.DuckDBPyConnection, dataset: str, formula_guard: bool = False) -> str:
+    """The responses an export writes as CSV cells (guarded if asked), then what booking needs."""
+    cells = ", ".join(
+        f'{guarded_sql(text) if formula_guard else text} AS "{column.name}"'
+        for column, text in ((column, f"coalesce({column.sql}, '')") for column in COLUMNS)
+    )
     return f"""
-    SELECT {cells}, r.response_id AS booked_response_id, r.content_hash AS booked_hash, c.gsid AS booked_gsid
+    SELECT {cells}, r.response_id AS booked_response_id, r.content_hash AS booked_hash, c.gsid AS booked_gsid,
+        r.responded_at AS sort_at
     FROM "{dataset}".{RESPONSES} r
     LEFT JOIN ({company_gsids_sql(db)}) c ON c.account_id = r.account_id
     LEFT JOIN {EXPORTED} e ON e.response_id = r.response_id
@@ -98,21 +103,22 @@ def _selection_sql(db: duckdb.DuckDBPyConnection, dataset: str) -> str:
     """
 
 
-def selected_rows(db: duckdb.DuckDBPyConnection, dataset: str, selection: Selection) -> Iterator[list[tuple[str, ...]]]:
+def selected_rows(
+    db: duckdb.DuckDBPyConnection, dataset: str, selection: Selection, formula_guard: bool
+) -> Iterator[list[tuple[str, ...]]]:
     """The CSV cells of the selected responses, in batches, ordered by response time then id.
 
     Read through a cursor of its own and to the end (an unfinished result would pin DuckDB's
     old row versions; connector_common/sql.py)."""
-    width = len(COLUMNS)
     cursor = db.cursor()
     try:
         cursor.execute(
-            f"SELECT * EXCLUDE (booked_response_id, booked_hash, booked_gsid) FROM ({_selection_sql(db, dataset)}) "
-            f"ORDER BY responded_at, response_id",
+            f"SELECT * EXCLUDE (booked_response_id, booked_hash, booked_gsid, sort_at) "
+            f"FROM ({_selection_sql(db, dataset, formula_guard)}) ORDER BY sort_at, booked_response_id",
             selection.parameters(),
         )
         while batch := cursor.fetchmany(BATCH_ROWS):
-            yield [tuple(row[:width]) for row in batch]
+            yield batch
     finally:
         cursor.close()
 
