@@ -5,8 +5,8 @@ guard, atomic write), `state` (every SQL statement on the export state), `comman
 `erase` (`erase_person`, for `forget --email`). README "Survey CSV export" documents the file.
 """
 
-from .command import run_export
+from .command import ExportResult, export, run_export
 from .erase import ErasedFromExports, erase_person
 from .state import Selection
 
-__all__ = ["ErasedFromExports", "Selection", "erase_person", "run_export"]
+__all__ = ["ErasedFromExports", "ExportResult", "Selection", "erase_person", "export", "run_export"]
