@@ -245,32 +245,40 @@ def test_incremental_exports_write_only_new_and_changed_responses(copy: Copy, wo
     assert sorted(row["response_id"] for row in parse(copy.files()[-1])) == sorted(on_that_day)
 
 
-KILL_BEFORE_RENAME = """
+KILLED_AT_THE_RENAME = """
 import os, signal, sys
-sys.path.insert(0, os.getcwd())
-os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # dies where the file would be published
+sys.path.insert(0, {repo!r})
+rename = os.replace
+def dying_replace(*args):
+    if {after}:
+        rename(*args)
+    os.kill(os.getpid(), signal.SIGKILL)
+os.replace = dying_replace  # the file's publication, the one place it is renamed
 from pipelines import nps_to_gainsight
 nps_to_gainsight.main(sys.argv[1:])
 """
 
 
-def test_a_kill_before_the_rename_publishes_nothing_and_the_next_export_writes_the_rows(copy: Copy):
-    # A child process, because the point is a real kill -9 between writing the file and renaming it.
+@pytest.mark.parametrize("after", [False, True], ids=["before the rename", "after the rename, before the booking"])
+def test_a_kill_at_publication_loses_no_row(copy: Copy, after: bool):
+    # A child process each, because the point is a real kill -9 at that instant.
     killed = subprocess.run(
-        [sys.executable, "-c", KILL_BEFORE_RENAME.replace("os.getcwd()", repr(str(REPO))), "export-csv", "--out",
+        [sys.executable, "-c", KILLED_AT_THE_RENAME.format(repo=str(REPO), after=after), "export-csv", "--out",
          str(copy.out)],
         cwd=copy.project, env=copy.env, capture_output=True, text=True, timeout=120,
     )
 
     assert killed.returncode == -9, killed.stderr
-    assert copy.files() == []  # nothing under a final name
-    [leftover] = list(copy.out.glob(".nps_responses_*.tmp"))  # the written, never published file
-    assert leftover.stat().st_size > 0
+    leftovers = list(copy.out.glob(".nps_responses_*.tmp"))
+    if after:  # published whole, never booked
+        [published] = copy.files()
+        assert len(parse(published)) == 40 and leftovers == []
+    else:  # written, never published: nothing under a final name
+        assert copy.files() == [] and len(leftovers) == 1 and leftovers[0].stat().st_size > 0
     result = copy.export()
     assert result.returncode == 0, result.stderr
-    [path] = copy.files()
-    assert len(parse(path)) == 40  # the state did not advance: every row comes again
-    assert not leftover.exists()
+    assert len(parse(copy.files()[-1])) == 40  # the state did not advance: every row comes again
+    assert list(copy.out.glob(".nps_responses_*.tmp")) == []
 
 
 def test_erase_person_rewrites_the_files_and_forgets_the_state(copy: Copy, world: World):
