@@ -48,8 +48,9 @@ class SurveyCsv(csv.Dialect):
 
 def guarded_sql(text: str) -> str:
     """SQL: the text expression `text` as a cell a spreadsheet shows as text rather than running it
-    as a formula. In SQL because DuckDB does it for a whole batch at once (a Python call per cell
-    was 40% of a 100k-row export); `unguarded` below is its inverse, from the same FORMULA_STARTS."""
+    as a formula. Applied in the export's query, so the rows go from DuckDB to the csv writer
+    untouched (measured: the same CPU as a Python call per cell, ~6 s for 100k rows with start-up);
+    `unguarded` below is its inverse, from the same FORMULA_STARTS."""
     starts = ", ".join(f"chr({ord(char)})" for char in FORMULA_STARTS)
     return f"CASE WHEN left({text}, 1) IN ({starts}) THEN chr({ord(GUARD)}) || {text} ELSE {text} END"
 
