@@ -15,7 +15,8 @@ Where known keys come from (the one place to add a key is its settings definitio
   section;
 - `destination.duckdb`: the fields of dlt's DuckDB client configuration;
 - `nps_to_gainsight`: the fields of `RunSettings` (nested dataclasses become subsections), and
-  `OTHER_KEYS` in `pipelines/settings.py` for keys read before `RunSettings` exists.
+  `OTHER_KEYS` in `pipelines/settings.py` for keys read before `RunSettings` exists;
+  `nps_to_gainsight.serve`: the fields of `ServeSettings` (pipelines/serve/settings.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ else:  # tomllib is standard library from 3.11; tomli is the same parser for 3.1
     import tomli as tomllib
 
 from .errors import ConfigError
+from .serve.settings import ServeSettings
 from .settings import OTHER_KEYS, RunSettings
 
 ANY = "any"  # a key whose value may be a table of its own, read by dlt (e.g. DuckDB credentials)
@@ -68,7 +70,11 @@ def known_keys() -> dict[str, Tree]:
         "sources.customergauge": source,
         "destination.gainsight": gainsight,
         "destination.duckdb": duckdb,
-        "nps_to_gainsight": {**dataclass_keys(RunSettings), **{key: None for key in OTHER_KEYS}},
+        "nps_to_gainsight": {
+            **dataclass_keys(RunSettings),
+            **{key: None for key in OTHER_KEYS},
+            "serve": dataclass_keys(ServeSettings),
+        },
     }
 
 

@@ -9,6 +9,7 @@ Run from the repository root (it reads .dlt/config.toml and .dlt/secrets.toml fr
     python pipelines/nps_to_gainsight.py status          # cursor, last runs, outbox, dead letters (read-only)
     python pipelines/nps_to_gainsight.py check           # prove config and both tenants; changes nothing
     python pipelines/nps_to_gainsight.py export-csv --out DIR   # survey-import CSV of new/changed responses
+    python pipelines/nps_to_gainsight.py serve           # receive webhooks, deliver in seconds, reconcile hourly
 
 Exit codes are listed in README.md ("Exit codes") and in `pipelines/errors.py`.
 """
@@ -55,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="exit 0 instead of 10/11/12 (completed with warnings); run_history keeps the real outcome "
         "(config nps_to_gainsight.warnings_as_success)",
     )
-    verbs = parser.add_subparsers(dest="verb", metavar="{status,check,export-csv}", help="default: the scheduled run")
+    verbs = parser.add_subparsers(dest="verb", metavar="{status,check,export-csv,serve}", help="default: the scheduled run")
     check = verbs.add_parser("check", help="validate the configuration and read both tenants; changes nothing")
     _add_logging_options(check, verb=True)
     status = verbs.add_parser("status", help="cursor, last runs, outbox, dead letters, quarantine, quota (read-only)")
@@ -63,6 +64,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     status.add_argument("--runs", type=int, default=10, help="how many recent runs to list (default 10)")
     status.add_argument("--json", action="store_true", help="one JSON document instead of text")
     _add_export_verb(verbs)
+    serve = verbs.add_parser(
+        "serve",
+        help="receive CustomerGauge webhooks and deliver them within seconds; also runs the reconciliation "
+        "(README \"Real-time webhooks (serve)\")",
+    )
+    _add_logging_options(serve, verb=True)
+    serve.add_argument("--host", help="address to listen on (config nps_to_gainsight.serve.host, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (config nps_to_gainsight.serve.port, default 8787)")
     args = parser.parse_args(argv)
     if (args.start is None) != (args.end is None):
         parser.error("--start and --end go together")
@@ -74,6 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("export-csv takes no run options (it reads staging only)")
     if args.verb == "export-csv" and args.since and args.until and args.since > args.until:
         parser.error(f"--since {args.since} is after --until {args.until}")
+    if args.verb == "serve" and (args.demo or args.start or args.stage_only or args.push_only or args.dry_run):
+        parser.error("serve takes only --host and --port (and the logging options)")
     if args.demo and (args.start or args.stage_only or args.push_only or args.dry_run):
         parser.error("--demo takes no other options")
     if args.stage_only and (args.dry_run or args.push_only):
@@ -180,6 +191,7 @@ def _run_verb(args: argparse.Namespace) -> int:
                 "destination.gainsight.client_id",
                 "destination.gainsight.client_secret",
                 "destination.gainsight.bulk_access_key",
+                "nps_to_gainsight.serve.webhook_secret",
             ]
         )
     )
@@ -210,6 +222,10 @@ def _run_verb(args: argparse.Namespace) -> int:
         except CommandError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return int(exc.exit_code)
+    if args.verb == "serve":
+        from pipelines.serve.command import run_serve
+
+        return int(run_serve(settings, args.host, args.port))
     settings = replace(
         settings,
         stage_only=args.stage_only,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,6 +31,10 @@ from .summary import format_summary, one_line_summary, run_counts
 
 log = logging.getLogger("nps.run")
 
+# How a run fills staging when it is not the scheduled extract (serve's webhook batches): it gets the
+# run's open store and report and returns what it staged.
+StageStep = Callable[[StagingStore, ExtractReport], StageResult]
+
 
 def _return_freed_memory() -> None:
     """Use the system allocator for Arrow buffers.
@@ -50,13 +55,17 @@ def execute(
     source_options: dict[str, Any] | None = None,
     gainsight_options: dict[str, Any] | None = None,
     dry_run: bool = False,
+    store: StagingStore | None = None,
+    stage: tuple[str, StageStep] | None = None,
 ) -> tuple[ExitCode, StageResult | None]:
     """Stage, then push; never raises for expected failures, returns the exit code instead.
 
     SIGINT/SIGTERM stop the run at the next safe point with exit 130/143 (connector_common.stop).
+    A long-running caller (`serve`) passes the `store` it holds open for its lifetime (the run then
+    leaves it open), and may replace the extract by a named `stage` step (mode, step).
     """
     with stop_on_signals():
-        return _execute(settings, source_options, gainsight_options, dry_run)
+        return _execute(settings, source_options, gainsight_options, dry_run, store, stage)
 
 
 def _execute(
@@ -64,6 +73,8 @@ def _execute(
     source_options: dict[str, Any] | None,
     gainsight_options: dict[str, Any] | None,
     dry_run: bool,
+    held_store: StagingStore | None = None,
+    stage: tuple[str, StageStep] | None = None,
 ) -> tuple[ExitCode, StageResult | None]:
     started = time.monotonic()
     report = ExtractReport(run_id=new_run_id())
@@ -73,11 +84,12 @@ def _execute(
     try:
         # Checked before anything is fetched: a typo in the Gainsight settings should not cost an extract.
         destination = None if settings.stage_only else load_settings(gainsight_options)
-        store = StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit)
+        store = held_store or StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit)
     except (CommandError, GainsightSettingError) as exc:
         log.error("%s", exc)
         return exit_code_for(exc), None
-    run = RunRecord(report.run_id, run_mode(settings, source_options, dry_run), datetime.now(timezone.utc))
+    mode = stage[0] if stage else run_mode(settings, source_options, dry_run)
+    run = RunRecord(report.run_id, mode, datetime.now(timezone.utc))
     result: StageResult | None = None
     outcome: ExitCode | None = None  # stays None only if the run is interrupted (KeyboardInterrupt, SystemExit)
     try:
@@ -87,6 +99,8 @@ def _execute(
             result = run_dry(settings, store, report, source_options, destination)
         elif settings.push_only:
             result = StageResult(report=report, staged_rows=store.count(RESPONSES), quarantine_rows=store.count(QUARANTINE))
+        elif stage is not None:
+            result = stage[1](store, report)
         else:
             result = run_stage(make_pipeline(settings, store), store, report, source_options)
         if destination is not None and not dry_run:
@@ -132,7 +146,8 @@ def _execute(
             run.exit_code, run.outcome = int(code), outcome.name.lower()
         record(store.connection, run)
         remember_reported(store.connection, store.dataset, run)
-        store.close()
+        if held_store is None:
+            store.close()
     if result is None:
         # stdout holds the last run's outcome for schedulers (`> last_run.txt`): never leave it empty.
         print(f"run {report.run_id}: failed, exit {int(code)} ({code.name.lower()}): {run.error}", flush=True)

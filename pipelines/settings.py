@@ -18,6 +18,7 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from destinations.gainsight.store import SCHEMA as LEDGER_SCHEMA
 
 from .errors import ConfigError
+from .serve.spool import SCHEMA as SPOOL_SCHEMA
 from .staging import DEFAULT_MEMORY_LIMIT
 
 SECTION = "nps_to_gainsight"
@@ -100,13 +101,15 @@ def check_names(settings: RunSettings) -> None:
 
     DuckDB names the file's catalog after its stem, so a schema of the same name makes every
     reference ambiguous to its binder and each run fails in the load step. The schemas in the file
-    are the dataset, dlt's merge staging copy of it (`<dataset>_staging`) and the Gainsight ledger.
+    are the dataset, dlt's merge staging copy of it (`<dataset>_staging`), the Gainsight ledger and
+    serve's spool (`webhooks`).
     """
     stem = settings.duckdb_path.stem
     schemas = {
         settings.dataset_name: "the dataset",
         f"{settings.dataset_name}_staging": "dlt's merge staging schema of the dataset",
         LEDGER_SCHEMA: "the Gainsight ledger schema",
+        SPOOL_SCHEMA: "serve's webhook spool schema",
     }
     if stem in schemas:
         raise ConfigError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import duckdb
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.sources import DltSource
 
 from connector_common.stop import STOP, StopRequested
 from destinations.gainsight import PushReport
@@ -124,8 +125,12 @@ def run_stage(
     store: StagingStore,
     report: ExtractReport,
     source_options: dict[str, Any] | None = None,
+    make_source: Callable[[], DltSource] | None = None,
 ) -> StageResult:
     """Extract from CustomerGauge, merge into DuckDB, refresh the views.
+
+    `make_source` replaces the scheduled extract by another source of the same tables (serve's
+    webhook events), which then goes through exactly the same steps.
 
     The steps are dlt's `run()` spelled out, for two reasons: the run counts new and changed
     responses in the normalized files before they are merged, and a large window is loaded in
@@ -140,7 +145,10 @@ def run_stage(
     tables: list[str] = []
     while True:
         try:
-            source = customergauge(report=report, load_in_parts=True, **(source_options or {}))
+            if make_source is not None:
+                source = make_source()
+            else:
+                source = customergauge(report=report, load_in_parts=True, **(source_options or {}))
             if tables:
                 source = source.with_resources(*tables)
             STOP.enter("the extract from CustomerGauge")

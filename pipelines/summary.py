@@ -29,8 +29,9 @@ def format_summary(
     # A stopped run's extract report holds pages not staged and a cursor not committed.
     stopped = exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
     for feed in report.feeds.values():
+        where = f"window {feed.window_start}..{feed.window_end}" if feed.window_start else "webhook events"
         line = (
-            f"  {feed.table}: window {feed.window_start}..{feed.window_end}; fetched {feed.fetched:,}, "
+            f"  {feed.table}: {where}; fetched {feed.fetched:,}, "
             f"valid {feed.valid:,}, quarantined {feed.quarantined:,}"
         )
         if feed.table == "nps_responses" and not stopped:

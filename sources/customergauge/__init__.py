@@ -103,13 +103,8 @@ def customergauge(
         decode_workers=decode_workers,
         rows_per_load=rows_per_load,
     )
-    api_base_url, token_url = api_base_url or default_api_base_url(region), token_url or default_token_url(region)
-    check_first_contact_settings(client_id, client_secret, api_base_url, token_url)
-    client = CustomerGaugeClient(
-        api_base_url,
-        token_url,
-        ClientCredentials(client_id, client_secret),
-        RetryPolicy(max_attempts=max_attempts, backoff=retry_backoff_seconds, max_wait=max_retry_wait_seconds),
+    client = build_client(
+        client_id, client_secret, region, api_base_url, token_url, max_attempts, retry_backoff_seconds, max_retry_wait_seconds
     )
     report = report or ExtractReport(run_id=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     report.clients.append(client)
@@ -120,6 +115,27 @@ def customergauge(
         for resource in resources:
             resource.apply_hints(write_disposition=MERGE_LATEST_COPY, columns=LATEST_COPY_WINS)
     return resources
+
+
+def build_client(
+    client_id: str,
+    client_secret: str,
+    region: str,
+    api_base_url: str | None,
+    token_url: str | None,
+    max_attempts: int,
+    retry_backoff_seconds: float,
+    max_retry_wait_seconds: float,
+) -> CustomerGaugeClient:
+    """The API client from the source's settings, checked before any call."""
+    api_base_url, token_url = api_base_url or default_api_base_url(region), token_url or default_token_url(region)
+    check_first_contact_settings(client_id, client_secret, api_base_url, token_url)
+    return CustomerGaugeClient(
+        api_base_url,
+        token_url,
+        ClientCredentials(client_id, client_secret),
+        RetryPolicy(max_attempts=max_attempts, backoff=retry_backoff_seconds, max_wait=max_retry_wait_seconds),
+    )
 
 
 def check_first_contact_settings(client_id: str, client_secret: str, api_base_url: str, token_url: str) -> None:

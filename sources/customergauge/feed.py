@@ -103,7 +103,7 @@ def feed_tables(
     fetched_before = progress.fetched
     _start(progress, window, last_seen, options.backfilling)
     with DecodePool(options.decode_workers) as pool:
-        pages = decode_pages(fetch_pages(client, spec, options, window), _decoder(spec, options, report.run_id), pool, spec.path)
+        pages = decode_pages(fetch_pages(client, spec, options, window), page_decoder(spec, options, report.run_id), pool, spec.path)
         if load_in_parts:
             pages = one_part(pages, window, options.rows_per_load, spec.table)
         yield from as_tables(counted(pages, progress))
@@ -149,7 +149,8 @@ def _start(progress: FeedReport, window: Window, last_seen: datetime | None, bac
     )
 
 
-def _decoder(spec: Feed, options: FeedOptions, run_id: str) -> PageDecoder:
+def page_decoder(spec: Feed, options: FeedOptions, run_id: str) -> PageDecoder:
+    """The feed's page decoder (also serve's, for webhook records: the same validation and mapping)."""
     return PageDecoder(
         record_kind=spec.record_kind,
         table=spec.table,
