@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
+from sandbox.customergauge.webhooks import WebhookTarget
 from sandbox.gainsight import BulkJob, GainsightSandbox
 
 
@@ -37,7 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         raise SystemExit(f"python -m sandbox customergauge: {error}") from None
-    with CustomerGaugeSandbox(args.client_id, args.client_secret, spec, args.token_lifetime, args.port) as cg:
+    webhook = None
+    if args.webhook_url:
+        if not args.webhook_secret:
+            raise SystemExit("python -m sandbox customergauge: --webhook-url needs --webhook-secret")
+        webhook = WebhookTarget(args.webhook_url, args.webhook_secret, args.webhook_auth, args.webhook_payload)
+    with CustomerGaugeSandbox(
+        args.client_id, args.client_secret, spec, args.token_lifetime, args.port, webhook=webhook
+    ) as cg:
         print(f"CustomerGauge sandbox serving at {cg.base_url} (token URL {cg.token_url})", flush=True)
         stop.wait()
     return 0
@@ -59,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     cg.add_argument("--seed", type=int, default=7, help="random seed; same seed and --end, same data")
     cg.add_argument("--end", type=date.fromisoformat, default=None, help="last day of data, YYYY-MM-DD (default today UTC)")
     cg.add_argument("--token-lifetime", type=float, default=3600.0, help="token lifetime in seconds (default 3600)")
+    cg.add_argument(
+        "--webhook-url", help="emulator-only outgoing webhooks (CustomerGauge's contract is unknown): POST every "
+        "response added or edited (POST /_sandbox/responses) to this URL, e.g. http://127.0.0.1:8787/webhooks/customergauge",
+    )  # fmt: skip
+    cg.add_argument("--webhook-auth", choices=["hmac", "basic", "header"], default="hmac")
+    cg.add_argument("--webhook-secret", help="the shared secret (basic: user:password)")
+    cg.add_argument("--webhook-payload", choices=["record", "id"], default="record", help="whole record or id only")
     gs = services.add_parser("gainsight", help="Gainsight CS data, People, Timeline, Bulk and metadata APIs")
     gs.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
     gs.add_argument("--access-key", required=True, help="the accesskey header value the sandbox accepts")

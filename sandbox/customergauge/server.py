@@ -21,6 +21,7 @@ from sandbox.customergauge.data import RecordFactory, SeedSpec
 from sandbox.customergauge.limits import RateLimit
 from sandbox.customergauge.query import InvalidQuery, parse_sync_query
 from sandbox.customergauge.store import RecordStore
+from sandbox.customergauge.webhooks import WebhookSender, WebhookTarget
 
 RESPONSES_PATH = "/v7/rest/sync/responses"
 NON_RESPONSES_PATH = "/v7/rest/sync/non-responses"
@@ -56,8 +57,11 @@ class CustomerGaugeSandbox(SandboxServer):
         last_page_cursor: str = "number",
         time_scale: float = 1.0,
         requests_per_minute: int | None = None,
+        webhook: WebhookTarget | None = None,
     ) -> None:
         super().__init__(port, SandboxClock(time_scale))
+        #: Emulator-only outgoing webhooks (webhooks.py): one call per response added or edited.
+        self.webhooks = WebhookSender(webhook) if webhook is not None else None
         if last_page_cursor not in _LAST_PAGES:
             raise ValueError(f"last_page_cursor must be one of {sorted(_LAST_PAGES)}")
         self.last_page_cursor = last_page_cursor
@@ -80,6 +84,11 @@ class CustomerGaugeSandbox(SandboxServer):
         self.route("GET", NON_RESPONSES_PATH, lambda request: self._sync(request, self._non_responses))
         self.route("POST", r"/_sandbox/responses", self._control_add_responses)
         self.route("POST", r"/_sandbox/responses/([0-9]+)", self._control_edit_response)
+
+    def close(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.close()
+        super().close()
 
     # -- Python API for tests, the demo and benchmarks ---------------------------------------------
 
@@ -120,12 +129,18 @@ class CustomerGaugeSandbox(SandboxServer):
         with self._factory_lock:
             records = self._factory.fresh_responses(count, responded_at)
             self._responses.extend(records)
+        if self.webhooks is not None:
+            for record in records:
+                self.webhooks.send(record)
         return [record["number_customergauge"] for record in records]
 
     def edit_response(self, cgid: int, **changes: Any) -> int:
         """Emulator-only: change top-level keys of a response; it is re-emitted at a new, higher sync id
         (moves to the end of the feed). Returns that sync id; unknown CGID -> ``KeyError``."""
-        return self._responses.edit(cgid, changes)
+        sync_id = self._responses.edit(cgid, changes)
+        if self.webhooks is not None:
+            self.webhooks.send(next(record for record in self.records if record["number_customergauge"] == cgid))
+        return sync_id
 
     def add_raw_response(self, record: dict[str, Any]) -> int:
         """Emulator-only: append an arbitrary (possibly invalid) record as is; returns its sync id.
