@@ -1,0 +1,159 @@
+"""Real-time benchmark: CustomerGauge webhooks -> `serve` -> Gainsight, at a steady rate, quotas on.
+
+    python bench/realtime.py                          # 1,000 events at 5 per second, known contacts
+    python bench/realtime.py --events 200 --rate 1 --people 0   # every response from a new person
+
+Both sandboxes run in this process with Gainsight's documented quotas on (100 sync calls a minute,
+200 Timeline calls a minute) and the connector's own limiter as shipped. `serve` runs as a child
+process, configured by env vars, exactly as an operator starts it. The CustomerGauge sandbox adds
+one response at a time at the given rate, and its emulator-only webhook simulator posts each one to
+`serve` (signed with HMAC).
+
+Steady state, not a first backfill: CustomerGauge starts with `--history` responses of the last
+days from a pool of `--people` contacts, which `serve`'s start-up reconciliation pushes before the
+stream begins; the streamed responses come from the same contacts, as an established tenant's do.
+Gainsight's People API takes one person per call (reference §4.6), so every new person costs one of
+the 100 sync calls a minute: `--people 0` (a new person per response) shows that bound.
+
+Latency per event: from the simulator's first POST to the moment the
+Gainsight sandbox created the response record (its CreatedDate, on a clock at real time). Peak RSS
+is the `serve` process's (getrusage of the waited-for child).
+
+Target (issue 11): p95 <= 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec  # noqa: E402
+from sandbox.customergauge.webhooks import WebhookSender, WebhookTarget  # noqa: E402
+from sandbox.gainsight import BulkJob, GainsightSandbox  # noqa: E402
+
+CG_ID, CG_SECRET = "bench-client", "bench-secret-0a1b2c"
+ACCESS_KEY = "bench-gainsight-access-key"
+WEBHOOK_SECRET = "bench-webhook-secret-9f8e7d6c"
+RESPONSE_OBJECT = "CG_NPS_Response__gc"
+BULK_JOB = "job-nps-responses-upsert"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=5.0, help="events per second (default 5)")
+    parser.add_argument("--accounts", type=int, default=50)
+    parser.add_argument("--people", type=int, default=100, help="contacts the responses come from (0: a new one each)")
+    parser.add_argument("--history", type=int, default=300, help="responses of earlier days, pushed before the stream")
+    parser.add_argument("--payload", choices=["record", "id"], default="record")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="realtime-bench-"))
+    (work / ".dlt").mkdir()
+    shutil.copy(ROOT / ".dlt" / "config.toml", work / ".dlt" / "config.toml")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    seed = SeedSpec(responses=args.history, days=7, accounts=args.accounts, people=args.people or None)
+    with CustomerGaugeSandbox(CG_ID, CG_SECRET, seed) as cg, GainsightSandbox(
+        ACCESS_KEY, bulk_jobs=[BulkJob(BULK_JOB, RESPONSE_OBJECT, "UPSERT", keys=("ResponseId__gc",))], quotas=True
+    ) as gs:
+        log = (work / "serve.log").open("w")
+        serve = subprocess.Popen(
+            [sys.executable, str(ROOT / "pipelines" / "nps_to_gainsight.py"), "serve", "--port", str(port)],
+            cwd=work, env=_env(cg, gs, work), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            _wait(lambda: _ready(url), 900)
+            cg.webhooks = WebhookSender(WebhookTarget(url + "/webhooks/customergauge", WEBHOOK_SECRET, payload=args.payload))
+            started = time.monotonic()
+            for index in range(args.events):
+                time.sleep(max(0.0, started + index / args.rate - time.monotonic()))
+                cg.add_responses(1)
+            cg.webhooks.flush()
+            sent = time.monotonic() - started
+            _wait(lambda: gs.count_records(RESPONSE_OBJECT) >= args.history + args.events, 1800)
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=600)
+            log.close()
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        created = {record["ResponseId__gc"]: record["CreatedDate"] for record in gs.records(RESPONSE_OBJECT)}
+        latencies = sorted(
+            created[str(d.response_id)].timestamp() - d.first_sent_at for d in cg.webhooks.deliveries
+        )
+        refused = sum(1 for d in cg.webhooks.deliveries if d.status != 202)
+        cg.webhooks.close()
+    text = (work / "serve.log").read_text()
+    batches = text.count("serve: delivering")
+    contacts = f"{args.people} known contacts" if args.people else "a new person each"
+    print(f"realtime: {args.events} events ({args.payload} payloads, {contacts}) at {args.rate:g}/s sent in {sent:.0f} s, quotas on")
+    print(f"  webhook -> Gainsight latency: p50 {_pct(latencies, 50):.1f} s, p95 {_pct(latencies, 95):.1f} s, max {latencies[-1]:.1f} s")
+    print(f"  batches {batches} (events per push: {args.events / max(1, batches):.1f}); webhook calls not 202: {refused}")
+    print(f"  serve peak RSS {peak_mb:.0f} MB; exit code {serve.returncode}; log {work / 'serve.log'}")
+
+
+def _env(cg: CustomerGaugeSandbox, gs: GainsightSandbox, work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__", "NPS_TO_GAINSIGHT__"))}
+    env.update(
+        RUNTIME__DLTHUB_TELEMETRY="false",
+        SOURCES__CUSTOMERGAUGE__API_BASE_URL=cg.base_url,
+        SOURCES__CUSTOMERGAUGE__TOKEN_URL=cg.token_url,
+        SOURCES__CUSTOMERGAUGE__CLIENT_ID=CG_ID,
+        SOURCES__CUSTOMERGAUGE__CLIENT_SECRET=CG_SECRET,
+        SOURCES__CUSTOMERGAUGE__INITIAL_RESPONSE_DATE=time.strftime("%Y-%m-%d", time.gmtime(time.time() - 8 * 86400)),
+        DESTINATION__DUCKDB__CREDENTIALS=str(work / "staging.duckdb"),
+        DESTINATION__GAINSIGHT__BASE_URL=gs.base_url,
+        DESTINATION__GAINSIGHT__ACCESS_KEY=ACCESS_KEY,
+        DESTINATION__GAINSIGHT__RESPONSE_BULK_JOB_ID=BULK_JOB,
+        DESTINATION__GAINSIGHT__CREATE_MISSING_COMPANIES="true",
+        DESTINATION__GAINSIGHT__TIMELINE_AUTHOR_EMAIL="nps.connector@example.com",
+        NPS_TO_GAINSIGHT__SERVE__WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
+    return env
+
+
+def _pct(values: list[float], pct: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1] if len(values) > 1 else values[0]
+
+
+def _ready(url: str) -> bool:
+    """Healthy and past the start-up reconciliation: the benchmark measures the steady state."""
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=5) as answer:
+            return int(answer.status) == 200 and json.load(answer)["last_run"] is not None
+    except OSError:
+        return False
+
+
+def _wait(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit("realtime: timed out waiting")
+        time.sleep(0.5)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+if __name__ == "__main__":
+    main()
