@@ -154,16 +154,16 @@ def _b64(text: str) -> str:
 
 def test_burst_is_one_batch_through_the_push_and_duplicates_are_harmless(served):
     cg, gs = served.connector.staging.sandbox, served.connector.gainsight
-    ids = cg.add_responses(30)
+    ids = cg.add_responses(14)
     records = {record["number_customergauge"]: record for record in cg.records}
-    for number in ids[:25]:  # whole records, each in one of the accepted shapes
+    for number in ids[:10]:  # whole records, each in one of the accepted shapes
         record = records[number]
         shape = [record, {"data": record}, {"event": "response.created", "data": [record]}][number % 3]
         assert served.post_signed(shape).status_code == 202
-    for number in ids[25:]:  # id-only events: looked up through the source
+    for number in ids[10:]:  # id-only events: looked up through the source
         assert served.post_signed({"number_customergauge": number}).status_code == 202
     assert served.post_signed({"number_customergauge": 987654321}).status_code == 202  # CustomerGauge has no such response
-    assert served.service.spool.depth() == 31
+    assert served.service.spool.depth() == 15
 
     assert served.service.worker.deliver() == ExitCode.OK
     assert served.webhook_runs() == 1  # one batch, one push
@@ -172,7 +172,7 @@ def test_burst_is_one_batch_through_the_push_and_duplicates_are_harmless(served)
     assert served.service.spool.depth() == 1  # the unknown id waits for a later try
 
     writes = write_calls(gs)
-    for number in ids[:10]:  # delivered again: staged again, nothing new for Gainsight
+    for number in ids[:6]:  # delivered again: staged again, nothing new for Gainsight
         assert served.post_signed(records[number]).status_code == 202
     served.service.worker.deliver()
     assert write_calls(gs) == writes
@@ -204,7 +204,7 @@ def test_serve_refuses_to_start_without_a_secret(cg_sandbox, gs_sandbox, project
 def test_kill_9_mid_stream_then_restart_delivers_every_acknowledged_event_once_and_sigterm_drains(
     cg_sandbox, gs_sandbox, project
 ):
-    """Two child processes (the process boundary is the point): ~7 CPU-s."""
+    """Two child processes (the process boundary is the point): about 10 CPU-s, mostly their start-up."""
     cg, gs = cg_sandbox(responses=0), gs_sandbox()
     port = free_port()
     env = push_env(
@@ -213,7 +213,7 @@ def test_kill_9_mid_stream_then_restart_delivers_every_acknowledged_event_once_a
         NPS_TO_GAINSIGHT__SERVE__RECONCILE_MINUTES="0",
         NPS_TO_GAINSIGHT__SERVE__PORT=str(port),
     )  # fmt: skip
-    cg.add_responses(40)
+    cg.add_responses(16)
     records = cg.records
     url = f"http://127.0.0.1:{port}"
 
@@ -234,7 +234,7 @@ def test_kill_9_mid_stream_then_restart_delivers_every_acknowledged_event_once_a
     acknowledged = []
     try:
         wait_for(healthy, timeout=60)
-        for record in records[:20]:
+        for record in records[:8]:
             if post(record):
                 acknowledged.append(record["number_customergauge"])
     finally:
@@ -245,7 +245,7 @@ def test_kill_9_mid_stream_then_restart_delivers_every_acknowledged_event_once_a
     second = start_cli("serve", cwd=project, env=env)
     try:
         wait_for(healthy, timeout=60)
-        for record in records[20:]:
+        for record in records[8:]:
             if post(record):
                 acknowledged.append(record["number_customergauge"])
     finally:
@@ -255,7 +255,7 @@ def test_kill_9_mid_stream_then_restart_delivers_every_acknowledged_event_once_a
     assert "Traceback" not in stderr and SECRET not in stderr
     assert "drained; 0 event(s) left" in stderr
 
-    assert len(acknowledged) == 40
+    assert len(acknowledged) == 16
     pushed = by_key(gs.records(RESPONSE_OBJECT))
     assert set(pushed) == {str(number) for number in acknowledged}
     assert set(pushed.values()) == {1}

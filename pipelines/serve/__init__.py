@@ -7,8 +7,9 @@ every batch and every reconciliation on its own thread. The process holds the st
 run lock) from start to exit, so no scheduled run can compete for it: the reconciliation is its
 own timer (`reconcile_minutes`).
 
-Signals: the first SIGTERM/SIGINT stops accepting calls, lets calls in flight finish, delivers
-every event due in the spool, and exits 0. A second one stops the run under way at its next safe
+Signals: the first SIGTERM/SIGINT stops accepting calls, lets calls in flight finish, stops a
+reconciliation under way at its next safe point, delivers every event due in the spool, and
+exits 0. A second one stops the run under way at its next safe
 point (connector_common/stop.py) and exits 128 + signal; what is left stays spooled or staged and
 the next start delivers it.
 """

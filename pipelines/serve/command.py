@@ -143,6 +143,7 @@ def _signals(server: Any, worker: Worker) -> Generator[dict[str, int], None, Non
         if "first" not in signalled:
             signalled["first"] = number
             server.should_exit = True
+            worker.end_reconciliation(number)
             log.info("serve: %s received: draining (send it again to stop at the next safe point)", signal.Signals(number).name)
         elif "forced" not in signalled:
             signalled["forced"] = number

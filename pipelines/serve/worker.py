@@ -82,6 +82,7 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = False
         self._forced = False
+        self._running: str | None = None  # the mode of the run under way
         self._thread = threading.Thread(target=self._loop, name="serve-worker", daemon=True)
 
     @property
@@ -100,6 +101,13 @@ class Worker:
         self._stopping = True
         self._wake.set()
         self._thread.join()
+
+    def end_reconciliation(self, signal_number: int) -> None:
+        """The first signal: a reconciliation under way (it may hold a long backlog, or wait out a
+        quota window) stops at its next safe point and resumes at the next start; a webhook batch
+        under way is delivered, as is the rest of the spool (`stop`)."""
+        if self._running in ("scheduled", "push-only"):
+            STOP.request(signal_number)
 
     def force_stop(self, signal_number: int) -> None:
         """A second signal: the run under way stops at its next safe point, nothing more is delivered."""
@@ -153,9 +161,15 @@ class Worker:
 
     def reconcile(self) -> ExitCode:
         """The scheduled run (lookback window, then push), as cron would start it."""
+        if self._stopping:
+            return ExitCode.OK
+        self._running = "scheduled"
         return self._finish("scheduled", *execute(self.settings, self.source_options, self.gainsight_options, store=self.store))
 
     def push_pending(self) -> ExitCode:
+        if self._stopping:
+            return ExitCode.OK
+        self._running = "push-only"
         settings = replace(self.settings, push_only=True)
         return self._finish("push-only", *execute(settings, None, self.gainsight_options, store=self.store))
 
@@ -177,6 +191,7 @@ class Worker:
             staged.append(result)
             return result
 
+        self._running = "webhook"
         log.info("serve: delivering %d event(s) (%d records, %d ids to look up)", len(batch), len(events.records), len(events.ids))
         code, result = execute(self.settings, None, self.gainsight_options, store=self.store, stage=("webhook", stage))
         self._settle(batch, events, bool(staged), code)
@@ -203,6 +218,7 @@ class Worker:
                 self.metrics.latency.observe((now - event.received_at).total_seconds())
 
     def _finish(self, mode: str, code: ExitCode, result: StageResult | None) -> ExitCode:
+        self._running = None
         now = datetime.now(timezone.utc)
         self.last_run = LastRun(mode, int(code), now)
         self.metrics.runs.labels(mode, str(int(code))).inc()
