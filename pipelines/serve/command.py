@@ -90,6 +90,7 @@ def run_serve(settings: RunSettings, host: str | None = None, port: int | None =
         address = listener.getsockname()
         if serve.webhook_auth == "hmac" and not serve.timestamp_header:
             log.warning("serve: hmac without timestamp_header: a captured call can be replayed (duplicates are harmless)")
+        worker.on_failure = lambda: setattr(server, "should_exit", True)
         with _signals(server, worker) as signalled:
             worker.start()
             log.info(

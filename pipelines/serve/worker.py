@@ -18,6 +18,7 @@ import inspect
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -79,6 +80,7 @@ class Worker:
         self.last_run: LastRun | None = None
         self.last_success: LastRun | None = None
         self.failure: BaseException | None = None
+        self.on_failure: Callable[[], None] | None = None  # serve stops listening, so the process exits 1
         self._wake = threading.Event()
         self._stopping = False
         self._forced = False
@@ -138,7 +140,9 @@ class Worker:
                 retry_push_at = None if code in COMPLETED and code != ExitCode.DEFERRED else time.monotonic() + PUSH_RETRY_SECONDS
         except BaseException as exc:  # the process stays up for /healthz to report it (503)
             self.failure = exc
-            log.exception("serve: the worker stopped unexpectedly; /healthz reports unhealthy")
+            log.exception("serve: the worker stopped unexpectedly; /healthz answers 503 and serve exits")
+            if self.on_failure is not None:
+                self.on_failure()
 
     def _sleep(self, next_reconcile: float, retry_push_at: float | None) -> None:
         """Until an event arrives, a held-back event is due, or a timer fires."""
