@@ -60,6 +60,7 @@ QUOTA_FAMILY = {
     "query": "sync",
     "bulk_status": "sync",
     "bulk": "bulk",
+    "people_bulk_status": "sync",
     **{spec.endpoint: spec.quota_family for spec in SPECS},
 }
 RATE_LIMIT_CODES = frozenset({"GS_APIG_2404", "GU_2400"})
@@ -248,6 +249,21 @@ class GainsightClient(VendorClient[GainsightCall]):
         data = self.call("people", "PUT", "/v1/peoplemgmt/v1.0/people", json_body=person, idempotent=True)
         return data if isinstance(data, dict) else {}
 
+    def upsert_people_async(self, people: list[dict[str, Any]], path: str) -> str:
+        """Async bulk People API: ≤50 persons per call, resolved by Email (a re-send is harmless);
+        returns the call's statusId (reference §4.6). The body wrapper is a setting (unknown)."""
+        body: Any = people if self.settings.people.bulk_body == "list" else {"records": people}
+        data = self.call("people_bulk", "PUT", path, json_body=body, idempotent=True)
+        status_id = data.get("statusId") or data.get("id") if isinstance(data, dict) else data
+        if not isinstance(status_id, (str, int)) or isinstance(status_id, bool) or status_id == "":
+            raise GainsightUnavailable(f"Gainsight accepted PUT {path} but returned no statusId")
+        return str(status_id)
+
+    def people_async_status(self, path: str) -> dict[str, Any]:
+        """One status read of an async People upsert (`path` holds its statusId); the raw `data`."""
+        data = self.call("people_bulk_status", "GET", path, idempotent=True)
+        return data if isinstance(data, dict) else {}
+
     def insert_activities(self, records: list[dict[str, Any]], lookups: Mapping) -> TimelineOutcome:
         """Timeline insert; ExternalId is the idempotency key, so a re-send is harmless. The answer is
         undocumented: what it does not clearly name stays unknown for the caller to look up."""
@@ -343,7 +359,7 @@ class GainsightClient(VendorClient[GainsightCall]):
         headers = {"X-Request-Id": str(uuid.uuid4())}
         if call.family == TOKEN_FAMILY:
             return headers
-        self.limiter.acquire(QUOTA_FAMILY[call.family])
+        self.limiter.acquire(self.quota_family(call.family))
         if call.bulk_auth:
             headers["accessKey"] = self.settings.bulk_key or ""
         elif self._tokens is not None:
@@ -377,13 +393,19 @@ class GainsightClient(VendorClient[GainsightCall]):
             raise self.transient(reason, answer)
         return answer
 
+    def quota_family(self, endpoint: str) -> str:
+        """The quota an endpoint's calls count against; the async People API's is a setting (unknown)."""
+        if endpoint == "people_bulk":
+            return self.settings.people.bulk_quota_family
+        return QUOTA_FAMILY[endpoint]
+
     def unanswered(self, call: GainsightCall, reason: str) -> Exception:
         return MaybeApplied(f"{reason}: no answer; the write may or may not have been applied")
 
     def _rate_limited(self, call: GainsightCall, answer: Answer, code: str | None) -> Exception:
         """Wait as the server asks, else for the family's next window; defer what does not fit."""
         self.stats.rate_limited += 1
-        family = QUOTA_FAMILY[call.family]
+        family = self.quota_family(call.family)
         if family == "bulk":
             # Bulk windows are an hour long: waiting in-run is never worth it.
             return self.limiter.block("bulk", "hour", 3600)

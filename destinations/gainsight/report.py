@@ -73,6 +73,9 @@ class PushReport:
     deferrals: list[Deferral] = field(default_factory=list)
     waiting: CompanyWaits = field(default_factory=CompanyWaits)
     people: PeopleSplit = field(default_factory=PeopleSplit)
+    people_bulk_calls: int = 0  # async People upserts submitted (people_bulk.py)
+    people_bulk_persons: int = 0  # persons they carried
+    people_bulk_recovered: int = 0  # async upserts an earlier run left open, polled and reconciled here
     calls: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     token_grants: int = 0

@@ -73,6 +73,31 @@ class QuotaLimits(BaseConfiguration):
         }
 
 
+PEOPLE_WRITERS = ("single", "bulk", "auto")
+PEOPLE_BULK_BODIES = ("list", "records")
+PEOPLE_BULK_QUOTA_FAMILIES = ("bulk", "sync")
+
+
+@configspec
+class PeopleSettings(BaseConfiguration):
+    """`[destination.gainsight.people]`: how persons are written (reference §4.6, README "People").
+
+    `writer`: "single" = the People API, one person per call (sync quota); "bulk" = the async bulk
+    People API, ≤50 persons per call, falling back to single upserts on a tenant without it (404 /
+    405, remembered); "auto" = bulk calls while their quota window has room, single upserts for the
+    rest. The async API's status path, body wrapper and quota family are not documented: each is a
+    setting, defaulting to the conservative reading.
+    """
+
+    writer: str = "single"
+    bulk_path: str = "/v1/peoplemgmt/v1.0/people/async"
+    # `{status_id}` is replaced; on 404/405 the other plausible paths are tried and the one that
+    # answers is remembered.
+    bulk_status_path: str = "/v1/peoplemgmt/v1.0/people/async/status/{status_id}"
+    bulk_body: str = "list"  # "list": a bare JSON array of persons; "records": {"records": [...]}
+    bulk_quota_family: str = "bulk"  # the quota the async upserts count against: "bulk" (10/hour) or "sync"
+
+
 @configspec
 class _FieldMap(BaseConfiguration):
     """The response object's field map: canonical column -> Gainsight field.
@@ -144,6 +169,7 @@ class GainsightSettings(BaseConfiguration):
     max_rate_limit_wait_seconds: float = 65.0
     timeout_seconds: float = 60.0
     quotas: QuotaLimits = QuotaLimits()
+    people: PeopleSettings = PeopleSettings()
     response_fields: _FieldMap = ResponseFields()
 
     @property
@@ -233,6 +259,8 @@ def _key_of(name: str) -> str:
         return name
     if name in QuotaLimits.get_resolvable_fields():
         return f"quotas.{name}"
+    if name in PeopleSettings.get_resolvable_fields():
+        return f"people.{name}"
     return f"response_fields.{name}"
 
 
@@ -286,6 +314,19 @@ def validate(settings: GainsightSettings) -> GainsightSettings:
         raise GainsightSettingError(
             f"{setting('company_match')} must be one of {', '.join(COMPANY_MATCH_MODES)} "
             f"(got {settings.company_match!r})"
+        )
+    people = settings.people
+    for key, value, allowed in (
+        ("writer", people.writer, PEOPLE_WRITERS),
+        ("bulk_body", people.bulk_body, PEOPLE_BULK_BODIES),
+        ("bulk_quota_family", people.bulk_quota_family, PEOPLE_BULK_QUOTA_FAMILIES),
+    ):
+        if value not in allowed:
+            raise GainsightSettingError(f"{setting('people.' + key)} must be one of {', '.join(allowed)} (got {value!r})")
+    if not people.bulk_path.startswith("/") or "{status_id}" not in people.bulk_status_path:
+        raise GainsightSettingError(
+            f"{setting('people.bulk_path')} must be a path starting with / and "
+            f"{setting('people.bulk_status_path')} a path holding {{status_id}}"
         )
     if not 1 <= settings.timeline_records_per_call <= 50:
         raise GainsightSettingError(f"{setting('timeline_records_per_call')} must be 1..50")

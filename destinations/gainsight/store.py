@@ -69,6 +69,14 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.dead_letters (
     object VARCHAR, record_key VARCHAR, error_code VARCHAR, error_message VARCHAR, payload VARCHAR,
     attempts INTEGER, first_failed_at TIMESTAMPTZ, last_failed_at TIMESTAMPTZ, run_id VARCHAR,
     PRIMARY KEY (object, record_key));
+CREATE TABLE IF NOT EXISTS {SCHEMA}.people_bulk_calls (
+    call_id VARCHAR PRIMARY KEY, path VARCHAR, status_id VARCHAR, status VARCHAR, persons INTEGER,
+    landed INTEGER, failed INTEGER, run_id VARCHAR, submitted_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
+    reconciled_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.people_bulk_call_rows (
+    call_id VARCHAR, position INTEGER, email VARCHAR, failed_hash VARCHAR, payload VARCHAR);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.tenant_facts (
+    fact VARCHAR PRIMARY KEY, value VARCHAR, learned_at TIMESTAMPTZ, run_id VARCHAR);
 """
 
 
@@ -567,6 +575,76 @@ class Ledger:
             f"""INSERT INTO {SCHEMA}.quota_log VALUES (?, ?, to_timestamp(?), ?)
                 ON CONFLICT (family, "window", window_start) DO UPDATE SET calls = excluded.calls""",
             [(family, window, start, calls) for (family, window, start), calls in counts.items()],
+        )
+
+    # --- async People API calls (people_bulk.py) ------------------------------------------------------
+    #
+    # Each call is logged with its persons *before* it is sent, and its statusId as soon as it is
+    # answered, so a run killed while Gainsight processes it polls it in the next run instead of
+    # sending the persons again.
+
+    @_local_state
+    def start_people_call(self, call_id: str, path: str, persons: list[dict[str, Any]]) -> None:
+        """Log a call about to be sent: its persons (`email`, `failed_hash`, `payload`), in order."""
+        rows = pa.Table.from_pylist(
+            [
+                {"position": n, "email": p["email"], "failed_hash": p["failed_hash"], "payload": json.dumps(p["payload"], default=str)}
+                for n, p in enumerate(persons)
+            ],
+            pa.schema([("position", pa.int32()), ("email", pa.string()), ("failed_hash", pa.string()), ("payload", pa.string())]),
+        )
+        self._db.register("_call_rows", rows)
+        try:
+            with self._transaction():
+                self._db.execute(
+                    f"""INSERT INTO {SCHEMA}.people_bulk_calls (call_id, path, status, persons, run_id, submitted_at)
+                        VALUES (?, ?, 'SENDING', ?, ?, ?)""",
+                    [call_id, path, rows.num_rows, self.run_id, now()],
+                )
+                self._db.execute(
+                    f"INSERT INTO {SCHEMA}.people_bulk_call_rows SELECT ?, position, email, failed_hash, payload FROM _call_rows",
+                    [call_id],
+                )
+        finally:
+            self._db.unregister("_call_rows")
+
+    @_local_state
+    def update_people_call(self, call_id: str, **values: Any) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self._db.execute(
+            f"UPDATE {SCHEMA}.people_bulk_calls SET {assignments} WHERE call_id = ?", [*values.values(), call_id]
+        )
+
+    @_local_state
+    def open_people_calls(self) -> list[dict[str, Any]]:
+        """Calls not reconciled yet (a run died or stopped waiting while Gainsight processed them),
+        oldest first, each with its `persons` (email, failed_hash, payload) in order."""
+        cursor = self._db.execute(
+            f"SELECT call_id, path, status_id, status FROM {SCHEMA}.people_bulk_calls "
+            "WHERE reconciled_at IS NULL ORDER BY submitted_at"
+        )
+        calls = [dict(zip(("call_id", "path", "status_id", "status"), row, strict=True)) for row in cursor.fetchall()]
+        for call in calls:
+            rows = self._db.execute(
+                f"SELECT email, failed_hash, payload FROM {SCHEMA}.people_bulk_call_rows WHERE call_id = ? ORDER BY position",
+                [call["call_id"]],
+            ).fetchall()
+            call["persons"] = [{"email": e, "failed_hash": h, "payload": json.loads(p)} for e, h, p in rows]
+        return calls
+
+    @_local_state
+    def tenant_fact(self, fact: str) -> str | None:
+        """What an earlier run learned about this tenant (e.g. that it lacks an API), or None."""
+        row = self._db.execute(f"SELECT value FROM {SCHEMA}.tenant_facts WHERE fact = ?", [fact]).fetchone()
+        return None if row is None else str(row[0])
+
+    @_local_state
+    def remember_tenant_fact(self, fact: str, value: str) -> None:
+        self._db.execute(
+            f"""INSERT INTO {SCHEMA}.tenant_facts VALUES (?, ?, ?, ?)
+                ON CONFLICT (fact) DO UPDATE SET value = excluded.value, learned_at = excluded.learned_at,
+                    run_id = excluded.run_id""",
+            [fact, value, now(), self.run_id],
         )
 
 

@@ -5,10 +5,12 @@ Upsert by Email (case-insensitive [assumed]) is what makes re-sending a person h
 association is created once per person and company and updated afterwards, never duplicated.
 Companies must exist first [documented]: an unknown ``Company_ID`` fails the call (400 GSOBJ_1008,
 like any GSID that names no record [assumed]). Validation is all-or-nothing, as for data writes.
+The async bulk API (``people_async.py``) checks and applies each of its persons the same way.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sandbox.common.server import Request, Response
@@ -20,6 +22,15 @@ from sandbox.gainsight.values import Invalid, from_json
 COMPANY_KEYS = frozenset(("Company_ID", "Title", "Role", "IsPrimaryCompany"))  # [assumed] beyond Company_ID
 
 
+@dataclass
+class Upsert:
+    """One person, checked: its field values, the person it updates (or None), its associations."""
+
+    values: dict[str, Any]
+    existing: str | None
+    associations: list[dict[str, Any]]
+
+
 class PeopleApi:
     def __init__(self, store: Store, preparer: RecordPreparer) -> None:
         self._store = store
@@ -29,6 +40,13 @@ class PeopleApi:
         body = json_body(request)
         if not isinstance(body, dict):
             raise bad_request("GSOBJ_1008", "The body must be one person object (not wrapped in records)")
+        checked, errors = self.check(body)
+        if checked is None:
+            raise reject_records({0: errors})
+        return ok(self.apply(checked))
+
+    def check(self, body: dict[str, Any]) -> tuple[Upsert | None, list[dict[str, Any]]]:
+        """Validate one person object (writes nothing): the checked upsert, or its field errors."""
         people = self._store.table("Person")
         links = self._store.table("Company_Person")
         person = {k: v for k, v in body.items() if k != "companies"}
@@ -56,16 +74,22 @@ class PeopleApi:
             errors.extend(link_errors)
             planned.append(link_values)
         if errors:
-            raise reject_records({0: errors})
-        if existing is None:
-            person_gsid = self._store.insert(people, values)
+            return None, errors
+        return Upsert(values, existing, planned), []
+
+    def apply(self, checked: Upsert) -> dict[str, Any]:
+        """Write a checked person and its associations; the answer's ``data``."""
+        people = self._store.table("Person")
+        links = self._store.table("Company_Person")
+        if checked.existing is None:
+            person_gsid = self._store.insert(people, checked.values)
         else:
-            person_gsid = existing
-            self._store.update(people, person_gsid, values)
+            person_gsid = checked.existing
+            self._store.update(people, person_gsid, checked.values)
         person_field, company_field = links.spec.field("Person_ID"), links.spec.field("Company_ID")
         assert person_field is not None and company_field is not None
         answered = []
-        for link_values in planned:
+        for link_values in checked.associations:
             company = link_values["Company_ID"]
             same = set(links.find(company_field, company))
             current = [g for g in links.find(person_field, person_gsid) if g in same]
@@ -75,7 +99,7 @@ class PeopleApi:
             else:
                 link_gsid = self._store.insert(links, {**link_values, "Person_ID": person_gsid})
             answered.append({"Gsid": link_gsid, "Company_ID": company})
-        return ok({"Gsid": person_gsid, "companies": answered})
+        return {"Gsid": person_gsid, "companies": answered}
 
     def _existing_person(self, email: Any) -> str | None:
         people = self._store.table("Person")

@@ -25,6 +25,7 @@ from sandbox.gainsight.data_api import DataApi
 from sandbox.gainsight.envelope import DESCRIPTIONS, GainsightError, ObjectNotFound, envelope
 from sandbox.gainsight.metadata import MetadataApi
 from sandbox.gainsight.people import PeopleApi
+from sandbox.gainsight.people_async import ASYNC_PATH, DEFAULT_PHASE_SECONDS, STATUS_PATTERNS, PeopleAsyncApi
 from sandbox.gainsight.quotas import Exceeded, Quotas
 from sandbox.gainsight.records import RecordPreparer
 from sandbox.gainsight.schema import Schema, default_schema
@@ -41,11 +42,16 @@ FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("bulk", re.compile(re.escape(BULK_PATH))),
     ("data", re.compile(r"/v1/data/objects(/.*)?")),
     ("people", re.compile(r"/v1/peoplemgmt/v1\.0/people|/v1\.0/api/people")),
+    ("people_async", re.compile(re.escape(ASYNC_PATH))),
+    ("people_async_status", re.compile("|".join(STATUS_PATTERNS))),
     ("timeline", re.compile(r"/v1/ant/es/activity")),
     ("metadata", re.compile(r"/v1/meta/services/.*")),
 )
 #: Quota family per endpoint family [assumed]; the token endpoint is never counted.
-QUOTA_FAMILY = {"data": "sync", "people": "sync", "metadata": "sync", "bulk_status": "sync", "timeline": "timeline", "bulk": "bulk"}
+QUOTA_FAMILY = {
+    "data": "sync", "people": "sync", "people_async_status": "sync", "metadata": "sync", "bulk_status": "sync",
+    "timeline": "timeline", "bulk": "bulk",
+}  # fmt: skip
 _FAULT_CODES = {400: "GSOBJ_1008", 401: "GS_APIG_2401", 403: "GS_APIG_2402", 404: "GS_APIG_1000", 429: "GS_APIG_2404"}
 _JSON_RANGES = ("application/json", "application/*", "*/*")
 _HTML_PAGE = (
@@ -91,6 +97,7 @@ class GainsightSandbox(SandboxServer):
         timeline_records_per_call: int = DEFAULT_RECORDS_PER_CALL,
         bulk_max_bytes: int = DEFAULT_MAX_BYTES,
         variants: Variants | None = None,
+        people_async_seconds: float = DEFAULT_PHASE_SECONDS,
     ) -> None:
         super().__init__(port, SandboxClock(time_scale))
         #: Emulator-only answer variants (``sandbox/gainsight/variants.py``); changeable while running.
@@ -105,6 +112,8 @@ class GainsightSandbox(SandboxServer):
         self._quotas = Quotas(self.clock, quota_limits, quotas)
         self._data = DataApi(self._store, self._preparer, self.variants)
         self._people = PeopleApi(self._store, self._preparer)
+        #: The async People API; ``people_async_seconds`` sandbox seconds in INIT, as long in INPROGRESS.
+        self.people_async = PeopleAsyncApi(self._people, self.clock, self.variants, people_async_seconds)
         self._timeline = TimelineApi(self._store, self._preparer, self.schema, timeline_records_per_call, self.variants)
         self._bulk = BulkService(
             self._store, self._preparer, self.clock, self._lock, access_key, bulk_max_bytes, self.variants
@@ -136,6 +145,10 @@ class GainsightSandbox(SandboxServer):
         self.route("DELETE", objects + r"/([^/]+)/([^/]*)", self._gateway("data", data.delete))
         self.route("PUT", r"/v1/peoplemgmt/v1\.0/people", self._gateway("people", people.upsert))
         self.route("PUT", r"/v1\.0/api/people", self._gateway("people", people.upsert))
+        self.route("PUT", re.escape(ASYNC_PATH), self._async_people(self._gateway("people_async", self.people_async.submit)))
+        status = self._async_people(self._gateway("people_async_status", self.people_async.status))
+        for pattern in STATUS_PATTERNS:
+            self.route("GET", pattern, status)
         self.route("POST", r"/v1/ant/es/activity", self._gateway("timeline", self._timeline.insert))
         self.route("PUT", r"/v1/ant/es/activity", self._gateway("timeline", self._timeline.update))
         self.route("POST", re.escape(BULK_PATH), self._gateway("bulk", self._bulk.upload, self._bulk.known_key, locked=False))
@@ -163,17 +176,32 @@ class GainsightSandbox(SandboxServer):
                 if family != "token":
                     if not check(request):
                         raise unauthorized()
-                    exceeded = self._quotas.acquire(QUOTA_FAMILY[family])
+                    exceeded = self._quotas.acquire(self._quota_family(family))
                     if exceeded is not None:
                         raise self._rate_limited(exceeded)
                 if not locked:
                     return handler(request, *args)
                 with self._lock:
+                    self.people_async.settle()
                     return handler(request, *args)
             except GainsightError as error:
                 return error.response()
 
         return serve
+
+    def _async_people(self, served: Callable[..., Response]) -> Callable[..., Response]:
+        """The async People API's routes, absent on a tenant without it (``people_async`` variant)."""
+
+        def serve(request: Request, *args: str) -> Response:
+            refusal = self.people_async.refusal(request)
+            return refusal.response() if refusal is not None else served(request, *args)
+
+        return serve
+
+    def _quota_family(self, family: str) -> str:
+        if family == "people_async":
+            return self.variants.people_async_quota
+        return QUOTA_FAMILY[family]
 
     def _bulk_status_auth(self, request: Request) -> bool:
         return self._auth.authenticated(request) or self._bulk.known_key(request)
@@ -243,11 +271,13 @@ class GainsightSandbox(SandboxServer):
     def records(self, object_name: str) -> list[dict[str, Any]]:
         """Emulator-only: every stored record of an object (any case), as Python values, oldest first."""
         with self._lock:
+            self.people_async.settle()
             return [dict(row) for row in self._table(object_name).rows.values()]
 
     def count_records(self, object_name: str) -> int:
         """Emulator-only: how many records an object holds."""
         with self._lock:
+            self.people_async.settle()
             return len(self._table(object_name))
 
     def family_counts(self) -> dict[str, int]:
@@ -281,6 +311,7 @@ class GainsightSandbox(SandboxServer):
         faults; keep the schema, users and Bulk jobs."""
         with self._lock:
             self._bulk.reset()
+            self.people_async.reset()
             for table in self._store.tables():
                 if table.spec.name != "GsUser":
                     table.clear()

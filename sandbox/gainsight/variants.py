@@ -45,6 +45,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "unknown_body",
         "empty_body",
     ),
+    # The async bulk People API (people_async.py), all [assumed] but its existence: served, or a
+    # tenant without it answering 404 / 405; its body a bare list or {"records": [...]}; row numbers
+    # of per-record errors from 1 or from 0; its upserts counted against the bulk or the sync quota.
+    "people_async": ("served", "not_found", "method_not_allowed"),
+    "people_async_body": ("bare_list", "records"),
+    "people_async_rows": ("one_based", "zero_based"),
+    "people_async_quota": ("bulk", "sync"),
 }
 
 
@@ -55,6 +62,10 @@ class Variants:
     empty_answer: str = "empty_list"
     bulk_status_fields: str = "jobStatus"
     timeline_answer: str = "per_record"
+    people_async: str = "served"
+    people_async_body: str = "bare_list"
+    people_async_rows: str = "one_based"
+    people_async_quota: str = "bulk"
 
     def __setattr__(self, name: str, value: str) -> None:
         if name not in CHOICES or value not in CHOICES[name]:

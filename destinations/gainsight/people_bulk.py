@@ -1,0 +1,354 @@
+"""People in bulk: the async People API, ≤50 persons per call (reference §4.6 "People APIs - Bulk").
+
+A call answers a `statusId` at once and Gainsight processes it later ("may take up to 30
+minutes"): the status reads `INIT` / `INPROGRESS` until `COMPLETED`, with error details per failed
+record. Only the existence of the API is documented; its path, status path, body wrapper, row
+numbering and quota family are not, so:
+
+- the paths, the body wrapper and the quota family are settings (`[destination.gainsight.people]`);
+  a status path answering 404/405 makes the writer try the other plausible ones and remember the one
+  that answers;
+- nothing the status says is trusted to book a person: once the call is final, `Person` is read by
+  Email and `Company_Person` by person and Company, and a person is confirmed only when Gainsight
+  holds what was sent. A person that did not land is dead-lettered with the vendor code when the
+  status names its error (by the e-mail among the values, or by a row number that fits one person
+  whether counted from 1 or 0), else sent through the single People API, which names it;
+- a tenant answering 404/405 to the upsert does not have the API: the persons go through single
+  upserts, and the fact is remembered in the state store so later runs do not ask again.
+
+Exactly once: every call is logged with its persons before it is sent and its statusId as soon as
+it is answered. A run killed (or out of patience) while Gainsight processes a call leaves it open;
+the next run polls it to the end before it reads or writes any person, so the persons are not sent
+again. Re-sending is harmless anyway (the People API upserts by Email), only wasteful.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from connector_common.stop import STOP
+
+from .errors import GainsightRejected, QuotaExhausted
+from .settings import setting
+from .store import now
+
+if TYPE_CHECKING:
+    from .people import PersonWriter
+
+log = logging.getLogger("nps.gainsight.people")
+
+BATCH = 50  # persons per async call [observed, third-party docs]
+# The plausible status paths [assumed]; the configured one is tried first.
+STATUS_PATHS = (
+    "/v1/peoplemgmt/v1.0/people/async/status/{status_id}",
+    "/v1/peoplemgmt/v1.0/people/async/{status_id}",
+    "/v1/peoplemgmt/v1.0/people/status/{status_id}",
+)
+# States of a call still being processed, in every spelling seen for Gainsight's async jobs; any
+# other state is final, and the read that follows says what landed.
+WORKING = frozenset({"INIT", "INPROGRESS", "IN_PROGRESS", "QUEUED", "PENDING", "RUNNING", "PROCESSING", "SUBMITTED"})
+NOT_SUPPORTED = (404, 405)
+UNSUPPORTED_FACT = "people_bulk_unsupported:"  # + the upsert path
+STATUS_PATH_FACT = "people_bulk_status_path:"  # + the configured status path
+STATUS_SETTING = setting("people.bulk_status_path")
+
+
+@dataclass
+class Call:
+    """An async upsert sent: its persons in call order (`email`, `failed_hash`, `payload`), and the
+    plan items they are (none for a call an earlier run left open)."""
+
+    call_id: str
+    status_id: str
+    persons: list[dict[str, Any]]
+    indices: list[int]
+
+
+@dataclass
+class Outcome:
+    """What a final call did, by position in the call, from the read after it."""
+
+    landed: dict[int, str | None]  # position -> person Gsid
+    failed: dict[int, tuple[str | None, str]]  # position -> (vendor code, message) named by the status
+    unknown: list[int]  # did not land and the status names no error for it
+
+
+class PeopleBulk:
+    """The async People API path of one `PersonWriter`."""
+
+    def __init__(self, writer: PersonWriter) -> None:
+        self.writer = writer
+        self.ctx = writer.ctx
+        self.people = writer.settings.people
+        self.deadline = time.monotonic() + writer.settings.bulk_poll_timeout_seconds
+
+    # --- what the tenant supports ------------------------------------------------------------------
+
+    def unsupported(self) -> str | None:
+        """Why an earlier run found this tenant without the async API, or None."""
+        return self.ctx.ledger.tenant_fact(UNSUPPORTED_FACT + self.people.bulk_path)
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def write(self, indices: Sequence[int]) -> tuple[list[int], QuotaExhausted | None]:
+        """Send the items `indices` in calls of ≤50 and reconcile each. Returns the items for the
+        single People API (tenant without the API, persons the status names no error for, and in
+        `auto` mode what the quota window has no room for), and a quota stop to raise after those."""
+        reason = self.unsupported()
+        if reason:
+            log.info("gainsight: people: the async People API is not available on this tenant (%s); single upserts", reason)
+            return list(indices), None
+        chunks = [list(indices[start : start + BATCH]) for start in range(0, len(indices), BATCH)]
+        sent: list[Call] = []
+        rest: list[int] = []
+        stopped: QuotaExhausted | None = None
+        for number, chunk in enumerate(chunks):
+            try:
+                sent.append(self.submit(chunk))
+                continue
+            except GainsightRejected as exc:
+                if exc.status in NOT_SUPPORTED:
+                    self.ctx.ledger.remember_tenant_fact(UNSUPPORTED_FACT + self.people.bulk_path, f"HTTP {exc.status}")
+                    log.warning(
+                        "gainsight: people: %s answered HTTP %d: this tenant has no async People API; single upserts "
+                        "from now on (remembered in gainsight.tenant_facts)",
+                        self.people.bulk_path,
+                        exc.status,
+                    )
+                elif exc.per_record:
+                    log.warning(
+                        "gainsight: people: the async People API refused a whole call (%s); the rest go through single "
+                        "upserts, which name any bad person (check %s)",
+                        exc,
+                        setting("people.bulk_body"),
+                    )
+                else:
+                    raise
+            except QuotaExhausted as exhausted:
+                if self.people.writer != "auto":
+                    stopped = exhausted
+                    break
+                log.info("gainsight: people: %s; the other %d persons go through single upserts", exhausted, sum(map(len, chunks[number:])))
+            rest += [index for later in chunks[number:] for index in later]
+            break
+        for call in sent:
+            rest += self.finish(call)
+        return rest, stopped
+
+    def submit(self, indices: list[int]) -> Call:
+        """Log the call with its persons, send it, log its statusId."""
+        writer, ledger = self.writer, self.ctx.ledger
+        plan = writer.plan
+        persons: list[dict[str, Any]] = [
+            {"email": plan.keys[i], "failed_hash": plan.failure_hashes[i], "payload": writer.people[i]} for i in indices
+        ]
+        call_id = uuid.uuid4().hex
+        ledger.start_people_call(call_id, self.people.bulk_path, persons)
+        try:
+            status_id = self.ctx.client.upsert_people_async([p["payload"] for p in persons], self.people.bulk_path)
+        except BaseException:
+            ledger.update_people_call(call_id, status="NOT_SENT", reconciled_at=now())
+            raise
+        ledger.update_people_call(call_id, status_id=status_id, status="INIT")
+        report = self.ctx.report
+        report.people_bulk_calls += 1
+        report.people_bulk_persons += len(indices)
+        log.info("gainsight: people: async upsert of %d persons sent (statusId %s)", len(indices), status_id)
+        return Call(call_id, status_id, persons, indices)
+
+    def finish(self, call: Call) -> list[int]:
+        """Poll a call of this run to the end and book its persons; returns the items for single upserts."""
+        writer = self.writer
+        status = self.follow(call)
+        if status is None:
+            self.defer([writer.plan.keys[i] for i in call.indices])
+            return []
+        outcome = self.reconcile(call, status)
+        writer.land([call.indices[p] for p in outcome.landed], list(outcome.landed.values()))
+        for position, (code, message) in outcome.failed.items():
+            writer.reject(call.indices[position], code, message)
+        return [call.indices[p] for p in outcome.unknown]
+
+    def defer(self, keys: Iterable[str]) -> None:
+        """Persons of a call still being processed when the run stopped waiting: the next run polls it."""
+        keys = list(keys)
+        self.writer.book.settled.update(keys)
+        report = self.ctx.report
+        report.defer_records(self.writer.spec.name, keys)
+        report.defer("bulk", "people upsert", None, "Gainsight was still processing an async People upsert when the run stopped waiting")
+
+    # --- calls an earlier run left open --------------------------------------------------------------
+
+    def recover(self) -> set[str]:
+        """Poll the calls an earlier run left open to the end and dead-letter the persons their status
+        names; the persons that landed are found by the read that follows. Returns the e-mails of
+        calls still being processed (not to be sent again in this run)."""
+        ledger = self.ctx.ledger
+        still: set[str] = set()
+        for open_call in ledger.open_people_calls():
+            persons = open_call["persons"]
+            if not open_call["status_id"]:  # died while sending: the read that follows decides
+                ledger.update_people_call(open_call["call_id"], status="UNKNOWN", reconciled_at=now())
+                continue
+            call = Call(open_call["call_id"], open_call["status_id"], persons, [])
+            log.info("gainsight: people: async upsert %s (%d persons) was left open by an earlier run", call.status_id, len(persons))
+            status = self.follow(call)
+            if status is None:
+                still.update(p["email"] for p in persons)
+                continue
+            outcome = self.reconcile(call, status)
+            for position, (code, message) in outcome.failed.items():
+                person = persons[position]
+                self.writer.book.fail(person["email"], person["failed_hash"], code, message, person["payload"])
+            self.ctx.report.people_bulk_recovered += 1
+        if still:
+            self.defer(still)
+        return still
+
+    # --- polling and reconciling ---------------------------------------------------------------------
+
+    def follow(self, call: Call) -> dict[str, Any] | None:
+        """Poll with backoff until the call is final; None when the run stops waiting (its patience,
+        `bulk_poll_timeout_seconds`, is shared by every call of the run, or a quota ran out)."""
+        settings = self.writer.settings
+        STOP.enter("the push: people (async upsert polling)")
+        interval = settings.bulk_poll_interval_seconds
+        last = None
+        while True:
+            try:
+                status = self.status(call.status_id)
+            except QuotaExhausted as exhausted:
+                self.ctx.report.defer(exhausted.family, exhausted.window, exhausted.resume_at)
+                return None
+            state = state_of(status)
+            if state != last:
+                self.ctx.ledger.update_people_call(call.call_id, status=state or "UNKNOWN")
+                log.info("gainsight: people: async upsert %s: %s", call.status_id, state or "unknown")
+                last = state
+            if state not in WORKING:
+                self.ctx.ledger.update_people_call(call.call_id, finished_at=now())
+                return status
+            if time.monotonic() + interval > self.deadline:
+                log.warning(
+                    "gainsight: people: async upsert %s still %s after %.0f s; the next run polls it",
+                    call.status_id,
+                    state,
+                    settings.bulk_poll_timeout_seconds,
+                )
+                return None
+            STOP.wait(interval)
+            interval = min(interval * 1.5, 30.0)
+
+    def status(self, status_id: str) -> dict[str, Any]:
+        """One status read at the path that answers: the configured one, else (on 404/405) each
+        other plausible one, remembered once found. None answering: an unknown status (`{}`), so
+        the read decides what landed."""
+        ledger, configured = self.ctx.ledger, self.people.bulk_status_path
+        known = ledger.tenant_fact(STATUS_PATH_FACT + configured)
+        paths = list(dict.fromkeys([known or configured, configured, *STATUS_PATHS]))
+        for path in paths:
+            try:
+                answer = self.ctx.client.people_async_status(path.format(status_id=status_id))
+            except GainsightRejected as exc:
+                if exc.status in NOT_SUPPORTED:
+                    continue
+                log.warning("gainsight: people: the status of async upsert %s is unknown (%s); reading the persons instead", status_id, exc)
+                return {}
+            if path != (known or configured):
+                ledger.remember_tenant_fact(STATUS_PATH_FACT + configured, path)
+                log.info("gainsight: people: async upsert status found at %s (remembered; see %s)", path, STATUS_SETTING)
+            return answer
+        log.warning(
+            "gainsight: people: no status path answered for async upsert %s (check %s); reading the persons instead",
+            status_id,
+            STATUS_SETTING,
+        )
+        return {}
+
+    def reconcile(self, call: Call, status: dict[str, Any]) -> Outcome:
+        """Read what landed (Person by Email, Company_Person by person and Company): a person landed
+        when Gainsight holds what was sent. The others get the error the status names, if any."""
+        from .people import EXISTS, read_people, standings_of
+
+        client = self.ctx.client
+        payloads = [person["payload"] for person in call.persons]
+        persons = read_people(client, [person["email"] for person in call.persons])
+        standings = standings_of(client, payloads, persons)
+        landed = {p: (persons[p] or {}).get("Gsid") for p, verdict in enumerate(standings) if verdict == EXISTS}
+        missing = [p for p in range(len(payloads)) if p not in landed]
+        named = name_errors(errors_of(status), [person["email"] for person in call.persons], missing)
+        outcome = Outcome(landed, named, [p for p in missing if p not in named])
+        self.ctx.ledger.update_people_call(call.call_id, landed=len(landed), failed=len(missing), reconciled_at=now())
+        log.info(
+            "gainsight: people: async upsert %s: %d landed, %d rejected, %d to send singly",
+            call.status_id,
+            len(landed),
+            len(named),
+            len(outcome.unknown),
+        )
+        return outcome
+
+
+# --- reading the status answer (every spelling plausible, none load-bearing) -------------------------
+
+
+def _first(record: dict[str, Any], *names: str) -> Any:
+    return next((record[name] for name in names if record.get(name) is not None), None)
+
+
+def state_of(status: dict[str, Any]) -> str:
+    state = _first(status, "status", "state", "jobStatus", "requestStatus")
+    return str(state).upper() if state is not None else ""
+
+
+def errors_of(status: dict[str, Any]) -> list[dict[str, Any]]:
+    errors = _first(status, "errors", "errorDetails", "failedRecords", "failures", "errorRecords")
+    return [error for error in errors if isinstance(error, dict)] if isinstance(errors, list) else []
+
+
+def name_errors(errors: list[dict[str, Any]], emails: list[str], missing: Sequence[int]) -> dict[int, tuple[str | None, str]]:
+    """The error of each person that did not land, where an error names exactly one of them: by the
+    e-mail among its values first; then by row number, counted from 1 or from 0 as the e-mail
+    matches show (when they do not, a row number must fit only one of the persons left)."""
+    named: dict[int, tuple[str | None, str]] = {}
+    rows: list[tuple[int, dict[str, Any]]] = []
+    bases: set[int] = set()
+    for error in errors:
+        values = _first(error, "values", "value", "invalidValue", "fieldValues")
+        texts = {str(v).strip().lower() for v in (values if isinstance(values, list) else [values]) if v is not None}
+        position = _only(p for p in missing if emails[p].strip().lower() in texts)
+        row = _first(error, "rowNumber", "row", "recordNumber", "rowNum", "index")
+        number = int(row) if isinstance(row, int) or (isinstance(row, str) and row.isdigit()) else None
+        if position is None:
+            if number is not None:
+                rows.append((number, error))
+            continue
+        if number is not None:
+            bases.add(number - position)
+        named.setdefault(position, _described(error))
+    left = set(missing) - set(named)
+    for number, error in rows:
+        offsets = bases if len(bases) == 1 else {0, 1}
+        position = _only(p for p in (number - offset for offset in sorted(offsets)) if p in left)
+        if position is not None:
+            named[position] = _described(error)
+            left.discard(position)
+    return named
+
+
+def _described(error: dict[str, Any]) -> tuple[str | None, str]:
+    code = _first(error, "errorCode", "code")
+    message = str(_first(error, "errorMessage", "message", "errorDesc") or "rejected by the async People API")
+    field = _first(error, "fieldName", "field")
+    return (None if code is None else str(code), f"{message} ({field})" if field else message)
+
+
+def _only(positions: Iterable[int]) -> int | None:
+    found = list(dict.fromkeys(positions))
+    return found[0] if len(found) == 1 else None
+
