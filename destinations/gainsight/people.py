@@ -73,6 +73,14 @@ class PersonWriter(Writer):
         super().__init__(ctx, plan)
         self.standings: dict[int, str] = {}  # item -> its standing, from the read
         self.people: dict[int, dict[str, Any]] = {}  # item -> the People API record to send
+        self._bulk: PeopleBulk | None = None
+
+    @property
+    def bulk(self) -> PeopleBulk:
+        """The async People API path, made once: its polling patience is shared by the whole run."""
+        if self._bulk is None:
+            self._bulk = PeopleBulk(self)
+        return self._bulk
 
     def resolve(self) -> None:
         """Read `Person` by Email and `Company_Person` by person and Company; plan a write only for
@@ -82,7 +90,7 @@ class PersonWriter(Writer):
         if todo and not self.ctx.dry_run:
             # Async upserts an earlier run left open are polled to the end first: their persons are
             # then found by the read below instead of being sent again.
-            open_emails = PeopleBulk(self).recover()
+            open_emails = self.bulk.recover()
             for index in todo:
                 if plan.keys[index] in open_emails:
                     plan.actions[index] = Action.WAIT
@@ -146,7 +154,7 @@ class PersonWriter(Writer):
         writes = [i for i in plan.indices(Action.UPDATE, Action.CREATE) if plan.keys[i] not in self.book.settled]
         stopped = None
         if writes and self.settings.people.writer != "single":
-            writes, stopped = PeopleBulk(self).write(writes)
+            writes, stopped = self.bulk.write(writes)
         self.upsert_singly(writes)
         if stopped is not None:
             raise stopped  # the engine defers what is not settled

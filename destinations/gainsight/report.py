@@ -98,7 +98,7 @@ class PushReport:
 
     @property
     def write_calls(self) -> int:
-        return sum(n for endpoint, n in self.calls.items() if endpoint not in ("query", "bulk_status", "token"))
+        return sum(n for endpoint, n in self.calls.items() if endpoint not in ("query", "bulk_status", "people_bulk_status", "token"))
 
     def defer(self, family: str, window: str, resume_at: datetime | None, reason: str = "") -> None:
         if not any(d.family == family and d.reason == reason for d in self.deferrals):
