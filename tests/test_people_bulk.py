@@ -18,6 +18,7 @@ import requests
 from destinations.gainsight import load_settings
 from destinations.gainsight.client import GainsightClient
 from destinations.gainsight.errors import GainsightRejected
+from destinations.gainsight.people_bulk import name_errors, state_of
 from destinations.gainsight.quota import QuotaLimiter
 from pipelines.errors import ExitCode
 from sandbox.gainsight import Variants
@@ -95,6 +96,22 @@ def test_sandbox_async_people_api_variants(gs_sandbox):
         assert gs.quota_state()["bulk"]["hour"]["used"] == 1
     finally:
         client.close()
+
+
+def test_status_errors_name_a_person_only_when_one_fits():
+    emails = ["a@x.example.com", "b@x.example.com", "c@x.example.com", "d@x.example.com"]
+    by_email = {"rowNumber": 9, "values": ["B@X.example.com"], "errorCode": "E1", "errorMessage": "bad", "fieldName": "Email"}
+    by_row = {"rowNumber": 4, "values": ["X" * 300], "errorCode": "E2", "errorMessage": "long"}
+    # b is named by its e-mail (its row number, 9, teaches nothing); row 4 fits d (from 1) or nobody (from 0)
+    assert name_errors([by_email, by_row], emails, [1, 3]) == {1: ("E1", "bad (Email)"), 3: ("E2", "long")}
+    # b (position 1) and c (position 2) both missing: row 2 is b counted from 1, c counted from 0
+    ambiguous = {"rowNumber": 2, "values": ["X"], "code": "E3"}
+    assert name_errors([ambiguous], emails, [1, 2]) == {}
+    # c named by its e-mail on row 3 teaches "from 1": row 2 is then b
+    learnt = {"rowNumber": 3, "values": ["c@x.example.com"], "code": "E1"}
+    named = name_errors([learnt, ambiguous], emails, [1, 2])
+    assert {position: code for position, (code, _) in named.items()} == {2: "E1", 1: "E3"}
+    assert state_of({"state": "inProgress"}) == "INPROGRESS" and state_of({}) == ""
 
 
 # --- the bulk people writer -------------------------------------------------------------------------

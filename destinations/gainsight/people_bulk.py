@@ -85,7 +85,7 @@ class PeopleBulk:
         self.writer = writer
         self.ctx = writer.ctx
         self.people = writer.settings.people
-        self.deadline = time.monotonic() + writer.settings.bulk_poll_timeout_seconds
+        self.deadline: float | None = None  # set by the first poll: the run's patience starts there
 
     # --- what the tenant supports ------------------------------------------------------------------
 
@@ -218,6 +218,8 @@ class PeopleBulk:
         settings = self.writer.settings
         STOP.enter("the push: people (async upsert polling)")
         interval = settings.bulk_poll_interval_seconds
+        if self.deadline is None:
+            self.deadline = time.monotonic() + settings.bulk_poll_timeout_seconds
         last = None
         while True:
             try:
@@ -328,7 +330,7 @@ def name_errors(errors: list[dict[str, Any]], emails: list[str], missing: Sequen
             if number is not None:
                 rows.append((number, error))
             continue
-        if number is not None:
+        if number is not None and number - position in (0, 1):
             bases.add(number - position)
         named.setdefault(position, _described(error))
     left = set(missing) - set(named)
