@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from .client import GainsightClient
-from .engine import Action, Writer, write_isolating
+from .engine import Action, ObjectPlan, Writer, write_isolating
 from .errors import GainsightRejected
 from .people_bulk import PeopleBulk
 
@@ -68,12 +69,34 @@ def standings_of(client: GainsightClient, people: Sequence[dict[str, Any]], foun
     ]
 
 
+@dataclass
+class _Page:
+    """What the read found for the items of one plan (the engine may plan an object page by page)."""
+
+    plan: ObjectPlan
+    standings: dict[int, str] = field(default_factory=dict)  # item -> its standing, from the read
+    people: dict[int, dict[str, Any]] = field(default_factory=dict)  # item -> the People API record to send
+
+
 class PersonWriter(Writer):
-    def __init__(self, ctx: Any, plan: Any) -> None:
-        super().__init__(ctx, plan)
-        self.standings: dict[int, str] = {}  # item -> its standing, from the read
-        self.people: dict[int, dict[str, Any]] = {}  # item -> the People API record to send
-        self._bulk: PeopleBulk | None = None
+    # No __init__: the engine builds writers as it likes; the state below is made when first used.
+    _page: _Page | None = None
+    _bulk: PeopleBulk | None = None
+    _processing: set[str] | None = None  # e-mails of async upserts an earlier run left processing
+
+    @property
+    def page(self) -> _Page:
+        if self._page is None or self._page.plan is not self.plan:
+            self._page = _Page(self.plan)
+        return self._page
+
+    @property
+    def standings(self) -> dict[int, str]:
+        return self.page.standings
+
+    @property
+    def people(self) -> dict[int, dict[str, Any]]:
+        return self.page.people
 
     @property
     def bulk(self) -> PeopleBulk:
@@ -90,9 +113,10 @@ class PersonWriter(Writer):
         if todo and not self.ctx.dry_run:
             # Async upserts an earlier run left open are polled to the end first: their persons are
             # then found by the read below instead of being sent again.
-            open_emails = self.bulk.recover()
+            if self._processing is None:  # once per run
+                self._processing = self.bulk.recover()
             for index in todo:
-                if plan.keys[index] in open_emails:
+                if plan.keys[index] in self._processing:
                     plan.actions[index] = Action.WAIT
             todo = [i for i in todo if plan.actions[i] is not Action.WAIT and plan.keys[i] not in self.book.settled]
         if not todo:

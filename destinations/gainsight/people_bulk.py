@@ -151,7 +151,7 @@ class PeopleBulk:
         ledger.start_people_call(call_id, self.people.bulk_path, persons)
         try:
             status_id = self.ctx.client.upsert_people_async([p["payload"] for p in persons], self.people.bulk_path)
-        except BaseException:
+        except Exception:  # refused or unanswered: the read of a later run decides (never a BaseException: a stop)
             ledger.update_people_call(call_id, status="NOT_SENT", reconciled_at=now())
             raise
         ledger.update_people_call(call_id, status_id=status_id, status="INIT")
