@@ -16,6 +16,7 @@ import dlt
 import pyarrow as pa
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from connector_common.pii import KEEP
 from connector_common.stop import StopRequested
 from destinations.gainsight import (
     GainsightError,
@@ -27,7 +28,7 @@ from destinations.gainsight import (
     read_outbox,
 )
 from destinations.gainsight.errors import LocalWriteFailed
-from destinations.gainsight.store import ensure_views, given_up
+from destinations.gainsight.store import ensure_views, given_up, resend_for_new_rules
 
 from .logs import DLT_LOGGER
 from .settings import RunSettings
@@ -46,6 +47,12 @@ def run_push(
         return PushReport()
     log.info("push: to Gainsight at %s", gainsight_settings.base_url)
     pusher = Pusher(gainsight_settings, store.connection, settings.dataset_name, run_id)
+    resent = resend_for_new_rules(store.connection, gainsight_settings.pii.fingerprint(), KEEP.fingerprint())
+    if any(resent):
+        log.warning(
+            "push: the PII rules for Gainsight changed: %d responses and %d Timeline entries are sent again in the new form",
+            *resent,
+        )
     try:
         if pusher.recover():
             log.info("push: finished %d Bulk upload(s) left open by an earlier run", pusher.report.recovered_uploads)

@@ -23,6 +23,7 @@ from .dry_run import run_dry
 from .errors import WARNINGS, CommandError, ExitCode, exit_code_for, outcome_code
 from .history import RunRecord, record
 from .logs import bind_run_id, redact
+from .privacy import apply_staging_rules
 from .push import run_push
 from .settings import RunSettings
 from .stage import StageResult, make_pipeline, run_stage
@@ -83,7 +84,7 @@ def _execute(
     _return_freed_memory()
     try:
         # Checked before anything is fetched: a typo in the Gainsight settings should not cost an extract.
-        destination = None if settings.stage_only else load_settings(gainsight_options)
+        destination = None if settings.stage_only else load_settings(gainsight_options).with_pii(settings.pii.push)
         store = held_store or StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit)
     except (CommandError, GainsightSettingError) as exc:
         log.error("%s", exc)
@@ -106,6 +107,8 @@ def _execute(
         if destination is not None and not dry_run:
             result.push = run_push(settings, store, report.run_id, destination)
             result.dead_letters = dead_letter_novelty(store.connection, report.run_id)
+        if not dry_run:
+            result.privacy = apply_staging_rules(store, settings.pii, destination)
         push = result.push
         # An account that starts waiting for a Company needs an admin once; the same wait is not re-alerted.
         outcome = outcome_code(

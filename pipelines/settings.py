@@ -15,6 +15,7 @@ from pathlib import Path
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
+from connector_common import pii
 from destinations.gainsight.store import SCHEMA as LEDGER_SCHEMA
 
 from .errors import ConfigError
@@ -48,6 +49,7 @@ class RunSettings:
     push_only: bool = False  # push what is staged, do not call CustomerGauge
     warnings_as_success: bool = False  # exit 0 instead of 10/11/12; run_history keeps the real outcome
     export: ExportSettings = field(default_factory=ExportSettings)
+    pii: pii.PiiSettings = field(default_factory=pii.PiiSettings)  # [nps_to_gainsight.pii]
 
 
 def require_project_config() -> Path:
@@ -81,9 +83,28 @@ def load_run_settings() -> RunSettings:
         duckdb_memory_limit=str(dlt.config.get(f"{SECTION}.duckdb_memory_limit") or DEFAULT_MEMORY_LIMIT),
         warnings_as_success=config_flag(f"{SECTION}.warnings_as_success"),
         export=ExportSettings(formula_guard=config_flag(f"{SECTION}.export.formula_guard", default=True)),
+        pii=load_pii_settings(),
     )
     check_names(settings)
     return settings
+
+
+PII_SECTION = f"{SECTION}.pii"
+PII_SECRET = f"{PII_SECTION}.hash_salt"
+
+
+def load_pii_settings() -> pii.PiiSettings:
+    """`[nps_to_gainsight.pii]` (env NPS_TO_GAINSIGHT__PII__*), strictly: a bad value is a config
+    error naming the key and its env var. The salt is a secret: read from secrets.toml or the env."""
+    values: dict[str, object] = {key: dlt.config.get(f"{PII_SECTION}.{key}") for key in _PII_KEYS}
+    values["hash_salt"] = dlt.secrets.get(PII_SECRET)
+    try:
+        return pii.parse(values)
+    except pii.InvalidPiiSetting as exc:
+        raise ConfigError(f"{PII_SECTION}.{exc.key}: {exc} (env {env_name(PII_SECTION, exc.key)})") from None
+
+
+_PII_KEYS = tuple(name for name in pii.PiiSettings.__dataclass_fields__ if name != "hash_salt")
 
 
 def default_pipelines_dir(duckdb_path: Path) -> Path:

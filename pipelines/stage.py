@@ -28,6 +28,7 @@ from sources.customergauge.errors import CustomerGaugeError, InvalidSetting
 
 from .alerts import NewAndSeen, quarantine_novelty
 from .errors import ConfigError, StagingFailed
+from .privacy import PrivacyCounts
 from .settings import RunSettings, describe_missing
 from .staging import QUARANTINE, RESPONSES, ChangeCounts, StagingStore
 
@@ -45,6 +46,7 @@ class StageResult:
     push: PushReport | None = None  # None when the run only staged
     dead_letters: dict[str, NewAndSeen] = field(default_factory=dict)  # per object, written by this run's push
     dry_run: bool = False  # fetched and planned only: nothing staged, no cursor moved
+    privacy: PrivacyCounts | None = None  # what the PII staging rules changed at the end of the run
 
 
 def make_pipeline(settings: RunSettings, store: StagingStore) -> dlt.Pipeline:

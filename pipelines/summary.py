@@ -55,6 +55,8 @@ def format_summary(
     )
     if result.push is not None:
         lines += _push_lines(result.push) + _dead_letter_lines(result)
+    if result.privacy:
+        lines.append(f"  privacy: {result.privacy.line()}")
     lines.append(f"  exit code {int(exit_code)}")
     if exit_code != outcome:
         lines[-1] += f" ({outcome.name.lower()} reported as success: warnings_as_success is on)"
@@ -173,6 +175,8 @@ def run_counts(result: StageResult) -> dict[str, Any]:
         counts["gainsight_api_calls"] = dict(push.calls)
         counts["quota_left"] = push.quota_left
         counts["dry_run"] = push.dry_run
+    if result.privacy:
+        counts["privacy"] = asdict(result.privacy)
     return counts
 
 

@@ -291,6 +291,28 @@ class GainsightClient(VendorClient[GainsightCall]):
         )
         return timeline_outcome(data, update=True)
 
+    def delete_record(self, endpoint: str, obj: str, gsid: str) -> GainsightRejected | None:
+        """`DELETE /v1/data/objects/{obj}/{gsid}` (reference §4.4, §4.5: [observed] path). Deleting twice is
+        harmless, so it is retried like a read. A refusal is returned, not raised: an already deleted
+        record answers `GSOBJ_1004` [documented for an invalid GSID] or 404, and only a read says
+        whether the record is gone (`forget` confirms every delete by one)."""
+        try:
+            self.call(endpoint, "DELETE", f"/v1/data/objects/{obj}/{gsid}", idempotent=True, opaque_ok=True)
+        except GainsightRejected as exc:
+            return exc
+        return None
+
+    def delete_activity(self, activity_id: str, in_body: bool) -> GainsightRejected | None:
+        """`DELETE /v1/ant/es/activity` by activityId (reference §4.7: [assumed] path, shape unknown): the
+        id as the query parameter `activityId`, or (`in_body`) as `{"activityId": ...}`. A refusal is
+        returned, not raised, as for `delete_record`: a read says whether the activity is gone."""
+        where: dict[str, Any] = {"json_body": {"activityId": activity_id}} if in_body else {"params": {"activityId": activity_id}}
+        try:
+            self.call("timeline", "DELETE", "/v1/ant/es/activity", idempotent=True, opaque_ok=True, **where)
+        except GainsightRejected as exc:
+            return exc
+        return None
+
     def bulk_upload(self, upload: BulkFile) -> str:
         """Run the UI-defined Bulk job on one CSV; returns its statusId. Not idempotent."""
         data = self.call(

@@ -16,6 +16,7 @@ Rules on top of dlt's resolution, each failing with the key and its env var:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ from dlt.common.typing import TSecretStrValue
 
 from connector_common import schema
 from connector_common.first_contact import Setting, credential_problem, url_problem
+from connector_common.pii import KEEP, Rules
 
 from .errors import GainsightSettingError
 
@@ -171,6 +173,23 @@ class GainsightSettings(BaseConfiguration):
     quotas: QuotaLimits = QuotaLimits()
     people: PeopleSettings = PeopleSettings()
     response_fields: _FieldMap = ResponseFields()
+    # Not a key of this section (dlt resolves no dunder field): what Gainsight may receive of e-mails
+    # and comments, from [nps_to_gainsight.pii] (connector_common/pii.py); the command sets it.
+    __pii__: Rules = dataclasses.field(default=KEEP, init=False, repr=False, compare=False)
+
+    @property
+    def pii(self) -> Rules:
+        """The push's PII rules (`push_email`, `push_comment`, the salt)."""
+        return self.__pii__
+
+    def with_pii(self, rules: Rules) -> GainsightSettings:
+        self.__pii__ = rules
+        return self
+
+    @property
+    def people_enabled(self) -> bool:
+        """People upserts need the address in clear: Gainsight resolves a Person by its Email."""
+        return self.__pii__.email == "keep"
 
     @property
     def response_key_field(self) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from connector_common import pii
 from connector_common.schema import OUTBOX_COLUMNS, RESPONSE_KEY
 
 from .records import (
@@ -87,10 +88,11 @@ class ObjectSpec:
 
 
 def rowwise(build: Callable[[Row, GainsightSettings], dict[str, Any]]) -> Payload:
-    """A payload function from a per-record one (objects whose records differ in shape)."""
+    """A payload function from a per-record one (objects whose records differ in shape). Every
+    payload sees e-mails and comments as the PII rules let them leave (`settings.pii`)."""
 
     def payload(rows: pa.Table, settings: GainsightSettings, lengths: Mapping[str, int]) -> list[dict[str, Any]]:
-        return [build(row, settings) for row in rows.to_pylist()]
+        return [build(row, settings) for row in pii.apply(rows, settings.pii).to_pylist()]
 
     return payload
 
@@ -99,7 +101,7 @@ def per_row(digest: Callable[[Row, GainsightSettings], str]) -> Digest:
     """A digest function from a per-record one."""
 
     def digests(rows: pa.Table, settings: GainsightSettings) -> list[str]:
-        return [digest(row, settings) for row in rows.to_pylist()]
+        return [digest(row, settings) for row in pii.apply(rows, settings.pii).to_pylist()]
 
     return digests
 
@@ -132,6 +134,7 @@ def _person_digest(row: Row, settings: GainsightSettings) -> str:
 
 
 def _responses(rows: pa.Table, settings: GainsightSettings, lengths: Mapping[str, int]) -> pa.Table:
+    rows = pii.apply(rows, settings.pii)  # what Gainsight may receive of e-mails and comments
     for target, count in truncated(rows, settings.response_fields, lengths).items():
         log.warning("gainsight: %d value(s) cut to the %d characters %s holds", count, lengths[target], target)
     return response_table(rows, rows["company_gsid"], settings.response_fields, lengths)
@@ -174,6 +177,7 @@ SPECS: tuple[ObjectSpec, ...] = (
         payload=rowwise(_person),
         digest=per_row(_person_digest),
         ledger_columns="gsid VARCHAR, company_gsid VARCHAR, pushed_hash VARCHAR",
+        enabled=lambda settings: settings.people_enabled,  # push_email = keep (README "PII and GDPR controls")
     ),
     ObjectSpec(
         name="responses",

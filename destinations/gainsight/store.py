@@ -961,3 +961,82 @@ def company_gsids_sql(db: Connection) -> str:
     if not table_exists(db, SCHEMA, "companies"):
         return "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS gsid WHERE FALSE"
     return f"SELECT account_id, gsid FROM {SCHEMA}.companies WHERE gsid IS NOT NULL"
+
+
+# --- PII and GDPR (README "PII and GDPR controls") --------------------------------------------------
+
+PII_RULES_DDL = f"CREATE TABLE IF NOT EXISTS {SCHEMA}.pii_rules (id INTEGER PRIMARY KEY, fingerprint VARCHAR, since TIMESTAMPTZ)"
+
+
+def resend_for_new_rules(db: Connection, fingerprint: str, keep_all: str) -> tuple[int, int]:
+    """When the push's PII rules changed since Gainsight's copies were written, forget the versions the
+    ledger confirmed (their Gainsight ids stay), so every response and its Timeline entry is sent once
+    more, in the new form: Gainsight should not keep what the current rules forbid. A ledger that
+    never recorded rules was written keeping everything (`keep_all`). Returns (responses, activities)."""
+    db.execute(PII_RULES_DDL)
+    row = db.execute(f"SELECT fingerprint FROM {SCHEMA}.pii_rules WHERE id = 1").fetchone()
+    if (row[0] if row else keep_all) == fingerprint:
+        if row is None:
+            db.execute(f"INSERT INTO {SCHEMA}.pii_rules VALUES (1, ?, ?)", [fingerprint, now()])
+        return 0, 0
+    db.execute("BEGIN")
+    try:
+        (responses,) = one_row(db, f"SELECT count(*) FROM {SCHEMA}.responses WHERE pushed_hash IS NOT NULL")
+        (activities,) = one_row(db, f"SELECT count(*) FROM {SCHEMA}.activities WHERE source_hash IS NOT NULL")
+        db.execute(f"UPDATE {SCHEMA}.responses SET pushed_hash = NULL WHERE pushed_hash IS NOT NULL")
+        db.execute(f"UPDATE {SCHEMA}.activities SET source_hash = NULL WHERE source_hash IS NOT NULL")
+        db.execute(
+            f"INSERT INTO {SCHEMA}.pii_rules VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "fingerprint = excluded.fingerprint, since = excluded.since",
+            [fingerprint, now()],
+        )
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return int(responses), int(activities)
+
+
+def pending_responses(db: Connection, dataset: str, settings: GainsightSettings) -> pa.Table:
+    """`response_id` of every staged response the push still needs as staged (the outbox's rows):
+    the staging scrub leaves them alone."""
+    sql = outbox_sql(f'"{dataset}"')
+    return db.sql(f"SELECT response_id FROM ({sql})", params=outbox_parameters(settings)).to_arrow_table()
+
+
+# What the ledger holds of one person: ledger table -> its key column; the dead letters of each.
+_PERSON_LEDGER = {"responses": "response_id", "activities": "response_id", "bulk_upload_rows": "response_id", "people": "email"}
+
+
+def person_in_ledger(db: Connection, response_ids: Sequence[str], emails: Sequence[str]) -> dict[str, int]:
+    """Rows of the person in each ledger table and in the dead letters (what `forget` erases)."""
+    return _person_rows(db, response_ids, emails, "SELECT count(*) FROM")
+
+
+def erase_person_from_ledger(db: Connection, response_ids: Sequence[str], emails: Sequence[str]) -> dict[str, int]:
+    """Delete the person's ledger rows and dead letters, in one transaction; returns the counts."""
+    db.execute("BEGIN")
+    try:
+        counts = _person_rows(db, response_ids, emails, "DELETE FROM")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return counts
+
+
+def _person_rows(db: Connection, response_ids: Sequence[str], emails: Sequence[str], verb: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    ids, addresses = list(response_ids), list(emails)
+    for table, key in _PERSON_LEDGER.items():
+        if table_exists(db, SCHEMA, table):
+            values = addresses if key == "email" else ids
+            (counts[table],) = one_row(db, f"{verb} {SCHEMA}.{table} WHERE list_contains(?::VARCHAR[], {key})", [values])
+    if table_exists(db, SCHEMA, "dead_letters"):
+        (counts["dead_letters"],) = one_row(
+            db,
+            f"""{verb} {SCHEMA}.dead_letters WHERE (object = 'people' AND list_contains(?::VARCHAR[], record_key))
+                OR (object IN ('responses', 'activities') AND list_contains(?::VARCHAR[], record_key))""",
+            [addresses, ids],
+        )
+    return {table: int(count) for table, count in counts.items()}

@@ -8,6 +8,7 @@ and per-record ``data.errors``. There is deliberately no upsert: Gainsight's syn
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sandbox.common.server import Request, Response
@@ -23,6 +24,7 @@ MAX_RECORDS = 50  # per insert/update call [documented]
 MAX_KEYS = 3  # per update [observed]
 KEY_TYPES = frozenset(("STRING", "EMAIL", "NUMBER", "GSID"))  # [assumed]
 _BATCH_KEYS = frozenset(("records", "lookups"))
+GSID = re.compile(r"[0-9A-Z]{36}")  # keyPrefix + 32 uppercase alphanumerics (reference §3.2)
 
 
 class DataApi:
@@ -92,9 +94,13 @@ class DataApi:
         return ok({"records": [{f.name: to_json(f, row[f.name]) for f in table.spec.fields}]})
 
     def delete(self, request: Request, name: str, gsid: str) -> Response:
+        """`DELETE /v1/data/objects/{obj}/{gsid}` [observed]: a blank or malformed GSID is `GSOBJ_1004`
+        [documented]; a well-formed one matching no record (deleted already) as ``missing_record`` says."""
         table = self._writable(name)
-        if not gsid or gsid not in table.rows:
+        if not GSID.fullmatch(gsid or ""):
             raise bad_request("GSOBJ_1004")
+        if gsid not in table.rows:
+            raise self._variants.missing(f"{table.spec.name} record {gsid}")
         table.remove(gsid)
         return ok({"count": 1, "errors": None, "records": [{"Gsid": gsid}]})
 

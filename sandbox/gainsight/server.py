@@ -151,6 +151,7 @@ class GainsightSandbox(SandboxServer):
             self.route("GET", pattern, status)
         self.route("POST", r"/v1/ant/es/activity", self._gateway("timeline", self._timeline.insert))
         self.route("PUT", r"/v1/ant/es/activity", self._gateway("timeline", self._timeline.update))
+        self.route("DELETE", r"/v1/ant/es/activity", self._gateway("timeline", self._timeline.delete))
         self.route("POST", re.escape(BULK_PATH), self._gateway("bulk", self._bulk.upload, self._bulk.known_key, locked=False))
         bulk_status = self._gateway("bulk_status", self._bulk.status, self._bulk_status_auth)
         self.route("GET", re.escape(BULK_PATH) + r"/status/([^/]+)", bulk_status)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox.common.server import Request, Response
+from sandbox.gainsight.data_api import GSID
 from sandbox.gainsight.envelope import bad_request, json_body, ok
 from sandbox.gainsight.records import Lookup, RecordPreparer, field_error, parse_lookups, reject_records
 from sandbox.gainsight.schema import Schema
@@ -109,6 +110,24 @@ class TimelineApi:
         for _, gsid, values in planned:
             self._store.update(table, gsid, values)
         return self._answer({key: [{"activityId": gsid}] for key, gsid, _ in planned}, {})
+
+    def delete(self, request: Request) -> Response:
+        """`DELETE /v1/ant/es/activity` by activityId [assumed path and shape, reference §4.7]: the id
+        where ``activity_delete`` expects it (query parameter or JSON body), else `GSOBJ_1004`, as for
+        a blank GSID; an id matching no activity (deleted already) as ``missing_record`` says."""
+        if self._variants.activity_delete == "query":
+            given = request.query.get("activityId", [])
+            activity_id = given[0] if len(given) == 1 else None
+        else:
+            body = json_body(request) if request.body else None
+            activity_id = body.get("activityId") if isinstance(body, dict) and set(body) == {"activityId"} else None
+        if not isinstance(activity_id, str) or not GSID.fullmatch(activity_id):
+            raise bad_request("GSOBJ_1004")
+        table = self._store.table("activity_timeline")
+        if activity_id not in table.rows:
+            raise self._variants.missing(f"activity {activity_id}")
+        table.remove(activity_id)
+        return ok({"activityId": activity_id})
 
     def _batch(self, request: Request) -> tuple[Table, list[Any], tuple[Lookup, ...]]:
         body = json_body(request)

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from sandbox.common.server import Response, json_response
-from sandbox.gainsight.envelope import envelope, ok
+from sandbox.gainsight.envelope import GainsightError, bad_request, envelope, ok
 
 NO_DATA = ("GSOBJ_1XXX", "No data found for given criteria")  # verbatim, placeholder code included
 
@@ -52,6 +52,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "people_async_body": ("bare_list", "records"),
     "people_async_rows": ("one_based", "zero_based"),
     "people_async_quota": ("bulk", "sync"),
+    # A delete of a record or activity that does not exist (already deleted): 400 `GSOBJ_1004` "the
+    # Gainsight ID is invalid" [documented for a blank/invalid GSID]; or 404 "not found" [assumed].
+    "missing_record": ("gsobj_1004", "not_found"),
+    # Timeline delete `DELETE /v1/ant/es/activity` "by activityId" [assumed, reference §4.7]: the id as
+    # the query parameter `activityId`, or in a JSON body `{"activityId": ...}`.
+    "activity_delete": ("query", "body"),
 }
 
 
@@ -66,6 +72,8 @@ class Variants:
     people_async_body: str = "bare_list"
     people_async_rows: str = "one_based"
     people_async_quota: str = "bulk"
+    missing_record: str = "gsobj_1004"
+    activity_delete: str = "query"
 
     def __setattr__(self, name: str, value: str) -> None:
         if name not in CHOICES or value not in CHOICES[name]:
@@ -90,6 +98,12 @@ class Variants:
         if not records and self.empty_answer == "no_data_found":
             return json_response(200, envelope(False, None, *NO_DATA))
         return ok(records if self.query_shape == "bare_list" else {"records": records})
+
+    def missing(self, what: str) -> GainsightError:
+        """The refusal of a delete whose record does not exist, under ``missing_record``."""
+        if self.missing_record == "not_found":
+            return GainsightError(404, "GSOBJ_1011", f"{what} not found")
+        return bad_request("GSOBJ_1004")
 
     def bulk_status(self, data: dict[str, Any]) -> dict[str, Any]:
         """The status answer's ``data`` (given in the default spelling) under ``bulk_status_fields``."""
