@@ -10,6 +10,7 @@ Run from the repository root (it reads .dlt/config.toml and .dlt/secrets.toml fr
     python pipelines/nps_to_gainsight.py check           # prove config and both tenants; changes nothing
     python pipelines/nps_to_gainsight.py export-csv --out DIR   # survey-import CSV of new/changed responses
     python pipelines/nps_to_gainsight.py serve           # receive webhooks, deliver in seconds, reconcile hourly
+    python pipelines/nps_to_gainsight.py forget --email jane@acme.com [--yes]   # erase one person (GDPR)
 
 Exit codes are listed in README.md ("Exit codes") and in `pipelines/errors.py`.
 """
@@ -56,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="exit 0 instead of 10/11/12 (completed with warnings); run_history keeps the real outcome "
         "(config nps_to_gainsight.warnings_as_success)",
     )
-    verbs = parser.add_subparsers(dest="verb", metavar="{status,check,export-csv,serve}", help="default: the scheduled run")
+    verbs = parser.add_subparsers(dest="verb", metavar="{status,check,export-csv,serve,forget}", help="default: the scheduled run")
     check = verbs.add_parser("check", help="validate the configuration and read both tenants; changes nothing")
     _add_logging_options(check, verb=True)
     status = verbs.add_parser("status", help="cursor, last runs, outbox, dead letters, quarantine, quota (read-only)")
@@ -72,13 +73,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     _add_logging_options(serve, verb=True)
     serve.add_argument("--host", help="address to listen on (config nps_to_gainsight.serve.host, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (config nps_to_gainsight.serve.port, default 8787)")
+    forget = verbs.add_parser(
+        "forget", help="erase one person from Gainsight (responses, Timeline) and the staging file; dry run unless --yes"
+    )
+    _add_logging_options(forget, verb=True)
+    forget.add_argument("--email", required=True, help="the person's e-mail address (never logged)")
+    forget.add_argument("--yes", action="store_true", help="erase (default: count what would be erased, change nothing)")
     args = parser.parse_args(argv)
     if (args.start is None) != (args.end is None):
         parser.error("--start and --end go together")
     if args.start and args.start > args.end:
         parser.error(f"--start {args.start} is after --end {args.end}")
-    if args.verb == "check" and (args.demo or args.start or args.stage_only or args.push_only or args.dry_run):
-        parser.error("check takes no other options")
+    if args.verb in ("check", "forget") and (args.demo or args.start or args.stage_only or args.push_only or args.dry_run):
+        parser.error(f"{args.verb} takes no other options")
     if args.verb == "export-csv" and (args.demo or args.start or args.stage_only or args.push_only or args.dry_run):
         parser.error("export-csv takes no run options (it reads staging only)")
     if args.verb == "export-csv" and args.since and args.until and args.since > args.until:
@@ -192,6 +199,7 @@ def _run_verb(args: argparse.Namespace) -> int:
                 "destination.gainsight.client_secret",
                 "destination.gainsight.bulk_access_key",
                 "nps_to_gainsight.serve.webhook_secret",
+                "nps_to_gainsight.pii.hash_salt",
             ]
         )
     )
@@ -214,6 +222,11 @@ def _run_verb(args: argparse.Namespace) -> int:
         except CommandError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return int(exc.exit_code)
+    if args.verb == "forget":
+        from pipelines.forget import run_forget
+
+        redactor.add([args.email.strip(), args.email.strip().lower()])  # never in a log line, whatever fails
+        return int(run_forget(settings, args.email, args.yes))
     if args.verb == "status":
         from pipelines.status import show_status
 

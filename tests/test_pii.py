@@ -12,6 +12,7 @@ import pytest
 from connector_common import pii
 from pipelines.errors import ExitCode
 
+from .cli import push_env, run_main
 from .conftest import RESPONSE_OBJECT
 
 SALT = "test-salt-3b9d1e7f5a2c"
@@ -173,3 +174,76 @@ def test_retention_deletes_old_quarantined_payloads_and_nulls_old_comments(cg_sa
     ) == 0
     # Gainsight keeps what it was sent: retention is about the staging file.
     assert sum(1 for r in connector.records() if r["Comment__gc"]) > 0
+
+
+def forget_env(connector: Any, project: Path) -> dict[str, str]:
+    """The command's environment for the connector's staging file and working folder."""
+    settings = connector.staging.settings
+    return push_env(
+        connector.staging.sandbox,
+        connector.gainsight,
+        project,
+        DESTINATION__DUCKDB__CREDENTIALS=str(settings.duckdb_path),
+        NPS_TO_GAINSIGHT__PIPELINES_DIR=settings.pipelines_dir,
+        NPS_TO_GAINSIGHT__PIPELINE_NAME=settings.pipeline_name,
+        NPS_TO_GAINSIGHT__PII__HASH_SALT=SALT,
+    )
+
+
+def deletes(gs: Any) -> int:
+    return sum(1 for entry in gs.requests() if entry.method == "DELETE")
+
+
+@pytest.mark.parametrize(("missing_record", "activity_delete"), [("gsobj_1004", "query"), ("not_found", "body")])
+def test_forget_dry_run_then_erase_everywhere_then_nothing_to_do(
+    cg_sandbox, gs_sandbox, connector_for, project, missing_record, activity_delete
+):
+    cg = cg_sandbox(responses=40, days=8, accounts=3)
+    gs = gs_sandbox()
+    gs.variants.missing_record, gs.variants.activity_delete = missing_record, activity_delete
+    mine = [r for r in cg.records if r.get("email")]
+    address = str(mine[0]["email"]).strip().lower()
+    theirs = [r for r in mine if str(r["email"]).strip().lower() == address]
+    invalid = mine[1] if len(theirs) == 1 else theirs[1]  # one more response of theirs, quarantined
+    cg.edit_response(invalid["number_customergauge"], email=mine[0]["email"], nps=11)
+    connector = connector_for(cg, gs)
+    assert connector.run()[0] == ExitCode.QUARANTINED
+    ids = [str(r["number_customergauge"]) for r in theirs if r is not invalid]
+    path = connector.staging.settings.duckdb_path
+    env = forget_env(connector, project)
+    before = (len(connector.records()), len(gs.records("activity_timeline")), found_in_tables(path, {address}))
+    assert before[2], "the person is staged before forget"
+
+    dry = run_main("forget", "--email", address.upper(), cwd=project, env=env)
+
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: nothing changed" in dry.stdout and f"responses: {len(ids) + 1}" in dry.stdout
+    assert (len(connector.records()), len(gs.records("activity_timeline")), found_in_tables(path, {address})) == before
+    assert deletes(gs) == 0
+
+    # A forget killed after deleting in Gainsight: one record is gone already (answered GSOBJ_1004 / 404).
+    gs_record = next(r for r in connector.records() if r["ResponseId__gc"] == ids[0])
+    gs.delete_record(RESPONSE_OBJECT, gs_record["Gsid"])
+
+    done = run_main("forget", "--email", address, "--yes", cwd=project, env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "erased" in done.stdout
+    assert not {r["ResponseId__gc"] for r in connector.records()} & set(ids)
+    assert not {a["ExternalId"] for a in gs.records("activity_timeline")} & {f"cg-nps-{i}" for i in ids}
+    assert len(connector.records()) == before[0] - len(ids)  # nobody else's
+    assert found_in_tables(path, {address, pii.hashed_email(address, SALT)}) == {}
+    assert found_in_bytes(checkpointed(path), {address}) == {}
+    ledger = connector.query(
+        "SELECT count(*) FROM gainsight.responses WHERE list_contains(?, response_id) "
+        "UNION ALL SELECT count(*) FROM gainsight.activities WHERE list_contains(?, response_id)",
+        [ids, ids],
+    )
+    assert ledger == [(0,), (0,)]
+    for output in (dry, done):
+        assert address not in (output.stdout + output.stderr).lower()
+
+    calls = deletes(gs)
+    again = run_main("forget", "--email", address, "--yes", cwd=project, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "responses: 0" in again.stdout and deletes(gs) == calls

@@ -1014,15 +1014,9 @@ def person_in_ledger(db: Connection, response_ids: Sequence[str], emails: Sequen
 
 
 def erase_person_from_ledger(db: Connection, response_ids: Sequence[str], emails: Sequence[str]) -> dict[str, int]:
-    """Delete the person's ledger rows and dead letters, in one transaction; returns the counts."""
-    db.execute("BEGIN")
-    try:
-        counts = _person_rows(db, response_ids, emails, "DELETE FROM")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return counts
+    """Delete the person's ledger rows and dead letters (inside the caller's transaction, which also
+    erases their staged rows); returns the counts."""
+    return _person_rows(db, response_ids, emails, "DELETE FROM")
 
 
 def _person_rows(db: Connection, response_ids: Sequence[str], emails: Sequence[str], verb: str) -> dict[str, int]:
@@ -1038,5 +1032,9 @@ def _person_rows(db: Connection, response_ids: Sequence[str], emails: Sequence[s
             f"""{verb} {SCHEMA}.dead_letters WHERE (object = 'people' AND list_contains(?::VARCHAR[], record_key))
                 OR (object IN ('responses', 'activities') AND list_contains(?::VARCHAR[], record_key))""",
             [addresses, ids],
+        )
+    if table_exists(db, SCHEMA, "reported_problems"):  # dead letters already alerted on, by record key
+        (counts["reported_problems"],) = one_row(
+            db, f"{verb} {REPORTED} WHERE kind = 'dead_letter' AND list_contains(?::VARCHAR[], record_key)", [addresses + ids]
         )
     return {table: int(count) for table, count in counts.items()}

@@ -269,6 +269,11 @@ class GainsightSandbox(SandboxServer):
                 raise ValueError(f"invalid {table.spec.name} record: {errors}")
             return self._store.insert(table, prepared)
 
+    def delete_record(self, object_name: str, gsid: str) -> None:
+        """Emulator-only: remove a record as someone else (an admin, an earlier delete) did."""
+        with self._lock:
+            self._table(object_name).remove(gsid)
+
     def records(self, object_name: str) -> list[dict[str, Any]]:
         """Emulator-only: every stored record of an object (any case), as Python values, oldest first."""
         with self._lock:
