@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 
 import dlt
@@ -61,7 +62,7 @@ def run_forget(settings: RunSettings, address: str, act: bool) -> ExitCode:
     """The `forget` verb; returns its exit code (pipelines/errors.py), never raises for expected failures."""
     address = address.strip().lower()
     if "@" not in address or any(character.isspace() for character in address):
-        print("error: forget --email needs one e-mail address", flush=True)
+        print("error: forget --email needs one e-mail address", file=sys.stderr, flush=True)
         return ExitCode.CONFIG_ERROR
     salt = settings.pii.hash_salt
     person = Person(pii.person_label(address, salt), [address, *([pii.hashed_email(address, salt)] if salt else [])])

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from connector_common import pii
 from pipelines.errors import ExitCode
 
-from .cli import push_env, run_main
+from .cli import cli_env, push_env, run_main
 from .conftest import RESPONSE_OBJECT
 
 SALT = "test-salt-3b9d1e7f5a2c"
@@ -247,3 +248,48 @@ def test_forget_dry_run_then_erase_everywhere_then_nothing_to_do(
     again = run_main("forget", "--email", address, "--yes", cwd=project, env=env)
     assert again.returncode == 0, again.stderr
     assert "responses: 0" in again.stdout and deletes(gs) == calls
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"push_email": "hash"}, "hash_salt"),
+        ({"stage_email": "hash", "hash_salt": "short"}, "hash_salt"),
+        ({"push_email": "encrypt"}, "push_email"),
+        ({"push_comment": "truncate"}, "push_comment"),
+        ({"stage_comment": "truncate:-3"}, "stage_comment"),
+        ({"comment_retention_days": "a week"}, "comment_retention_days"),
+        ({"quarantine_retention_days": -1}, "quarantine_retention_days"),
+    ],
+)
+def test_invalid_settings_name_their_key(values, key):
+    with pytest.raises(pii.InvalidPiiSetting) as refused:
+        pii.parse(values)
+    assert refused.value.key == key
+
+
+def test_rules_are_stable_idempotent_and_leave_other_columns_alone():
+    rules = pii.Rules("hash", "truncate:4", SALT)
+    table = pii.apply(
+        pa.table({"email": [" Jane@Acme.com", "jane@acme.com", None], "comment": ["Great", None, "ok"], "score": [9, 3, 7]}),
+        rules,
+    )
+    first, second, _ = table["email"].to_pylist()
+    assert first == second == pii.hashed_email("jane@acme.com", SALT) and first.endswith("@hashed.invalid")
+    assert first != pii.hashed_email("jane@acme.com", SALT + "x")  # salted
+    assert table["comment"].to_pylist() == ["Grea", None, "ok"] and table["score"].to_pylist() == [9, 3, 7]
+    assert pii.apply(table, rules).equals(table)  # scrubbing twice changes nothing
+    masked = pii.apply_row({"email": "jane@acme.com", "comment": "Great"}, pii.Rules("mask", "drop"))
+    assert masked == {"email": "j***@acme.com", "comment": None}
+    assert pii.person_label("jane@acme.com", SALT) != pii.person_label("jane@acme.com", None) == "person j***@acme.com"
+
+
+def test_hash_without_a_salt_stops_the_run_with_exit_2_naming_key_and_env_var(project):
+    env = cli_env(project=project, NPS_TO_GAINSIGHT__PII__PUSH_EMAIL="hash")
+
+    refused = run_main("--stage-only", cwd=project, env=env)
+
+    assert refused.returncode == ExitCode.CONFIG_ERROR
+    assert "nps_to_gainsight.pii.hash_salt" in refused.stderr and "NPS_TO_GAINSIGHT__PII__HASH_SALT" in refused.stderr
+    salted = run_main("forget", "--email", "nobody@example.com", cwd=project, env={**env, "NPS_TO_GAINSIGHT__PII__HASH_SALT": SALT})
+    assert salted.returncode == 0 and "responses: 0" in salted.stdout and SALT not in salted.stdout + salted.stderr

@@ -1070,3 +1070,43 @@ def test_command_line_serves_until_terminated() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+# -- deletes (reference §4.4/§4.5 record delete, §4.7 Timeline delete by activityId) --------------------
+
+
+def test_record_delete_needs_auth_and_a_valid_gsid_and_says_when_it_is_gone(gs: GainsightSandbox, http: requests.Session) -> None:
+    [gsid] = [r["Gsid"] for r in ok_data(insert(gs, http, NPS, {"ResponseId__gc": "r-1", "Score__gc": 9}))["records"]]
+    assert requests.delete(f"{gs.base_url}{OBJECTS}/{NPS}/{gsid}").status_code == 401
+    failed(call(gs, http, "DELETE", f"{OBJECTS}/{NPS}/"), 400, "GSOBJ_1004")
+    failed(call(gs, http, "DELETE", f"{OBJECTS}/{NPS}/not-a-gsid"), 400, "GSOBJ_1004")
+    assert gs.count_records(NPS) == 1
+
+    assert ok_data(call(gs, http, "DELETE", f"{OBJECTS}/{NPS}/{gsid}"))["records"] == [{"Gsid": gsid}]
+
+    assert gs.count_records(NPS) == 0
+    failed(call(gs, http, "DELETE", f"{OBJECTS}/{NPS}/{gsid}"), 400, "GSOBJ_1004")
+    gs.variants.missing_record = "not_found"
+    failed(call(gs, http, "DELETE", f"{OBJECTS}/{NPS}/{gsid}"), 404, "GSOBJ_1011")
+
+
+@pytest.mark.parametrize("where", ["query", "body"])
+def test_timeline_delete_by_activity_id_where_the_variant_expects_it(
+    gs: GainsightSandbox, http: requests.Session, where: str
+) -> None:
+    gs.add_user("testuser@gainsight.com", "Test User")
+    companies(gs, http, "Tech systems ABC Ltd")
+    activity_id = ok_data(timeline_call(gs, http, ACTIVITY))["success"][ACTIVITY["ExternalId"]][0]["activityId"]
+    gs.variants.activity_delete = where
+    right, wrong = {"params": {"activityId": activity_id}}, {"json": {"activityId": activity_id}}
+    if where == "body":
+        right, wrong = wrong, right
+    failed(call(gs, http, "DELETE", TIMELINE, **wrong), 400, "GSOBJ_1004")
+    assert gs.count_records("activity_timeline") == 1
+
+    assert ok_data(call(gs, http, "DELETE", TIMELINE, **right)) == {"activityId": activity_id}
+
+    assert gs.count_records("activity_timeline") == 0
+    failed(call(gs, http, "DELETE", TIMELINE, **right), 400, "GSOBJ_1004")
+    gs.variants.missing_record = "not_found"
+    failed(call(gs, http, "DELETE", TIMELINE, **right), 404, "GSOBJ_1011")
