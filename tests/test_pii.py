@@ -195,13 +195,11 @@ def deletes(gs: Any) -> int:
     return sum(1 for entry in gs.requests() if entry.method == "DELETE")
 
 
-@pytest.mark.parametrize(("missing_record", "activity_delete"), [("gsobj_1004", "query"), ("not_found", "body")])
-def test_forget_dry_run_then_erase_everywhere_then_nothing_to_do(
-    cg_sandbox, gs_sandbox, connector_for, project, missing_record, activity_delete
-):
-    cg = cg_sandbox(responses=40, days=8, accounts=3)
+def test_forget_dry_run_then_erase_everywhere_then_nothing_to_do(cg_sandbox, gs_sandbox, connector_for, project):
+    cg = cg_sandbox(responses=30, days=8, accounts=3)
     gs = gs_sandbox()
-    gs.variants.missing_record, gs.variants.activity_delete = missing_record, activity_delete
+    # The tenant wants the activity id in a JSON body: the query-parameter form is refused first.
+    gs.variants.missing_record, gs.variants.activity_delete = "not_found", "body"
     mine = [r for r in cg.records if r.get("email")]
     address = str(mine[0]["email"]).strip().lower()
     theirs = [r for r in mine if str(r["email"]).strip().lower() == address]

@@ -38,6 +38,7 @@ from connector_common.tokens import TokenCache
 from .answers import TimelineOutcome, bulk_status, bulk_status_id, timeline_outcome
 from .errors import (
     GainsightCredentialsRejected,
+    GainsightError,
     GainsightRejected,
     GainsightSettingError,
     GainsightUnavailable,
@@ -291,25 +292,25 @@ class GainsightClient(VendorClient[GainsightCall]):
         )
         return timeline_outcome(data, update=True)
 
-    def delete_record(self, endpoint: str, obj: str, gsid: str) -> GainsightRejected | None:
+    def delete_record(self, endpoint: str, obj: str, gsid: str) -> GainsightError | None:
         """`DELETE /v1/data/objects/{obj}/{gsid}` (reference §4.4, §4.5: [observed] path). Deleting twice is
         harmless, so it is retried like a read. A refusal is returned, not raised: an already deleted
         record answers `GSOBJ_1004` [documented for an invalid GSID] or 404, and only a read says
         whether the record is gone (`forget` confirms every delete by one)."""
         try:
             self.call(endpoint, "DELETE", f"/v1/data/objects/{obj}/{gsid}", idempotent=True, opaque_ok=True)
-        except GainsightRejected as exc:
+        except (GainsightRejected, GainsightUnavailable) as exc:  # a tenant's HTML 404 is "unavailable"
             return exc
         return None
 
-    def delete_activity(self, activity_id: str, in_body: bool) -> GainsightRejected | None:
+    def delete_activity(self, activity_id: str, in_body: bool) -> GainsightError | None:
         """`DELETE /v1/ant/es/activity` by activityId (reference §4.7: [assumed] path, shape unknown): the
         id as the query parameter `activityId`, or (`in_body`) as `{"activityId": ...}`. A refusal is
         returned, not raised, as for `delete_record`: a read says whether the activity is gone."""
         where: dict[str, Any] = {"json_body": {"activityId": activity_id}} if in_body else {"params": {"activityId": activity_id}}
         try:
             self.call("timeline", "DELETE", "/v1/ant/es/activity", idempotent=True, opaque_ok=True, **where)
-        except GainsightRejected as exc:
+        except (GainsightRejected, GainsightUnavailable) as exc:  # a tenant's HTML 404 is "unavailable"
             return exc
         return None
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .client import GainsightClient
-from .errors import GainsightRejected, GainsightUnavailable
+from .errors import GainsightError, GainsightUnavailable
 from .records import external_id
 from .settings import GainsightSettings
 
@@ -52,12 +52,12 @@ def erase_responses(client: GainsightClient, settings: GainsightSettings, respon
 
 
 def _delete_until_gone(
-    what: str, find: Callable[[], dict[str, dict]], deletes: list[Callable[[str], GainsightRejected | None]]
+    what: str, find: Callable[[], dict[str, dict]], deletes: list[Callable[[str], GainsightError | None]]
 ) -> int:
     """Read, delete what is found (each way in turn), read again; returns how many were deleted."""
     found = _gsids(find())
     seen: set[str] = set()
-    refusal: GainsightRejected | None = None
+    refusal: GainsightError | None = None
     for delete in deletes:
         for _ in range(2):  # a key shared by several records shows one of them per read
             if not found:

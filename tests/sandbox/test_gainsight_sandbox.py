@@ -151,7 +151,7 @@ def test_missing_json_accept_gets_the_html_page_with_200(gs: GainsightSandbox) -
 def test_unknown_route_and_wrong_method(gs: GainsightSandbox, http: requests.Session) -> None:
     failed(call(gs, http, "GET", "/v1/nothing"), 404, "GS_APIG_1000")
     answer = call(gs, http, "GET", TIMELINE)
-    assert answer.status_code == 405 and answer.headers["Allow"] == "POST, PUT"
+    assert answer.status_code == 405 and answer.headers["Allow"] == "POST, PUT, DELETE"
 
 
 # -- data API: inserts ----------------------------------------------------------------------------------
