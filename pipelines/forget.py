@@ -6,7 +6,9 @@ order that a kill at any point leaves for the next `forget` to finish:
 1. **Gainsight**: the response records and Timeline entries of the person's responses are deleted
    and each deletion confirmed by a read (`destinations/gainsight/erase.py`). Nothing local is
    touched before Gainsight holds none of them, so the response ids stay known until then.
-2. **Locally, in one transaction**: every staged row of the person in the dataset and in dlt's merge
+2. **Survey CSV exports** (`pipelines/export`: its state rows and the export files still in their
+   folder, rewritten without the person's rows; files a pick-up job moved away are counted).
+   **Then locally, in one transaction**: every staged row of the person in the dataset and in dlt's merge
    staging schema (responses, non-responses, quarantined raw payloads naming the address, child
    tables of those rows), their ledger rows (responses, activities, Bulk upload rows, the person's
    People ledger row), dead letters and problems already reported.
@@ -91,9 +93,11 @@ def _forget(settings: RunSettings, store: StagingStore, person: Person, address:
     person.staging = {name: _rows(store, "SELECT count(*) FROM", name, where, params) for name, where in conditions}
     person.ledger = person_in_ledger(store.connection, person.response_ids, person.forms)
     if not act:
-        print(_report(person, "dry run: nothing changed; add --yes to erase"), flush=True)
+        exports = _erase_from_exports(store, person, address, dry_run=True)
+        print(_report(person, "dry run: nothing changed; add --yes to erase", exports), flush=True)
         return ExitCode.OK
     erased = _erase_in_gainsight(store, person)
+    exports = _erase_from_exports(store, person, address, dry_run=False)
     db = store.connection
     db.execute("BEGIN")
     try:
@@ -105,7 +109,7 @@ def _forget(settings: RunSettings, store: StagingStore, person: Person, address:
     db.execute("COMMIT")
     dropped = _drop_pending_packages(settings)
     _rewrite_file(store)
-    lines = [_report(person, "erased")]
+    lines = [_report(person, "erased", exports)]
     lines.append(f"  gainsight: {erased.responses} response record(s), {erased.activities} Timeline entrie(s) deleted, confirmed gone")
     if dropped:
         lines.append(f"  dropped {dropped} pending dlt load package(s) (re-derived by the next run)")
@@ -113,6 +117,21 @@ def _forget(settings: RunSettings, store: StagingStore, person: Person, address:
     print("\n".join(lines), flush=True)
     log.info("forget %s: erased %d response(s) locally and in Gainsight", person.label, len(person.response_ids))
     return ExitCode.OK
+
+
+def _erase_from_exports(store: StagingStore, person: Person, address: str, dry_run: bool) -> str:
+    """The survey CSV exports (`pipelines/export`): their state rows and the files still in place;
+    committed on its own, before the staged rows go (it finds the person's rows through them too)."""
+    from pipelines.export import erase_person  # duckdb and the export's modules: only when forgetting
+
+    erased = erase_person(store.connection, store.dataset, address, person.response_ids, dry_run=dry_run)
+    moved = ""
+    if erased.files_missing:
+        moved = f"; {erased.files_missing} export file(s) moved away, out of reach: erase those copies where they went"
+    return (
+        f"{erased.state_rows} export state row(s), {erased.rows_removed} CSV row(s) in "
+        f"{len(erased.files_rewritten)} file(s){moved}"
+    )
 
 
 def _erase_in_gainsight(store: StagingStore, person: Person) -> Erased:
@@ -228,7 +247,7 @@ def _drop_pending_packages(settings: RunSettings) -> int:
     return dropped
 
 
-def _report(person: Person, verdict: str) -> str:
+def _report(person: Person, verdict: str, exports: str) -> str:
     staged = ", ".join(f"{name.replace(chr(34), '')} {count}" for name, count in person.staging.items() if count) or "nothing"
     ledger = ", ".join(f"{name} {count}" for name, count in person.ledger.items() if count) or "nothing"
     return "\n".join(
@@ -237,5 +256,6 @@ def _report(person: Person, verdict: str) -> str:
             f"  responses: {len(person.response_ids)}",
             f"  staging: {staged}",
             f"  ledger: {ledger}",
+            f"  exports: {exports}",
         ]
     )

@@ -210,6 +210,11 @@ def test_forget_dry_run_then_erase_everywhere_then_nothing_to_do(cg_sandbox, gs_
     ids = [str(r["number_customergauge"]) for r in theirs if r is not invalid]
     path = connector.staging.settings.duckdb_path
     env = forget_env(connector, project)
+    (project / "exports").mkdir()
+    exported = run_main("export-csv", "--out", str(project / "exports"), cwd=project, env=env)
+    assert exported.returncode == 0, exported.stderr
+    exports = [p for p in (project / "exports").rglob("*") if p.is_file()]
+    assert found_in_bytes(exports, {address})
     before = (len(connector.records()), len(gs.records("activity_timeline")), found_in_tables(path, {address}))
     assert before[2], "the person is staged before forget"
 
@@ -233,6 +238,7 @@ def test_forget_dry_run_then_erase_everywhere_then_nothing_to_do(cg_sandbox, gs_
     assert len(connector.records()) == before[0] - len(ids)  # nobody else's
     assert found_in_tables(path, {address, pii.hashed_email(address, SALT)}) == {}
     assert found_in_bytes(checkpointed(path), {address}) == {}
+    assert found_in_bytes(exports, {address}) == {} and f"{len(ids)} CSV row(s) in 1 file(s)" in done.stdout
     ledger = connector.query(
         "SELECT count(*) FROM gainsight.responses WHERE list_contains(?, response_id) "
         "UNION ALL SELECT count(*) FROM gainsight.activities WHERE list_contains(?, response_id)",
