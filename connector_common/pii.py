@@ -208,6 +208,20 @@ def apply(table: pa.Table, rules: Rules) -> pa.Table:
     return table
 
 
+def changes_sql(rules: Rules) -> str:
+    """SQL over `email` and `comment`: true for rows `apply` would change, so a run reads only those
+    (values already in a scrubbed form pass through `apply` too)."""
+    parts = []
+    if rules.email != "keep":
+        parts.append(f"(email IS NOT NULL AND NOT (email LIKE '%@{HASH_DOMAIN}' OR contains(email, '{MASK}')))")
+    found = _TRUNCATE.fullmatch(rules.comment)
+    if rules.comment == "drop":
+        parts.append("comment IS NOT NULL")
+    elif found:
+        parts.append(f"length(comment) > {int(found.group(1))}")
+    return " OR ".join(parts) or "FALSE"
+
+
 def apply_row(row: Mapping[str, Any], rules: Rules) -> dict[str, Any]:
     """`apply` for one record (a dict with `email` / `comment` keys)."""
     present = [column for column in (EMAIL, COMMENT) if column in row]

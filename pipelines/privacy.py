@@ -66,7 +66,9 @@ def apply_staging_rules(store: StagingStore, settings: pii.PiiSettings, destinat
         cutoff = None if settings.comment_retention_days is None else now - timedelta(days=settings.comment_retention_days)
         _scrub_responses(store, settings.stage, destination, cutoff, counts)
     if store.table_exists(NON_RESPONSES) and settings.stage.email != "keep":
-        counts.emails += _scrub(store, NON_RESPONSES, pii.apply(_read(store, NON_RESPONSES, ["email"]), settings.stage))
+        emails_only = pii.Rules(settings.stage.email, salt=settings.hash_salt)
+        changing = _read(store, NON_RESPONSES, ["email"], pii.changes_sql(emails_only))
+        counts.emails += _scrub(store, NON_RESPONSES, pii.apply(changing, emails_only))
     if store.table_exists(QUARANTINE) and settings.quarantine_retention_days is not None:
         cutoff = now - timedelta(days=settings.quarantine_retention_days)
         (counts.quarantine_deleted,) = store.connection.execute(
@@ -82,9 +84,17 @@ def _scrub_responses(
     store: StagingStore, rules: pii.Rules, destination: GainsightSettings, cutoff: datetime | None, counts: PrivacyCounts
 ) -> None:
     db = store.connection
+    changing = pii.changes_sql(rules)
+    if cutoff is not None:
+        changing += f" OR (comment IS NOT NULL AND responded_at < '{cutoff.isoformat()}'::TIMESTAMPTZ)"
     db.register("_pending", pending_responses(db, store.dataset, destination))
     try:
-        held = _read(store, RESPONSES, ["email", "comment", "responded_at"], "response_id NOT IN (SELECT response_id FROM _pending)")
+        held = _read(
+            store,
+            RESPONSES,
+            ["email", "comment", "responded_at"],
+            f"response_id NOT IN (SELECT response_id FROM _pending) AND ({changing})",
+        )
     finally:
         db.unregister("_pending")
     scrubbed = pii.apply(held, rules)
