@@ -10,8 +10,9 @@ order that a kill at any point leaves for the next `forget` to finish:
    folder, rewritten without the person's rows; files a pick-up job moved away are counted).
    **Then locally, in one transaction**: every staged row of the person in the dataset and in dlt's merge
    staging schema (responses, non-responses, quarantined raw payloads naming the address, child
-   tables of those rows), their ledger rows (responses, activities, Bulk upload rows, the person's
-   People ledger row), dead letters and problems already reported.
+   tables of those rows, webhook events `serve` spooled), their ledger rows (responses,
+   activities, Bulk upload rows, the person's People ledger row), dead letters and problems
+   already reported.
 3. Pending dlt load packages (a killed run's extract or outbox, which may hold the person) are
    dropped: the ledger recomputes the outbox and the source re-reads its window.
 4. The DuckDB file is rewritten (a fresh copy replaces it): DuckDB leaves deleted rows' bytes in
@@ -47,6 +48,8 @@ from .settings import RunSettings
 from .staging import QUARANTINE, RESPONSES, StagingStore
 
 log = logging.getLogger("nps.forget")
+
+WEBHOOK_SPOOL_SCHEMA = "webhooks"  # pipelines/serve/spool.py: events received, not yet staged
 
 
 @dataclass
@@ -161,13 +164,14 @@ def _erase_in_gainsight(store: StagingStore, person: Person) -> Erased:
 
 
 def _tables(store: StagingStore, dataset: str) -> dict[str, set[str]]:
-    """`schema.table` -> columns, of every table of the dataset and of dlt's merge staging copy."""
+    """`schema.table` -> columns, of every table of the dataset, of dlt's merge staging copy and of
+    `serve`'s webhook spool."""
     rows = store.connection.execute(
         """SELECT c.table_schema, c.table_name, list(c.column_name) FROM information_schema.columns c
            JOIN information_schema.tables t USING (table_catalog, table_schema, table_name)
-           WHERE t.table_type = 'BASE TABLE' AND c.table_schema IN (?, ?) AND c.table_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\'
+           WHERE t.table_type = 'BASE TABLE' AND c.table_schema IN (?, ?, ?) AND c.table_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\'
            GROUP BY ALL""",
-        [dataset, f"{dataset}_staging"],
+        [dataset, f"{dataset}_staging", WEBHOOK_SPOOL_SCHEMA],
     ).fetchall()
     return {f'"{schema}"."{table}"': set(columns) for schema, table, columns in rows}
 
@@ -184,8 +188,9 @@ def _condition(name: str, columns: set[str], tables: dict[str, set[str]]) -> str
         parts.append("list_contains($forms, lower(email))")
     if "response_id" in columns and (name.endswith(f'."{RESPONSES}"') or name.endswith(f'."{QUARANTINE}"')):
         parts.append("list_contains($ids, response_id)")
-    if "raw" in columns:
-        parts.append("contains(lower(raw), $address)")
+    for raw in ("raw", "record"):  # a quarantined payload; a webhook event still spooled by `serve`
+        if raw in columns:
+            parts.append(f"contains(lower({raw}), $address)")
     if "_dlt_parent_id" in columns:
         parent = name.rsplit("__", 1)[0] + '"'
         parent_condition = _condition(parent, tables.get(parent, set()), tables) if parent in tables else None

@@ -8,6 +8,7 @@ and Gainsight's copies in the form the rules say) only the real pipeline shows. 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from connector_common import pii
 from pipelines.errors import ExitCode
+from pipelines.serve.spool import Event, Spool
 
 from .cli import cli_env, push_env, run_main
 from .conftest import RESPONSE_OBJECT
@@ -216,6 +218,8 @@ def test_forget_dry_run_then_erase_everywhere_then_nothing_to_do(cg_sandbox, gs_
     path = connector.staging.settings.duckdb_path
     env = forget_env(connector, project)
     (project / "exports").mkdir()
+    with duckdb.connect(str(path)) as conn:  # a webhook event of theirs `serve` has not staged yet
+        Spool(conn).append([Event(int(ids[0]), json.dumps(theirs[0]).encode())])
     exported = run_main("export-csv", "--out", str(project / "exports"), cwd=project, env=env)
     assert exported.returncode == 0, exported.stderr
     exports = [p for p in (project / "exports").rglob("*") if p.is_file()]
@@ -227,6 +231,7 @@ def test_forget_dry_run_then_erase_everywhere_then_nothing_to_do(cg_sandbox, gs_
 
     assert dry.returncode == 0, dry.stderr
     assert "dry run: nothing changed" in dry.stdout and f"responses: {len(ids) + 1}" in dry.stdout
+    assert "webhooks.spool 1" in dry.stdout
     assert (len(connector.records()), len(gs.records("activity_timeline")), found_in_tables(path, {address})) == before
     assert deletes(gs) == 0
 
