@@ -128,11 +128,13 @@ def run_stage(
     report: ExtractReport,
     source_options: dict[str, Any] | None = None,
     make_source: Callable[[], DltSource] | None = None,
+    restore_state: bool = True,
 ) -> StageResult:
     """Extract from CustomerGauge, merge into DuckDB, refresh the views.
 
     `make_source` replaces the scheduled extract by another source of the same tables (serve's
-    webhook events), which then goes through exactly the same steps.
+    webhook events), which then goes through exactly the same steps. `restore_state=False` skips
+    the state check against DuckDB, for a process whose earlier run this hour already did it.
 
     The steps are dlt's `run()` spelled out, for two reasons: the run counts new and changed
     responses in the normalized files before they are merged, and a large window is loaded in
@@ -142,7 +144,8 @@ def run_stage(
     result = StageResult(report=report)
     # What `pipeline.run()` would do first: restore state and schema from DuckDB when the working
     # folder is new (wiped, new machine), so the cursor survives.
-    pipeline.sync_destination()
+    if restore_state:
+        pipeline.sync_destination()
     result.finished_pending = finish_pending(pipeline, store)
     tables: list[str] = []
     while True:

@@ -85,6 +85,9 @@ class Worker:
         self._stopping = False
         self._forced = False
         self._running: str | None = None  # the mode of the run under way
+        # dlt's working folder is this process's own once a batch restored it from DuckDB: later
+        # batches skip that check (about a tenth of a batch's time).
+        self._restored = False
         self._thread = threading.Thread(target=self._loop, name="serve-worker", daemon=True)
 
     @property
@@ -190,8 +193,9 @@ class Worker:
             options = _events_options(self.source_options)
             result = run_stage(
                 make_pipeline(self.settings, store), store, report, None,
-                lambda: customergauge_events(events, report=report, **options),
+                lambda: customergauge_events(events, report=report, **options), restore_state=not self._restored,
             )  # fmt: skip
+            self._restored = True
             staged.append(result)
             return result
 
