@@ -176,10 +176,13 @@ class PersonWriter(Writer):
             self.book.confirm([self.booking(i, None, "exists") for i in chunk], "unchanged")
             self.count(EXISTS, len(chunk))
         writes = [i for i in plan.indices(Action.UPDATE, Action.CREATE) if plan.keys[i] not in self.book.settled]
-        stopped = None
-        if writes and self.settings.people.writer != "single":
-            writes, stopped = self.bulk.write(writes)
-        self.upsert_singly(writes)
+        if not writes or self.settings.people.writer == "single":
+            self.upsert_singly(writes)
+            return
+        sent, singly, stopped = self.bulk.send(writes)
+        self.upsert_singly(singly)  # on another quota than the async calls, which Gainsight processes meanwhile
+        unnamed = [index for call in sent for index in self.bulk.finish(call)]
+        self.upsert_singly(unnamed)  # did not land and no error named: the single API names it
         if stopped is not None:
             raise stopped  # the engine defers what is not settled
 

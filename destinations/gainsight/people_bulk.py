@@ -95,14 +95,15 @@ class PeopleBulk:
 
     # --- writing -------------------------------------------------------------------------------------
 
-    def write(self, indices: Sequence[int]) -> tuple[list[int], QuotaExhausted | None]:
-        """Send the items `indices` in calls of ≤50 and reconcile each. Returns the items for the
-        single People API (tenant without the API, persons the status names no error for, and in
-        `auto` mode what the quota window has no room for), and a quota stop to raise after those."""
+    def send(self, indices: Sequence[int]) -> tuple[list[Call], list[int], QuotaExhausted | None]:
+        """Send the items `indices` in calls of ≤50. Returns the calls sent (to `finish` once the
+        caller has done other work meanwhile), the items for the single People API (a tenant without
+        the async API; in `auto` mode what the quota window has no room for), and a quota stop to
+        raise once the rest is done (`bulk` mode)."""
         reason = self.unsupported()
         if reason:
             log.info("gainsight: people: the async People API is not available on this tenant (%s); single upserts", reason)
-            return list(indices), None
+            return [], list(indices), None
         chunks = [list(indices[start : start + BATCH]) for start in range(0, len(indices), BATCH)]
         sent: list[Call] = []
         rest: list[int] = []
@@ -136,9 +137,7 @@ class PeopleBulk:
                 log.info("gainsight: people: %s; the other %d persons go through single upserts", exhausted, sum(map(len, chunks[number:])))
             rest += [index for later in chunks[number:] for index in later]
             break
-        for call in sent:
-            rest += self.finish(call)
-        return rest, stopped
+        return sent, rest, stopped
 
     def submit(self, indices: list[int]) -> Call:
         """Log the call with its persons, send it, log its statusId."""
