@@ -176,6 +176,9 @@ class PersonWriter(Writer):
             self.book.confirm([self.booking(i, None, "exists") for i in chunk], "unchanged")
             self.count(EXISTS, len(chunk))
         writes = [i for i in plan.indices(Action.UPDATE, Action.CREATE) if plan.keys[i] not in self.book.settled]
+        # Booked as left for later until each lands: people come last (value order), so a run killed
+        # here has confirmed their responses already, and only this status brings them back.
+        self.ctx.ledger.mark(self.spec.name, plan.keys_of(writes), "deferred")
         if not writes or self.settings.people.writer == "single":
             self.upsert_singly(writes)
             return
