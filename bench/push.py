@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import resource
 import shutil
@@ -42,6 +41,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import memory, replay  # noqa: E402  (after the path: `python bench/push.py` from a checkout)
 
 ACCESS_KEY = "bench-access-key"
 CG_CLIENT = ("bench-client", "bench-secret")
@@ -57,42 +58,76 @@ QUOTA_FAMILY = {"query": "sync", "company": "sync", "response": "sync", "people"
                 "timeline": "timeline", "bulk": "bulk"}  # fmt: skip
 SANDBOX_FAMILY = {"query": "data", "company": "data", "response": "data", "people": "people", "timeline": "timeline",
                   "bulk": "bulk", "bulk_status": "bulk_status"}  # fmt: skip
-# Quota family -> (calls allowed, window seconds), longest window first.
-LIMITS = {"sync": [(50_000, 86_400), (100, 60)], "bulk": [(100, 86_400), (10, 3_600)], "timeline": [(200, 60)]}
 WRITE_FAMILIES = ("company", "response", "people", "timeline", "bulk")
 # Table columns: (client endpoint family, heading). "sync:" columns are the sync data writes.
 COLUMNS = [("query", "queries"), ("company", "sync:company"), ("response", "sync:response"), ("people", "people"),
            ("timeline", "timeline"), ("bulk", "bulk uploads"), ("bulk_status", "bulk status")]  # fmt: skip
+SIZES = {"100k": (100_000, 2_000, 20_000), "200k": (200_000, 4_000, 40_000), "1m": (1_000_000, 10_000, 100_000)}
+EXISTING = 0.8  # the "tenant already holds most people" setup (a CRM-synced tenant)
 LANDED = {"responses": OBJECT, "companies": "Company", "people": "Person", "activities": "activity_timeline"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=SIZES, help="a preset of --responses/--accounts/--people: " + ", ".join(
+        f"{name} = {r:,}/{a:,}/{p:,}" for name, (r, a, p) in SIZES.items()))  # fmt: skip
     parser.add_argument("--responses", type=int, default=100_000)
     parser.add_argument("--accounts", type=int, default=2_000)
     parser.add_argument("--people", type=int, default=20_000)
+    parser.add_argument("--whole-command", action="store_true",
+                        help="peak RSS of the whole command (stage + push) and of each side (bench/memory.py)")
+    parser.add_argument("--measure-command", help=argparse.SUPPRESS)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--naive-responses", type=int, default=10_000, help="responses the naive flow runs on (then extrapolated)")
     parser.add_argument("--contender", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    args, command_argv = parser.parse_known_args()
+    if args.measure_command:
+        memory.run_command_here(Path(args.measure_command), [a for a in command_argv if a != "--"])
+        return
+    if args.size:
+        args.responses, args.accounts, args.people = SIZES[args.size]
+    if args.whole_command:
+        results = memory.measure_whole_command(args.responses, args.accounts, args.people, args.days)
+        memory.print_whole_command(results, args.responses, args.accounts, args.people, _commit())
+        return
     if args.contender:
         _child(args)
         return
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp:
         workdir = Path(tmp)
         staged = _stage(workdir, args)
-        shutil.copytree(workdir / "staged", workdir / "connector")
         expected = _expected(workdir / "staged" / "bench.duckdb")  # just before the push: same Timeline cut-off
         with _GainsightProcess() as gainsight:
-            connector = _run_child("connector", gainsight, workdir / "connector", args)
+            connector = _run_child("connector", gainsight, _copy_staged(workdir, "connector"), args)
             landed = gainsight.landed()
             rerun = _run_child("connector re-run", gainsight, workdir / "connector", args)
+        others = []
+        for label, options, existing in _people_setups():
+            with _GainsightProcess() as gainsight:
+                seeded = gainsight.seed_existing_people(workdir / "staged" / "bench.duckdb", existing) if existing else {}
+                result = _run_child(label, gainsight, _copy_staged(workdir, label), args, options)
+                others.append({**result, "seeded": seeded})
         with _GainsightProcess() as gainsight:
             naive = _extrapolated(_run_child("naive", gainsight, workdir / "staged", args), staged)
-    _print([connector, rerun, naive], staged, args)
+    _print([connector, rerun, *others, naive], staged, args)
+    _print_time_to_value([connector, *others, naive])
     _print_checks(connector, rerun, naive, landed, expected)
+
+
+def _copy_staged(workdir: Path, label: str) -> Path:
+    """A fresh copy of the staged file for one contender (each starts with an empty ledger)."""
+    target = workdir / label.replace(" ", "_").replace(",", "").replace("%", "pct")
+    shutil.copytree(workdir / "staged", target)
+    return target
+
+
+def _people_setups() -> list[tuple[str, dict[str, Any], float]]:
+    """(contender, its extra Gainsight settings, share of the people the tenant already holds)."""
+    setups: list[tuple[str, dict[str, Any], float]] = [(f"{EXISTING:.0%} exist, single", {}, EXISTING)]
+    return setups
 
 
 def _stage(workdir: Path, args: argparse.Namespace) -> int:
@@ -143,6 +178,46 @@ class _GainsightProcess:
         """The sandbox's own count of API requests per family so far (its request log)."""
         return self.session.get(f"{self.base_url}/_sandbox/families", timeout=60).json()
 
+    def log(self, since: int = 0) -> list[str]:
+        """Paths of the API requests the sandbox logged from the `since`-th on, in arrival order."""
+        answer = self.session.get(f"{self.base_url}/_sandbox/log", params={"since": since}, timeout=300).json()
+        return [entry["path"] for entry in answer["requests"]]
+
+    def log_length(self) -> int:
+        return int(self.session.get(f"{self.base_url}/_sandbox/requests", timeout=60).json()["total"])
+
+    def seed_existing_people(self, staged: Path, share: float) -> dict[str, int]:
+        """Make the tenant a CRM-synced one before the push: every account's Company (by key), and
+        `share` of the staged people as Persons, most of them with their Company_Person (every 8th
+        without it, so the connector has associations to add)."""
+        import duckdb
+
+        with duckdb.connect(str(staged), read_only=True) as conn:
+            accounts = conn.sql("SELECT account_id, any_value(account_name) FROM nps.nps_responses "
+                                "WHERE account_id IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()  # fmt: skip
+            people = conn.sql(
+                """SELECT lower(email), any_value(first_name), any_value(last_name), any_value(account_id)
+                   FROM nps.nps_responses WHERE email IS NOT NULL AND email <> '' GROUP BY 1 ORDER BY 1"""
+            ).fetchall()
+        gsids = self._add("Company", [{"Name": name or account, COMPANY_KEY: account} for account, name in accounts])
+        companies = dict(zip((account for account, _ in accounts), gsids, strict=True))
+        held = [p for position, p in enumerate(people) if position % 10 < share * 10]
+        persons = self._add("Person", [{"Email": email, "FirstName": first, "LastName": last,
+                                        "Name": " ".join(n for n in (first, last) if n) or None}
+                                       for email, first, last, _ in held])  # fmt: skip
+        pairs = enumerate(zip(persons, (account for *_, account in held), strict=True))
+        links = [{"Person_ID": gsid, "Company_ID": companies[account]} for n, (gsid, account) in pairs if n % 8 and account in companies]
+        self._add("Company_Person", links)
+        return {"companies": len(companies), "persons": len(persons), "company_persons": len(links), "people": len(people)}
+
+    def _add(self, obj: str, records: list[dict[str, Any]]) -> list[str]:
+        gsids: list[str] = []
+        for start in range(0, len(records), 5_000):
+            answer = self.session.post(f"{self.base_url}/_sandbox/records/{obj}", json=records[start:start + 5_000], timeout=600)
+            answer.raise_for_status()
+            gsids += answer.json()["gsids"]
+        return gsids
+
     def landed(self) -> dict[str, int]:
         """Records per object in the sandbox, responses as distinct keys (each must land exactly once)."""
         counts = {}
@@ -154,12 +229,15 @@ class _GainsightProcess:
         return counts
 
 
-def _run_child(contender: str, gainsight: _GainsightProcess, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """One contender in its own process; the sandbox's request log is read before and after it."""
-    before = gainsight.requests_seen()
+def _run_child(
+    contender: str, gainsight: _GainsightProcess, workdir: Path, args: argparse.Namespace, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One contender in its own process; the sandbox's request log is read before and after it,
+    and the calls it logged meanwhile are replayed against Gainsight's windows."""
+    before, logged = gainsight.requests_seen(), gainsight.log_length()
     out = subprocess.run(
         [sys.executable, __file__, "--contender", contender, "--base-url", gainsight.base_url, "--workdir", str(workdir),
-         "--naive-responses", str(args.naive_responses)],
+         "--naive-responses", str(args.naive_responses), "--options", json.dumps(options or {})],
         check=False, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"},
     )  # fmt: skip
     if out.returncode != 0:
@@ -168,6 +246,8 @@ def _run_child(contender: str, gainsight: _GainsightProcess, workdir: Path, args
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["contender"] = contender
     result["sandbox_calls"] = {family: n - before.get(family, 0) for family, n in after.items() if n != before.get(family, 0)}
+    result["log"] = gainsight.log(logged)
+    result["replay"] = {reading: replay.replay_log(result["log"], OBJECT, reading) for reading in replay.READINGS}
     print(f"  {contender:16} {result['responses']:>8,} responses in {result['seconds']:.1f} s, "
           f"{sum(result['calls'].values()):,} calls, peak RSS {result['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)  # fmt: skip
     return result
@@ -177,9 +257,18 @@ def _child(args: argparse.Namespace) -> None:
     workdir = Path(args.workdir)
     started = time.perf_counter()
     naive = args.contender == "naive"
-    result = _naive(args.base_url, workdir, args.naive_responses) if naive else _connector(args.base_url, workdir)
+    options = json.loads(args.options)
+    result = _naive(args.base_url, workdir, args.naive_responses) if naive else _connector(args.base_url, workdir, options)
     result.update(seconds=time.perf_counter() - started, peak_rss_mb=_peak_rss_mb())
     print(json.dumps(result))
+
+
+def _commit() -> str:
+    """The checked-out commit, so every printed figure says which code it comes from."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True, check=False).stdout.strip()  # fmt: skip
+    return out.stdout.strip() + ("+changes" if dirty else "")
 
 
 def _peak_rss_mb() -> float:
@@ -191,7 +280,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _connector(base_url: str, workdir: Path) -> dict[str, Any]:
+def _connector(base_url: str, workdir: Path, options: dict[str, Any]) -> dict[str, Any]:
     """The real command path: `execute` with push_only, client quotas out of the way."""
     from pipelines.runner import execute
     from pipelines.settings import RunSettings
@@ -201,7 +290,7 @@ def _connector(base_url: str, workdir: Path) -> dict[str, Any]:
         code, result = execute(settings, gainsight_options={
             "base_url": base_url, "access_key": ACCESS_KEY, "response_bulk_job_id": JOB_ID,
             "timeline_author_email": AUTHOR, "timeline_max_age_days": TIMELINE_DAYS, "bulk_poll_interval_seconds": 0.5,
-            "quotas": NO_QUOTAS, "create_missing_companies": True,
+            "quotas": NO_QUOTAS, "create_missing_companies": True, **options,
         })  # fmt: skip
     if result is None or result.push is None:
         raise SystemExit(f"connector push failed with exit code {int(code)}")
@@ -292,39 +381,13 @@ def _extrapolated(result: dict[str, Any], staged: int) -> dict[str, Any]:
     for family, n in result["calls"].items():
         once = setup.get(family, 0) + (inserts if family == "company" else 0)
         calls[family] = round((n - once) * factor) + setup.get(family, 0) + (result["accounts_in_data"] if family == "company" else 0)
+    # Its call sequence likewise: what comes before the first Company call once, the rest k times.
+    log = result["log"]
+    first = next((i for i, path in enumerate(log) if "/Company" in path), len(log))
+    log = log[:first] + log[first:] * round(factor)
+    replayed = {reading: replay.replay_log(log, OBJECT, reading) for reading in replay.READINGS}
     return {**result, "contender": "naive, extrapolated", "measured": result, "responses": staged, "calls": calls,
-            "seconds": result["seconds"] * factor}  # fmt: skip
-
-
-def quota_seconds(calls: dict[str, int]) -> float:
-    """Least time Gainsight's fixed windows allow for these calls, starting at a window's start.
-
-    Per family, the longest window is filled first (whole days at the daily cap), the remainder
-    then paced by the shorter one; the families are separate windows, so the slowest one counts.
-    """
-    per_family: dict[str, int] = {}
-    for endpoint, n in calls.items():
-        family = QUOTA_FAMILY.get(endpoint)
-        if family:
-            per_family[family] = per_family.get(family, 0) + n
-    return max((_family_seconds(n, LIMITS[family]) for family, n in per_family.items() if n), default=0.0)
-
-
-def _family_seconds(n: int, windows: list[tuple[int, int]]) -> float:
-    (limit, window), *shorter = windows
-    full = math.ceil(n / limit) - 1  # windows that must pass before the last one opens
-    rest = n - full * limit
-    return full * window + (_family_seconds(rest, shorter) if shorter else 0.0)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86_400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} days"
+            "seconds": result["seconds"] * factor, "replay": replayed}  # fmt: skip
 
 
 def _expected(path: Path) -> dict[str, int]:
@@ -345,11 +408,10 @@ def _print(results: list[dict[str, Any]], staged: int, args: argparse.Namespace)
     print(f"\npush benchmark: {staged:,} responses, {args.accounts:,} accounts, {args.people:,} people "
           f"({os.cpu_count()} cores, Python {sys.version.split()[0]}; quotas off in the sandboxes)")  # fmt: skip
     header = "".join(f"{heading:>14}" for _, heading in COLUMNS)
-    print(f"{'contender':<20}{header}{'total':>10}{'seconds':>10}{'RSS MB':>8}{'under quota':>13}")
+    print(f"{'contender':<24}{header}{'total':>10}{'seconds':>10}{'RSS MB':>8}")
     for r in results:
         cells = "".join(f"{r['calls'].get(family, 0):>14,}" for family, _ in COLUMNS)
-        print(f"{r['contender']:<20}{cells}{sum(r['calls'].values()):>10,}{r['seconds']:>10.1f}"
-              f"{r['peak_rss_mb']:>8.0f}{_duration(quota_seconds(r['calls'])):>13}")  # fmt: skip
+        print(f"{r['contender']:<24}{cells}{sum(r['calls'].values()):>10,}{r['seconds']:>10.1f}{r['peak_rss_mb']:>8.0f}")
     for r in results:
         if "measured" in r:
             m = r["measured"]
@@ -359,6 +421,28 @@ def _print(results: list[dict[str, Any]], staged: int, args: argparse.Namespace)
                   f"  EXTRAPOLATED to {r['responses']:,}: calls and seconds x{r['responses'] / m['responses']:.1f} "
                   "per response, except the metadata call (once) and company inserts "
                   f"(one per account of the data: {m['accounts_in_data']:,})")  # fmt: skip
+
+
+def _print_time_to_value(results: list[dict[str, Any]]) -> None:
+    """Per contender, the replay of its logged calls (bench/replay.py): minutes until (a) every
+    response, (b) every Timeline entry, (c) every person may be in Gainsight; one row per reading of
+    the bulk people quota where the two differ."""
+    print("\ntime to value under Gainsight's documented quotas (the contender's logged calls replayed, bench/replay.py)")
+    print(f"{'contender':<24}{'bulk people count as':>22}{'(a) responses':>15}{'(b) Timeline':>14}{'(c) people':>12}{'all calls':>11}")
+    for r in results:
+        readings = r["replay"]
+        shown = readings.items() if readings["sync"] != readings["async"] else [("-", readings["async"])]
+        for reading, figures in shown:
+            label = {"sync": "sync 100/min", "async": "bulk 10/hour", "-": "(no bulk people calls)"}[reading]
+            widths = (("response", 15), ("activity", 14), ("person", 12), ("all", 11))
+            cells = "".join(f"{replay.minutes(figures[kind]):>{width}}" for kind, width in widths)
+            print(f"{r['contender']:<24}{label:>22}{cells}")
+        if r.get("seeded"):
+            seeded = r["seeded"]
+            print(f"  {'':22}tenant held {seeded['persons']:,} of {seeded['people']:,} people "
+                  f"({seeded['company_persons']:,} with their Company_Person) and all {seeded['companies']:,} companies")  # fmt: skip
+        if r.get("people_split"):
+            print(f"  {'':22}people split: " + ", ".join(f"{n:,} {what}" for what, n in r["people_split"].items()))
 
 
 def _print_checks(connector: dict, rerun: dict, naive: dict, landed: dict[str, int], expected: dict[str, int]) -> None:
@@ -377,8 +461,6 @@ def _print_checks(connector: dict, rerun: dict, naive: dict, landed: dict[str, i
     print()
     for text, met, target in checks:
         print(f"  {text:<72} {target:<18} {'met' if met else 'MISSED'}")
-    print(f"  under Gainsight's quotas: connector {_duration(quota_seconds(connector['calls']))}, "
-          f"naive {_duration(quota_seconds(naive['calls']))}")  # fmt: skip
     print(f"  connector: {connector['failed']} records dead-lettered, {connector['deferred']} deferred; "
           f"naive: {measured['failed']} calls rejected (measured)")  # fmt: skip
     print("  in Gainsight after the connector: " + ", ".join(f"{landed[k]:,} {k}" for k in landed)

@@ -12,7 +12,18 @@ import re
 import subprocess
 import sys
 
+from bench.replay import Call, classify, replay_log
+
 from .conftest import REPO
+
+OBJECT = "CG_NPS_Response__gc"
+TOKEN = "/v1/users/m2m/oauth/token"
+COMPANY_QUERY = "/v1/data/objects/query/Company"
+PERSON = "/v1/peoplemgmt/v1.0/people"
+BULK_PEOPLE = "/v1/peoplemgmt/v1.0/people/async"
+BULK_UPLOAD = "/v1.0/admin/connector/job/bulkimport"
+BULK_STATUS = "/v1.0/admin/connector/job/bulkimport/status/job-1"
+ACTIVITY = "/v1/ant/es/activity"
 
 
 def bench(script: str, *args: str) -> str:
@@ -38,3 +49,38 @@ def test_extract_benchmark_stages_every_response():
     table = bench("extract.py", "--responses", "1500")
     rows = dict(re.findall(r"^(ceiling|source|naive) +([\d,]+) ", table, re.MULTILINE))
     assert rows == {"ceiling": "1,500", "source": "1,500", "naive": "1,500"}
+
+
+def test_replay_paces_each_family_in_log_order_and_runs_families_side_by_side():
+    # sync: 1 company + 99 people in minute 0, 100 in minute 1, the last 51 and the Bulk status
+    # poll in minute 2; the upload itself waits for nothing; Timeline: 200 in minute 0, 100 in minute 1.
+    log = [TOKEN, COMPANY_QUERY, *[PERSON] * 250, BULK_UPLOAD, BULK_STATUS, *[ACTIVITY] * 300]
+    assert replay_log(log, OBJECT) == {"response": 2.0, "activity": 1.0, "person": 2.0, "all": 2.0}
+    # The same calls with responses and activities logged before the people: responses at once.
+    log = [TOKEN, COMPANY_QUERY, BULK_UPLOAD, BULK_STATUS, *[ACTIVITY] * 300, *[PERSON] * 250]
+    assert replay_log(log, OBJECT) == {"response": 0.0, "activity": 1.0, "person": 2.0, "all": 2.0}
+
+
+def test_replay_starts_nothing_on_a_company_before_the_company_calls_logged_before_it():
+    # 150 company queries end in minute 1 (sync 100/min): the idle Timeline family waits for them.
+    log = [*[COMPANY_QUERY] * 150, ACTIVITY, f"/v1/data/objects/{OBJECT}"]
+    assert replay_log(log, OBJECT) == {"response": 1.0, "activity": 1.0, "person": None, "all": 1.0}
+
+
+def test_replay_reads_bulk_people_calls_both_ways_and_honours_the_daily_caps():
+    log = [BULK_PEOPLE] * 101
+    # as the async/bulk family: 10 an hour for 10 hours, then the 100/day cap holds the 101st a day
+    assert replay_log(log, OBJECT, "async")["person"] == 24 * 60
+    assert replay_log(log, OBJECT, "sync")["person"] == 1.0
+    # 50,000 sync calls a day: the 50,001st waits for the next day although its minute has room
+    assert replay_log([PERSON] * 50_001, OBJECT)["person"] == 24 * 60
+
+
+def test_replay_classifies_the_sandbox_paths_by_quota_family_and_record_kind():
+    assert classify(TOKEN, OBJECT, "bulk") == Call(None, "other")
+    assert classify("/v1/data/objects/query/Company_Person", OBJECT, "bulk") == Call("sync", "person")
+    assert classify(f"/v1/data/objects/{OBJECT}", OBJECT, "bulk") == Call("sync", "response")
+    assert classify("/v1/data/objects/query/GsUser", OBJECT, "bulk") == Call("sync", "other")
+    assert classify(PERSON, OBJECT, "bulk") == Call("sync", "person")
+    assert classify(BULK_PEOPLE, OBJECT, "bulk") == Call("bulk", "person")
+    assert classify(BULK_STATUS, OBJECT, "bulk") == Call("sync", "response")

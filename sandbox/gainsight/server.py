@@ -338,12 +338,21 @@ class GainsightSandbox(SandboxServer):
         self.route("GET", r"/_sandbox/records/([^/]+)", self._control_records)
         self.route("POST", r"/_sandbox/records/([^/]+)", self._control_add_record)
         self.route("GET", r"/_sandbox/families", lambda request: json_response(200, self.family_counts()))
+        self.route("GET", r"/_sandbox/log", self._control_log)
         self.route("GET", r"/_sandbox/quotas", lambda request: json_response(200, self.quota_state()))
         self.route("GET", r"/_sandbox/bulk/executions", lambda request: json_response(200, _plain(self.bulk_executions())))
         self.route("POST", r"/_sandbox/bulk/jobs", self._control_add_job)
         self.route("POST", r"/_sandbox/bulk/fail-rows", self._control_fail_rows)
         self.route("POST", r"/_sandbox/users", self._control_add_user)
         self.route("POST", r"/_sandbox/reset", self._control_reset)
+
+    def _control_log(self, request: Request) -> Response:
+        """``?since=N``: the logged API requests from the N-th on, in arrival order, each as
+        ``{"method", "path", "status", "family"}`` (the push benchmark replays them against quotas)."""
+        since = int(request.query.get("since", ["0"])[0])
+        entries = self.requests()[since:]
+        log = [{"method": e.method, "path": e.path, "status": e.status, "family": family_of(e.path)} for e in entries]
+        return json_response(200, {"since": since, "requests": log})
 
     def _control_records(self, request: Request, name: str) -> Response:
         try:
@@ -379,9 +388,13 @@ class GainsightSandbox(SandboxServer):
         return json_response(200, {"keys": keys})
 
     def _control_add_record(self, request: Request, name: str) -> Response:
-        """A record's field values -> ``{"gsid"}``."""
+        """A record's field values -> ``{"gsid"}``; a list of them -> ``{"gsids": [...]}`` (a tenant's
+        CRM-synced people seeded in one request; all are added up to the first invalid one)."""
         try:
-            gsid = self.add_record(name, request.json())
+            body = request.json()
+            if isinstance(body, list):
+                return json_response(201, {"gsids": [self.add_record(name, values) for values in body]})
+            gsid = self.add_record(name, body)
         except (KeyError, TypeError, ValueError) as error:
             return json_response(400, {"message": str(error)})
         return json_response(201, {"gsid": gsid})
