@@ -21,6 +21,7 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources import DltSource
 
+from connector_common.memory import return_freed_memory
 from connector_common.stop import STOP, StopRequested
 from destinations.gainsight import PushReport
 from sources.customergauge import ExtractReport, customergauge
@@ -86,11 +87,20 @@ def finish_pending(pipeline: dlt.Pipeline, store: StagingStore) -> int:
 
 def load(pipeline: dlt.Pipeline, store: StagingStore) -> None:
     """Load normalized packages; if DuckDB runs out of its memory budget, retry once with more.
+    Freed memory goes back to the system before and after (the next part's extract, or the push,
+    would otherwise start on top of it), and DuckDB loads on one thread (`StagingStore.one_thread`).
 
     The budget keeps a run's memory predictable, but how much a merge needs depends on the data
     (very long comments, many properties). A run that hit the limit would otherwise leave its
     package pending and fail the same way every hour.
     """
+    return_freed_memory()  # what the extract freed, before DuckDB allocates
+    with store.one_thread():
+        _load_or_retry(pipeline, store)
+    store.release_memory()
+
+
+def _load_or_retry(pipeline: dlt.Pipeline, store: StagingStore) -> None:
     try:
         pipeline.load()
     except PipelineStepFailed as exc:
