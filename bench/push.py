@@ -76,6 +76,8 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=20_000)
     parser.add_argument("--whole-command", action="store_true",
                         help="peak RSS of the whole command (stage + push) and of each side (bench/memory.py)")
+    parser.add_argument("--runs", default="whole,stage-only,push-only", help="with --whole-command: which runs")
+    parser.add_argument("--people-writer", choices=("single", "bulk"), help="with --whole-command: people.writer")
     parser.add_argument("--measure-command", help=argparse.SUPPRESS)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--naive-responses", type=int, default=10_000, help="responses the naive flow runs on (then extrapolated)")
@@ -90,7 +92,8 @@ def main() -> None:
     if args.size:
         args.responses, args.accounts, args.people = SIZES[args.size]
     if args.whole_command:
-        results = memory.measure_whole_command(args.responses, args.accounts, args.people, args.days)
+        runs = args.runs.split(",")
+        results = memory.measure_whole_command(args.responses, args.accounts, args.people, args.days, runs, args.people_writer)
         memory.print_whole_command(results, args.responses, args.accounts, args.people, _commit())
         return
     if args.contender:

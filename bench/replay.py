@@ -59,8 +59,8 @@ class Call:
 def classify(path: str, response_object: str, people_family: str) -> Call:
     """A sandbox log entry's path -> its quota family and kind of record.
 
-    `people_family` is the quota family of the bulk (async) people calls under the reading replayed;
-    single People API upserts are sync calls under both readings.
+    `people_family` is the quota family of the async people upserts under the reading replayed;
+    single People API upserts and the async calls' status polls are sync calls under both readings.
     """
     if path.startswith("/v1/users/m2m/oauth/token"):
         return Call(None, "other")
@@ -69,8 +69,9 @@ def classify(path: str, response_object: str, people_family: str) -> Call:
     if path.startswith("/v1/ant/es/activity"):
         return Call("timeline", "activity")
     if path.startswith(_PEOPLE):
-        bulk_people = path.rstrip("/").rsplit("/", 1)[-1] != "people"  # .../people/async, its status, ...
-        return Call(people_family if bulk_people else "sync", "person")
+        # the single upsert (.../people) and the async upsert's status polls are sync calls
+        single = path.rstrip("/").endswith("/people") or "/status/" in path
+        return Call("sync" if single else people_family, "person")
     match = _DATA.match(path)
     if match:
         obj = match.group(1).lower()

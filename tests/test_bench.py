@@ -83,4 +83,5 @@ def test_replay_classifies_the_sandbox_paths_by_quota_family_and_record_kind():
     assert classify("/v1/data/objects/query/GsUser", OBJECT, "bulk") == Call("sync", "other")
     assert classify(PERSON, OBJECT, "bulk") == Call("sync", "person")
     assert classify(BULK_PEOPLE, OBJECT, "bulk") == Call("bulk", "person")
+    assert classify(BULK_PEOPLE + "/status/s-1", OBJECT, "bulk") == Call("sync", "person")
     assert classify(BULK_STATUS, OBJECT, "bulk") == Call("sync", "response")
