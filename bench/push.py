@@ -1,7 +1,9 @@
-"""Push benchmark: the connector's push against a naive per-response integration, same client.
+"""Push benchmark: time to value under Gainsight's quotas, calls and memory, against a naive flow.
 
-    python bench/push.py                                          # 100k responses, 2k accounts, 20k people
+    python bench/push.py                                 # 100k responses, 2k accounts, 20k people
+    python bench/push.py --size 1m                       # 1M responses, 10k accounts, 100k people
     python bench/push.py --responses 2000 --accounts 50 --people 400 --naive-responses 500   # smoke
+    python bench/push.py --whole-command --size 200k     # peak RSS of the whole command (bench/memory.py)
 
 Setup (not measured): the CustomerGauge sandbox seeds the responses and the real command stages
 them into a DuckDB file. Each contender then runs in its own child process against its own fresh
@@ -9,18 +11,22 @@ Gainsight sandbox process (quotas off, a Bulk Upsert job seeded), and reports wa
 and API calls per endpoint family; the sandbox's own request log is checked against those counts.
 
 Contenders:
-  connector  `execute(push_only=True)`: companies by key, changed people, responses through the
-             Bulk job with reconciliation, Timeline entries in batches; then the same push again
-             with nothing new (its write calls must be 0)
+  connector  `execute(push_only=True)` on an empty tenant, single People API upserts; then the same
+             push again with nothing new (its write calls must be 0)
+  connector, bulk people        the same with `people.writer = "bulk"` (async, 50 persons a call)
+  80% exist, single / bulk      a CRM-synced tenant: every Company keyed, 80% of the respondents
+             already Persons (7 in 8 of them with their Company_Person); the people split is printed
   naive      the integration guide's flow, per response, through the same GainsightClient:
              company upsert (update by key, insert on GSOBJ_1011) -> person upsert -> response
              insert -> Timeline create. 400k calls take a while, so by default it runs on
-             --naive-responses staged responses spread evenly over the year and its calls and time
-             are extrapolated to the full count; --naive-responses 100000 measures it whole.
+             --naive-responses staged responses spread evenly over the year and its calls, time and
+             call sequence are extrapolated to the full count; --naive-responses 100000 measures it whole.
 
-"Under quota" is the least time Gainsight's documented limits allow for the calls made (sync 100
-a minute and 50,000 a day, Bulk 10 an hour and 100 a day, Timeline 200 a minute); the families
-are separate windows, so the slowest family sets the time.
+Time to value: each contender's calls, as the sandbox logged them in order, are replayed against
+Gainsight's documented windows (sync 100 a minute and 50,000 a day, Bulk 10 an hour and 100 a day,
+Timeline 200 a minute) by bench/replay.py, whose docstring states the model; the table gives the
+minutes until (a) every response, (b) every Timeline entry, (c) every person may be in Gainsight,
+for the bulk people calls counted as sync calls and as async/bulk calls (10 an hour).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -54,14 +61,14 @@ AUTHOR = "nps.connector@example.com"
 TIMELINE_DAYS = 30
 NO_QUOTAS = {"sync_per_minute": 10**9, "sync_per_day": 10**9, "bulk_per_hour": 10**6, "bulk_per_day": 10**6, "timeline_per_minute": 10**9}
 # Endpoint family as the client counts it -> Gainsight quota family, and -> the sandbox's request-log family.
-QUOTA_FAMILY = {"query": "sync", "company": "sync", "response": "sync", "people": "sync", "bulk_status": "sync",
-                "timeline": "timeline", "bulk": "bulk"}  # fmt: skip
 SANDBOX_FAMILY = {"query": "data", "company": "data", "response": "data", "people": "people", "timeline": "timeline",
-                  "bulk": "bulk", "bulk_status": "bulk_status"}  # fmt: skip
-WRITE_FAMILIES = ("company", "response", "people", "timeline", "bulk")
+                  "bulk": "bulk", "bulk_status": "bulk_status", "people_bulk": "people_async",
+                  "people_bulk_status": "people_async_status"}  # fmt: skip
+WRITE_FAMILIES = ("company", "response", "people", "timeline", "bulk", "people_bulk")
 # Table columns: (client endpoint family, heading). "sync:" columns are the sync data writes.
 COLUMNS = [("query", "queries"), ("company", "sync:company"), ("response", "sync:response"), ("people", "people"),
-           ("timeline", "timeline"), ("bulk", "bulk uploads"), ("bulk_status", "bulk status")]  # fmt: skip
+           ("people_bulk", "people bulk"), ("people_bulk_status", "(its status)"), ("timeline", "timeline"),
+           ("bulk", "bulk uploads"), ("bulk_status", "bulk status")]  # fmt: skip
 SIZES = {"100k": (100_000, 2_000, 20_000), "200k": (200_000, 4_000, 40_000), "1m": (1_000_000, 10_000, 100_000)}
 EXISTING = 0.8  # the "tenant already holds most people" setup (a CRM-synced tenant)
 LANDED = {"responses": OBJECT, "companies": "Company", "people": "Person", "activities": "activity_timeline"}
@@ -128,9 +135,11 @@ def _copy_staged(workdir: Path, label: str) -> Path:
 
 
 def _people_setups() -> list[tuple[str, dict[str, Any], float]]:
-    """(contender, its extra Gainsight settings, share of the people the tenant already holds)."""
-    setups: list[tuple[str, dict[str, Any], float]] = [(f"{EXISTING:.0%} exist, single", {}, EXISTING)]
-    return setups
+    """(contender, its extra Gainsight settings, share of the people the tenant already holds):
+    the bulk people writer on an empty tenant, then both writers on a tenant holding most people."""
+    bulk = {"people": {"writer": "bulk"}}
+    return [("connector, bulk people", bulk, 0.0), (f"{EXISTING:.0%} exist, single", {}, EXISTING),
+            (f"{EXISTING:.0%} exist, bulk people", bulk, EXISTING)]  # fmt: skip
 
 
 def _stage(workdir: Path, args: argparse.Namespace) -> int:
@@ -156,26 +165,19 @@ def _stage(workdir: Path, args: argparse.Namespace) -> int:
 
 
 class _GainsightProcess:
-    """`python -m sandbox gainsight` in its own process, quotas off, the Bulk job seeded."""
+    """`python -m sandbox gainsight` in its own process (bench/memory.py: quotas off, the Bulk job
+    seeded, its clock fast), with the emulator-only reads and seeding the benchmark needs."""
 
     def __enter__(self) -> _GainsightProcess:
         import requests
 
-        cmd = [sys.executable, "-m", "sandbox", "gainsight", "--access-key", ACCESS_KEY,
-               "--bulk-job", f"{JOB_ID}:{OBJECT}:UPSERT:{KEY_FIELD}", "--no-quotas"]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        if "http://" not in line:
-            self.proc.kill()
-            raise SystemExit(f"Gainsight sandbox did not start: {line!r}")
-        self.base_url = "http://" + line.split("http://", 1)[1].split()[0]
-        self.session = requests.Session()
+        self._stack = contextlib.ExitStack()
+        self.base_url = self._stack.enter_context(memory.gainsight_process())
+        self.session = self._stack.enter_context(requests.Session())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.session.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+        self._stack.close()
 
     def requests_seen(self) -> dict[str, int]:
         """The sandbox's own count of API requests per family so far (its request log)."""
@@ -300,7 +302,7 @@ def _connector(base_url: str, workdir: Path, options: dict[str, Any]) -> dict[st
     push = result.push
     responses = push["responses"]
     return {"responses": responses.created + responses.updated + responses.unchanged, "calls": dict(push.calls),
-            "failed": push.failed, "deferred": push.deferred}  # fmt: skip
+            "failed": push.failed, "deferred": push.deferred, "people_split": asdict(push.people)}  # fmt: skip
 
 
 def _naive(base_url: str, workdir: Path, limit: int) -> dict[str, Any]:
