@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=20_000)
     parser.add_argument("--whole-command", action="store_true",
                         help="peak RSS of the whole command (stage + push) and of each side (bench/memory.py)")
+    parser.add_argument("--people-setups", default="bulk,existing-single,existing-bulk",
+                        help="contenders besides connector and naive (comma list; empty: none)")
     parser.add_argument("--runs", default="whole,stage-only,push-only", help="with --whole-command: which runs")
     parser.add_argument("--people-writer", choices=("single", "bulk"), help="with --whole-command: people.writer")
     parser.add_argument("--measure-command", help=argparse.SUPPRESS)
@@ -115,7 +117,7 @@ def main() -> None:
             landed = gainsight.landed()
             rerun = _run_child("connector re-run", gainsight, workdir / "connector", args)
         others = []
-        for label, options, existing in _people_setups():
+        for label, options, existing in _people_setups(args.people_setups):
             with _GainsightProcess() as gainsight:
                 seeded = gainsight.seed_existing_people(workdir / "staged" / "bench.duckdb", existing) if existing else {}
                 result = _run_child(label, gainsight, _copy_staged(workdir, label), args, options)
@@ -124,7 +126,7 @@ def main() -> None:
             naive = _extrapolated(_run_child("naive", gainsight, workdir / "staged", args), staged)
     _print([connector, rerun, *others, naive], staged, args)
     _print_time_to_value([connector, *others, naive])
-    _print_checks(connector, rerun, naive, landed, expected)
+    _print_checks(connector, rerun, naive, landed, expected, others)
 
 
 def _copy_staged(workdir: Path, label: str) -> Path:
@@ -134,12 +136,14 @@ def _copy_staged(workdir: Path, label: str) -> Path:
     return target
 
 
-def _people_setups() -> list[tuple[str, dict[str, Any], float]]:
-    """(contender, its extra Gainsight settings, share of the people the tenant already holds):
-    the bulk people writer on an empty tenant, then both writers on a tenant holding most people."""
+def _people_setups(chosen: str) -> list[tuple[str, dict[str, Any], float]]:
+    """(contender, its extra Gainsight settings, share of the people the tenant already holds) of
+    the `--people-setups` chosen: the bulk people writer on an empty tenant, then both writers on a
+    tenant holding most people."""
     bulk = {"people": {"writer": "bulk"}}
-    return [("connector, bulk people", bulk, 0.0), (f"{EXISTING:.0%} exist, single", {}, EXISTING),
-            (f"{EXISTING:.0%} exist, bulk people", bulk, EXISTING)]  # fmt: skip
+    setups = {"bulk": ("connector, bulk people", bulk, 0.0), "existing-single": (f"{EXISTING:.0%} exist, single", {}, EXISTING),
+              "existing-bulk": (f"{EXISTING:.0%} exist, bulk people", bulk, EXISTING)}  # fmt: skip
+    return [setups[name] for name in chosen.split(",") if name]
 
 
 def _stage(workdir: Path, args: argparse.Namespace) -> int:
@@ -436,9 +440,9 @@ def _print_time_to_value(results: list[dict[str, Any]]) -> None:
     print(f"{'contender':<24}{'bulk people count as':>22}{'(a) responses':>15}{'(b) Timeline':>14}{'(c) people':>12}{'all calls':>11}")
     for r in results:
         readings = r["replay"]
-        shown = readings.items() if readings["sync"] != readings["async"] else [("-", readings["async"])]
+        shown = readings.items() if readings["sync"] != readings["async"] else [("either", readings["async"])]
         for reading, figures in shown:
-            label = {"sync": "sync 100/min", "async": "bulk 10/hour", "-": "(no bulk people calls)"}[reading]
+            label = {"sync": "sync 100/min", "async": "bulk 10/hour", "either": "either way"}[reading]
             widths = (("response", 15), ("activity", 14), ("person", 12), ("all", 11))
             cells = "".join(f"{replay.minutes(figures[kind]):>{width}}" for kind, width in widths)
             print(f"{r['contender']:<24}{label:>22}{cells}")
@@ -450,7 +454,9 @@ def _print_time_to_value(results: list[dict[str, Any]]) -> None:
             print(f"  {'':22}people split: " + ", ".join(f"{n:,} {what}" for what, n in r["people_split"].items()))
 
 
-def _print_checks(connector: dict, rerun: dict, naive: dict, landed: dict[str, int], expected: dict[str, int]) -> None:
+def _print_checks(
+    connector: dict, rerun: dict, naive: dict, landed: dict[str, int], expected: dict[str, int], others: list[dict]
+) -> None:
     """The issue's targets, then the cross-checks that make the figures trustworthy."""
     measured = naive.get("measured", naive)
     ours, theirs = sum(connector["calls"].values()), sum(naive["calls"].values())
@@ -470,7 +476,7 @@ def _print_checks(connector: dict, rerun: dict, naive: dict, landed: dict[str, i
           f"naive: {measured['failed']} calls rejected (measured)")  # fmt: skip
     print("  in Gainsight after the connector: " + ", ".join(f"{landed[k]:,} {k}" for k in landed)
           + ("  (as staged)" if landed == expected else f"  EXPECTED {expected}"))  # fmt: skip
-    for r in (connector, rerun, measured):
+    for r in (connector, rerun, *others, measured):
         mismatch = _log_mismatch(r["calls"], r["sandbox_calls"])
         verdict = f"DIFFER from the sandbox log: {mismatch}" if mismatch else "match the sandbox request log"
         print(f"  {r['contender']}: client call counts {verdict}")

@@ -37,12 +37,17 @@ def bench(script: str, *args: str) -> str:
 
 
 def test_push_benchmark_lands_everything_once_and_counts_calls_exactly():
-    table = bench("push.py", "--responses", "1500", "--accounts", "40", "--people", "300", "--naive-responses", "150")
+    table = bench("push.py", "--responses", "1500", "--accounts", "40", "--people", "300", "--naive-responses", "150",
+                  "--people-setups", "existing-bulk")  # fmt: skip
     assert "Bulk uploads carrying the responses: 1 " in table
     assert "re-run with nothing new: 0 write calls, 0 calls in all" in table
     assert "1,500 responses, 1,500 distinct response keys, 40 companies" in table and "(as staged)" in table
-    assert table.count("client call counts match the sandbox request log") == 3
+    assert table.count("client call counts match the sandbox request log") == 4
     assert "0 records dead-lettered, 0 deferred" in table
+    # the CRM-synced tenant: 80% of the 299 respondents seeded, 7 in 8 of them with their association
+    assert "tenant held 240 of 299 people (210 with their Company_Person) and all 40 companies" in table
+    assert "people split: 210 exists, 30 association_added, 0 names_updated, 59 created" in table
+    assert re.search(r"^80% exist, bulk people .+ min", table, re.MULTILINE)  # its time-to-value row
 
 
 def test_extract_benchmark_stages_every_response():
