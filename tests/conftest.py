@@ -1,4 +1,25 @@
-"""Shared fixtures: a real CustomerGauge sandbox on loopback and a real DuckDB staging file."""
+"""Shared fixtures: real sandboxes of both vendors on loopback and real DuckDB staging files.
+
+How to write a fast test here (the default suite must stay under 2 minutes on 2 cores):
+
+- **Count runs, not rows.** Each stage or push run costs ~1-1.5 CPU-s of dlt whatever its size, a
+  child process ~3 CPU-s more just to import dlt, DuckDB and pyarrow. Make as few runs as the point
+  needs; seed as few responses as it needs (more than `bulk_min_rows` only for a Bulk upload, more
+  than `rows_per_load` only for parts). A test over ~3 CPU-s says why in its docstring.
+- **In-process first.** `staging_for(cg).run(...)` / `connector_for(cg, gs).run(...)` call the
+  runner directly; `tests/cli.run_main(*argv, cwd=project, env=cli_env(...) or push_env(...))` runs
+  the real command entry (argv, `.dlt` files, env vars, exit code, output) in this process. Start a
+  child (`run_cli`, `start_cli`) only when the process boundary is the point: kill -9, SIGTERM/SIGINT,
+  a second process on a locked file, the README-exact commands of test_defaults.py.
+- **Sandbox clocks, never sleeps.** Both sandboxes read `sandbox.clock`: `time_scale=0` freezes it
+  (a `delay` fault then holds its answer until `sandbox.advance(s)`), `clock.wait_for_sleepers(n)`
+  tells that a request is held, and a large `time_scale` lets Gainsight Bulk jobs (2 sandbox seconds)
+  and quota windows pass at once. Assert counts and order, never durations.
+- **Share what only one test needs to build.** Several tests reading one outcome use a
+  module-scoped fixture plus `pytest.mark.xdist_group` (see test_defaults.py's `shipped`).
+- dlt's configuration is resolved once per run in this process (`dlt_cache.py`, installed below):
+  nothing to do in a test, but it is why a run in-process is cheap.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +42,10 @@ from pipelines.runner import execute
 from pipelines.settings import RunSettings
 from pipelines.stage import StageResult
 from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
+
+from .dlt_cache import install as keep_dlt_configuration_per_run
+
+keep_dlt_configuration_per_run()  # dlt resolves each run's configuration once, not ~200 times (dlt_cache.py)
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_ID = "test-client-id"
