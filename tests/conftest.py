@@ -15,8 +15,8 @@ How to write a fast test here (the default suite must stay under 2 minutes on 2 
   (a `delay` fault then holds its answer until `sandbox.advance(s)`), `clock.wait_for_sleepers(n)`
   tells that a request is held, and a large `time_scale` lets Gainsight Bulk jobs (2 sandbox seconds)
   and quota windows pass at once. Assert counts and order, never durations.
-- **Share what only one test needs to build.** Several tests reading one outcome use a
-  module-scoped fixture plus `pytest.mark.xdist_group` (see test_defaults.py's `shipped`).
+- **Build a shared outcome once.** Several tests reading one outcome use a module-scoped fixture
+  plus `pytest.mark.xdist_group` (see test_defaults.py's `shipped`).
 - dlt's configuration is resolved once per run in this process (`dlt_cache.py`, installed below):
   nothing to do in a test, but it is why a run in-process is cheap.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -46,6 +47,20 @@ from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
 from .dlt_cache import install as keep_dlt_configuration_per_run
 
 keep_dlt_configuration_per_run()  # dlt resolves each run's configuration once, not ~200 times (dlt_cache.py)
+
+MEMORY_TMP = Path("/dev/shm")  # tmpfs on Linux
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temp folders in memory where the machine has a tmpfs: every DuckDB commit syncs its WAL,
+    which on this machine's disk takes about twice the wall time it takes in memory, and the
+    suite commits thousands of times (nothing here survives a power cut either way). Runs before
+    xdist starts its workers, which inherit TMPDIR; `--basetemp` or TMPDIR given by the caller win."""
+    if config.option.basetemp or "TMPDIR" in os.environ or not os.access(MEMORY_TMP, os.W_OK):
+        return
+    if shutil.disk_usage(MEMORY_TMP).free > 2 * 1024**3:
+        os.environ["TMPDIR"] = tempfile.tempdir = str(MEMORY_TMP)
+
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_ID = "test-client-id"
