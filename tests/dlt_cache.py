@@ -28,6 +28,7 @@ import functools
 import os
 import pickle
 import sys
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -49,6 +50,7 @@ PURE_HINT_FUNCTIONS: tuple[tuple[ModuleType, str], ...] = (
     (dlt_typing, "is_optional_type"),
 )
 _RESOLVED_CONFIG = "_tests_resolved_configuration"
+_FIRST_RESOLUTION = threading.Lock()  # dlt's load threads may ask a destination at the same time
 
 
 def memoised(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -94,11 +96,17 @@ def capabilities_resolved_once(original: Callable[..., Any]) -> Callable[..., An
             return original(self, config, naming)
         if (resolved := self.__dict__.get(_RESOLVED_CONFIG)) is not None:
             return original(self, resolved, naming)
+        with _FIRST_RESOLUTION:
+            return first_resolution(self, naming)
+
+    def first_resolution(self: Destination[Any, Any], naming: Any) -> Any:
         seen: list[Any] = []
-        resolve = self.configuration
+        resolve, caller = self.configuration, threading.get_ident()
 
         def recording(initial_config: Any, accept_partial: bool = False) -> Any:
-            seen.append(resolved := resolve(initial_config, accept_partial=accept_partial))
+            resolved = resolve(initial_config, accept_partial=accept_partial)
+            if accept_partial and threading.get_ident() == caller:
+                seen.append(resolved)
             return resolved
 
         self.__dict__["configuration"] = recording
@@ -106,7 +114,9 @@ def capabilities_resolved_once(original: Callable[..., Any]) -> Callable[..., An
             answer = original(self, None, naming)
         finally:
             del self.__dict__["configuration"]
-        if len(seen) == 1:  # dlt falls back to the unresolved config if resolving fails: not kept
+        # Kept only if this call resolved exactly once (dlt falls back to the unresolved config when
+        # resolving fails); another thread's `configuration` calls meanwhile are passed through.
+        if len(seen) == 1:
             self.__dict__[_RESOLVED_CONFIG] = seen[0]
         return answer
 
