@@ -39,7 +39,7 @@ def by_key(records, key="ResponseId__gc"):
 def test_first_sync_then_incremental(cg_sandbox, gs_sandbox, connector_for):
     seeded = 150  # above bulk_min_rows: the first run's responses go in one Bulk upload
     cg = cg_sandbox(responses=seeded, days=20, accounts=12)
-    gs = gs_sandbox()
+    gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
     connector = connector_for(cg, gs)
 
     code, result = connector.run(bulk_min_rows=100)
@@ -98,7 +98,7 @@ def test_edited_response_updates_its_record(cg_sandbox, gs_sandbox, connector_fo
 
 def test_rerun_with_nothing_new_makes_no_write_calls(cg_sandbox, gs_sandbox, connector_for):
     cg = cg_sandbox(responses=80, days=10, accounts=8)
-    gs = gs_sandbox()
+    gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
     connector = connector_for(cg, gs)
     assert connector.run(bulk_min_rows=50)[0] == ExitCode.OK
     gs.clear_log()
@@ -152,7 +152,7 @@ def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_san
     bad = valid[:2]
     for cgid in bad:
         cg.edit_response(cgid, email="not-an-address")
-    gs = gs_sandbox()
+    gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
     # Gainsight also fails rows for reasons the data does not show (emulated): those land on the sync retry.
     flaky = [str(cgid) for cgid in valid[10:13]]
     gs.fail_bulk_rows(flaky, reason="Lookup failed (emulated)")
@@ -339,7 +339,7 @@ def test_a_bulk_file_that_cannot_be_written_stops_with_exit_6_and_the_next_run_f
     cg_sandbox, gs_sandbox, connector_for, monkeypatch, caplog
 ):
     cg = cg_sandbox(responses=200, days=10, accounts=5)
-    gs = gs_sandbox()
+    gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
     connector = connector_for(cg, gs)
     real_temporary_file = tempfile.TemporaryFile
 
