@@ -229,7 +229,8 @@ def test_file_named_like_a_schema_inside_it_is_refused(tmp_path, stem):
 
 
 def test_bulk_file_is_private():
-    upload = BulkFile("job", "nps.csv", pa.table({"ResponseId__gc": ["1"], "PersonEmail__gc": ["jane@acme.com"]}))
+    upload = BulkFile("job", "nps.csv")
+    upload.append_fitting(pa.table({"ResponseId__gc": ["1"], "PersonEmail__gc": ["jane@acme.com"]}), 1 << 20)
     try:
         assert stat.S_IMODE(os.fstat(upload.body.fileno()).st_mode) == 0o600
     finally:

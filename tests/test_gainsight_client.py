@@ -154,7 +154,9 @@ def test_bulk_status_reads_alike_in_every_spelling(gs_sandbox, spelling):
     client = client_for(gs)
     rows = pa.table({"ResponseId__gc": ["r-1", "r-2", "r-3"], "Score__gc": [9, 3, 7]})
     gs.fail_bulk_rows(["r-2"], reason="emulated")
-    upload = BulkFile(BULK_JOB, "nps.csv", rows)
+    upload = BulkFile(BULK_JOB, "nps.csv")
+    upload.append_fitting(rows, 1 << 20)
+    upload.seal()
     try:
         status_id = client.bulk_upload(upload)
     finally:

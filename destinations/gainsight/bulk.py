@@ -18,132 +18,155 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
 from connector_common.stop import STOP
 
 from .answers import epoch_ms
-from .engine import Book, PushContext
+from .engine import Book, PushContext, with_company_gsids
 from .errors import MaybeApplied, QuotaExhausted
 from .multipart import BulkFile
-from .records import csv_bytes
+from .specs import SPECS
 from .store import now
-
-if TYPE_CHECKING:
-    from .writes import SyncWriter
 
 log = logging.getLogger("nps.gainsight.bulk")
 
+BULK = next(spec for spec in SPECS if spec.bulk)  # the object the Bulk job writes
+
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "FAILED_WITH_ERRORS", "ABORTED", "CANCELLED"})
-SAMPLE_ROWS = 500
 # Keys per query-back: below the 5000-row page on purpose. Each chunk is held as Python dicts
 # twice (sent and stored); 2000 keeps that near 10 MB for 50 queries per 100k rows instead of 20.
 RECONCILE_KEYS = 2000
 
-# Rebuilds (rows, Gainsight records) for response ids whose staged content still has the given hash.
-LoadRows = Callable[[dict[str, str]], tuple[pa.Table, pa.Table]]
+# Rows written into a Bulk file at a time (the file grows by appends; each is checked against the limit).
+APPEND_ROWS = 5_000
 
 
-def push_bulk(writer: SyncWriter, indices: Sequence[int], records: pa.Table) -> list[int]:
-    """Upload the items `indices` (their `records`) in as few files as the size limit allows and
-    reconcile each; returns the items that did not land, for the sync API to name their errors."""
-    ctx, book = writer.ctx, writer.book
-    STOP.enter("the push: Bulk upload")
-    settings = ctx.settings
-    job_id = settings.response_bulk_job_id or ""
-    rows = writer.plan.rows(indices)
-    per_row = bytes_per_row(records)
-    start, number = 0, 0
-    missed: list[int] = []
-    while start < records.num_rows:
-        number += 1
-        name = f"nps_responses_{ctx.ledger.run_id}_{number}.csv"
-        upload = fitting_file(job_id, name, records, start, settings.bulk_max_bytes, per_row)
-        length = upload.rows
-        chunk_rows, chunk_records = rows.slice(start, length), records.slice(start, length)
-        chunk = indices[start : start + length]
-        start += length
-        upload_id = uuid.uuid4().hex
+def rebuild(ctx: PushContext, hashes: dict[str, str]) -> tuple[pa.Table, pa.Table]:
+    """(items, Gainsight records) of the uploaded responses whose staged content still has the
+    hash they were sent with: what an upload carried, read back from the store a page at a time."""
+    spec = BULK
+    rows = ctx.ledger.staged_rows(ctx.dataset, hashes)
+    items = with_company_gsids(spec, rows.select([spec.key, *spec.columns]), ctx.ledger.company_gsids())
+    lengths = ctx.field_lengths(spec.object_name(ctx.settings)) if spec.field_lengths and items.num_rows else {}
+    records = spec.payload(items, ctx.settings, lengths)
+    assert isinstance(records, pa.Table)
+    return items, records
+
+
+class BulkBatcher:
+    """Packs the pages of responses it is given into Bulk files up to the size limit, uploading and
+    reconciling each file as it fills and the last one at `finish`: a 100k-row backfill is one
+    upload, while the run holds one page of rows at a time (the file itself is on disk)."""
+
+    def __init__(self, ctx: PushContext, book: Book, not_landed: Callable[[pa.Table], None]) -> None:
+        self.ctx, self.book, self.not_landed = ctx, book, not_landed
+        self.job_id = ctx.settings.response_bulk_job_id or ""
+        self.max_bytes = ctx.settings.bulk_max_bytes
+        self.file: BulkFile | None = None
+        self.upload_id = ""
+        self.number = 0
+
+    def add(self, rows: pa.Table, records: pa.Table) -> None:
+        """Append `records` (of the items `rows`) to the open file, uploading it whenever it is full."""
+        start = 0
+        while start < records.num_rows:
+            file = self.file or self._open()
+            length = file.append_fitting(records.slice(start, APPEND_ROWS), self.max_bytes)
+            if not length:
+                if not file.rows:
+                    raise ValueError(f"one response is larger than the Bulk file limit of {self.max_bytes} bytes")
+                self.flush()
+                continue
+            chunk = rows.slice(start, length)
+            self.ctx.ledger.add_upload_rows(self.upload_id, chunk.select([self.book.spec.key, "content_hash"]))
+            start += length
+
+    def finish(self, stopped: QuotaExhausted | None) -> None:
+        if stopped is None:
+            self.flush()
+        elif self.file is not None:  # the run stops: nothing of this file was sent
+            self.file.close()
+            self.file = None
+            self.ctx.ledger.update_upload(self.upload_id, status="NOT_SENT", reconciled_at=now())
+            self.book.defer(self.ctx.ledger.unsettled_upload_keys(self.upload_id), stopped)
+
+    def _open(self) -> BulkFile:
+        self.number += 1
+        self.upload_id = uuid.uuid4().hex
+        name = f"nps_responses_{self.ctx.ledger.run_id}_{self.number}.csv"
+        self.ctx.ledger.open_upload(self.upload_id, self.job_id, name)
+        self.file = BulkFile(self.job_id, name)
+        return self.file
+
+    def flush(self) -> None:
+        """Upload the open file, follow it to the end and reconcile it."""
+        file, upload_id, ctx, book = self.file, self.upload_id, self.ctx, self.book
+        if file is None:
+            return
+        self.file = None
+        STOP.enter("the push: Bulk upload")
         try:
-            ctx.ledger.start_upload(
-                upload_id, job_id, name, upload.sha256(), chunk_rows.select([book.spec.key, "content_hash"]), upload.csv_bytes
-            )
-            log.info("gainsight: bulk upload %d: %s rows, %.1f MB", number, f"{length:,}", upload.csv_bytes / 1e6)
-            status_id = ctx.client.bulk_upload(upload)
-        except QuotaExhausted:
+            file.seal()
+            ctx.ledger.update_upload(upload_id, file_sha256=file.sha256(), rows=file.rows, bytes=file.csv_bytes, status="SENDING")
+            log.info("gainsight: bulk upload %d: %s rows, %.1f MB", self.number, f"{file.rows:,}", file.csv_bytes / 1e6)
+            status_id = ctx.client.bulk_upload(file)
+        except QuotaExhausted as exhausted:
             ctx.ledger.update_upload(upload_id, status="NOT_SENT", reconciled_at=now())
-            raise  # the engine defers every row not settled yet
+            book.defer(ctx.ledger.unsettled_upload_keys(upload_id), exhausted)
+            raise  # the engine defers what is left of the object
         except MaybeApplied as exc:
             # Unknown whether Gainsight got it; the rows stay in the outbox and the Upsert job
             # makes sending them again harmless.
             ctx.ledger.update_upload(upload_id, status="UNKNOWN", reconciled_at=now())
-            _defer_upload(book, chunk_rows, "a Bulk upload got no answer (5xx or a lost connection)")
-            log.warning("gainsight: bulk upload %d: %s; its %d rows are retried next run", number, exc, length)
-            continue
+            _defer_upload(book, upload_id, "a Bulk upload got no answer (5xx or a lost connection)")
+            log.warning("gainsight: bulk upload %d: %s; its %d rows are retried next run", self.number, exc, file.rows)
+            return
         finally:
-            upload.close()  # up to 80 MB of temporary file: gone before the long wait for Gainsight
+            file.close()  # up to 80 MB of temporary file: gone before the long wait for Gainsight
         ctx.ledger.update_upload(upload_id, status_id=status_id, status="INIT")
         ctx.report.bulk_uploads += 1
-        ctx.report.bulk_rows += length
+        ctx.report.bulk_rows += file.rows
         if follow(ctx, upload_id, status_id) is None:
-            _defer_upload(book, chunk_rows, "Gainsight was still processing a Bulk upload when the run stopped waiting")
-            continue
-        not_landed = reconcile(book, upload_id, chunk_rows, chunk_records)
-        if not_landed:
-            log.info(
-                "gainsight: bulk upload %d: %d rows did not land; sending them through the sync API to learn why",
-                number,
-                len(not_landed),
-            )
-            missed += [chunk[offset] for offset in not_landed]
-    return missed
+            _defer_upload(book, upload_id, "Gainsight was still processing a Bulk upload when the run stopped waiting")
+            return
+        try:
+            reconcile(book, upload_id, self._not_landed)
+        except QuotaExhausted as exhausted:  # the upload stays open: the next run reconciles it
+            book.defer(ctx.ledger.unsettled_upload_keys(upload_id), exhausted)
+            raise
+
+    def _not_landed(self, rows: pa.Table) -> None:
+        log.info("gainsight: %d rows of a bulk upload did not land; sending them through the sync API to learn why", rows.num_rows)
+        self.not_landed(rows)
 
 
-def _defer_upload(book: Book, rows: pa.Table, reason: str) -> None:
+def _defer_upload(book: Book, upload_id: str, reason: str) -> None:
     """The rows of an upload whose outcome this run cannot learn wait for the next run, which
     reconciles (or re-sends) them: deferred work, so the run exits with the deferral code."""
-    keys = [str(key) for key in rows[book.spec.key].to_pylist()]
+    keys = book.ctx.ledger.unsettled_upload_keys(upload_id)
     book.settled.update(keys)  # not to be written again in this run
     book.ctx.report.defer_records(book.spec.name, keys)
     book.ctx.report.defer("bulk", "upload", None, reason)
 
 
-def fitting_file(job_id: str, name: str, records: pa.Table, start: int, max_bytes: int, per_row: float) -> BulkFile:
-    """The Bulk file of the most rows from `start` whose CSV stays under `max_bytes`."""
-    length = min(records.num_rows - start, max(1, int(max_bytes * 0.95 / per_row)))
-    while True:
-        upload = BulkFile(job_id, name, records.slice(start, length))
-        if upload.csv_bytes <= max_bytes:
-            return upload
-        upload.close()
-        if length == 1:
-            raise ValueError(f"one response is larger than the Bulk file limit of {max_bytes} bytes")
-        length = max(1, int(length * max_bytes * 0.95 / upload.csv_bytes))
-
-
-def bytes_per_row(records: pa.Table) -> float:
-    sample = records.slice(0, SAMPLE_ROWS)
-    return max(1.0, len(csv_bytes(sample)) / max(1, sample.num_rows))
-
-
-def recover_uploads(book: Book, load_rows: LoadRows) -> int:
+def recover_uploads(ctx: PushContext) -> int:
     """Poll and reconcile uploads an earlier run left open; returns how many were finished."""
-    ctx = book.ctx
+    book = Book(ctx, BULK)
     finished = 0
     for upload in ctx.ledger.open_uploads():
         upload_id = upload["upload_id"]
         if not upload["status_id"]:
-            # Died while sending: Gainsight may or may not have it; the rows are still in the outbox.
+            # Died while writing or sending: Gainsight may or may not have it; the rows are still in the outbox.
             ctx.ledger.update_upload(upload_id, status="UNKNOWN", reconciled_at=now())
             continue
         log.info("gainsight: bulk upload %s (statusId %s) was left open by an earlier run", upload_id, upload["status_id"])
         if follow(ctx, upload_id, upload["status_id"]) is None:
             continue
-        rows, records = load_rows(ctx.ledger.upload_rows(upload_id))
-        reconcile(book, upload_id, rows, records)
+        reconcile(book, upload_id, None)  # what did not land is still in the outbox
         finished += 1
     ctx.report.recovered_uploads += finished
     return finished
@@ -188,26 +211,27 @@ def follow(ctx: PushContext, upload_id: str, status_id: str) -> dict[str, Any] |
         interval = min(interval * 1.5, 30.0)
 
 
-def reconcile(book: Book, upload_id: str, rows: pa.Table, records: pa.Table) -> list[int]:
-    """Confirm the rows Gainsight holds exactly as sent; return the positions of the others.
+def reconcile(book: Book, upload_id: str, not_landed: Callable[[pa.Table], None] | None) -> None:
+    """Confirm the rows Gainsight holds exactly as sent; hand the others (items) to `not_landed`.
 
-    Works through the upload one query of `RECONCILE_KEYS` keys at a time, with Python objects
-    (records, keys, hashes) for that chunk only, so memory follows the chunk, not the file.
+    Works through the upload one query of `RECONCILE_KEYS` keys at a time, rebuilding what was sent
+    from the store (`rebuild`), so memory follows the chunk, not the file.
     """
     ctx, spec = book.ctx, book.spec
     settings = ctx.settings
     key = spec.key_field(settings)
     datetime_fields = {settings.response_fields.get("responded_at")}
-    missed: list[int] = []
-    landed_total = 0
-    for start in range(0, records.num_rows, RECONCILE_KEYS):
-        chunk = rows.slice(start, RECONCILE_KEYS)
-        hashes = dict(zip(chunk[spec.key].to_pylist(), chunk["content_hash"].to_pylist(), strict=True))
-        sent = records.slice(start, RECONCILE_KEYS).to_pylist()
+    landed_total = missed_total = 0
+    after = ""
+    while hashes := ctx.ledger.upload_rows(upload_id, after, RECONCILE_KEYS):
+        after = max(hashes)
+        rows, records = rebuild(ctx, hashes)
+        sent = records.to_pylist()
         ids = [str(record[key]) for record in sent]
         before = ctx.ledger.state(spec.name, ids, ["gsid"])
         stored = ctx.client.find_by_key(spec.object_name(settings), key, ids, list(records.column_names))
         landed: dict[str, list[dict[str, Any]]] = {"created": [], "updated": []}
+        missed: list[int] = []
         for offset, (record, rid) in enumerate(zip(sent, ids, strict=True)):
             found = stored.get(rid)
             if found is not None and holds_as_sent(record, found, datetime_fields):
@@ -223,13 +247,15 @@ def reconcile(book: Book, upload_id: str, rows: pa.Table, records: pa.Table) -> 
                     }
                 )
             else:
-                missed.append(start + offset)
+                missed.append(offset)
         for outcome, booked in landed.items():
             book.confirm(booked, outcome)
             landed_total += len(booked)
-    ctx.ledger.update_upload(upload_id, landed=landed_total, not_landed=len(missed), reconciled_at=now())
-    log.info("gainsight: bulk upload reconciled: %d landed, %d did not", landed_total, len(missed))
-    return missed
+        missed_total += len(missed)
+        if missed and not_landed is not None:
+            not_landed(rows.take(pa.array(missed, pa.int64())))
+    ctx.ledger.update_upload(upload_id, landed=landed_total, not_landed=missed_total, reconciled_at=now())
+    log.info("gainsight: bulk upload reconciled: %d landed, %d did not", landed_total, missed_total)
 
 
 def holds_as_sent(sent: dict[str, Any], stored: dict[str, Any], datetime_fields: set[str | None]) -> bool:

@@ -16,12 +16,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from .engine import Action, PushContext
+from .engine import Action, ObjectPlan, PushContext
 from .matching import Company, match_accounts
 from .records import company_record
+from .specs import ObjectSpec
 from .writes import SyncWriter
 
 log = logging.getLogger("nps.gainsight.companies")
@@ -30,10 +28,14 @@ log = logging.getLogger("nps.gainsight.companies")
 class CompanyWriter(SyncWriter):
     """Matches the planned accounts to Companies (reads), then keys, renames or creates them."""
 
-    def __init__(self, ctx: PushContext, plan: Any) -> None:
-        super().__init__(ctx, plan)
-        self.stamps: dict[int, Company] = {}  # item -> the unkeyed Company its name matched
-        self.waiting: list[dict[str, Any]] = []  # `company_waits` rows
+    def __init__(self, ctx: PushContext, spec: ObjectSpec) -> None:
+        super().__init__(ctx, spec)
+        self.stamps: dict[int, Company] = {}  # item of the page -> the unkeyed Company its name matched
+        self.waiting: list[dict[str, Any]] = []  # `company_waits` rows of the page
+
+    def take(self, plan: ObjectPlan) -> None:
+        super().take(plan)
+        self.stamps, self.waiting = {}, []
 
     def resolve(self) -> None:
         plan, settings = self.plan, self.settings
@@ -111,15 +113,11 @@ class CompanyWriter(SyncWriter):
 def _report_waiting(ctx: PushContext, waiting: list[dict[str, Any]]) -> None:
     """Book the accounts without a Company and count them, with the responses that wait for them."""
     started = ctx.ledger.wait_for_company(waiting)
-    outbox = ctx.outbox
-    assert outbox is not None
-    accounts = pa.array([row["account_id"] for row in waiting], pa.string())
-    needed = pc.and_(pc.fill_null(outbox["needs_response"], False), pc.is_in(outbox["account_id"], value_set=accounts))
     report = ctx.report.waiting
     report.account_ids.update(row["account_id"] for row in waiting)
     report.ambiguous_ids.update(row["account_id"] for row in waiting if row["reason"] == "ambiguous_name")
     report.started += started
-    responses = pc.sum(needed).as_py() or 0
+    responses = ctx.ledger.outbox_responses_of([row["account_id"] for row in waiting])
     report.responses += responses
     log.warning(
         "gainsight: %d account(s) wait for a Company (%d new this run, %d with an ambiguous name), holding %d "

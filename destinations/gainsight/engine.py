@@ -26,8 +26,10 @@ reads only. One error policy applies to every writer:
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -94,9 +96,12 @@ def plan_actions(
     return actions
 
 
+PAGE_ROWS = 20_000  # items of one object planned and written at a time (the push's memory follows this)
+
+
 @dataclass
 class ObjectPlan:
-    """The plan of one object for one outbox: its items (Arrow, one row each) and their actions."""
+    """The plan of one page of an object's items (Arrow, one row each) and their actions."""
 
     spec: ObjectSpec
     items: pa.Table  # the spec's key and columns, plus `company_gsid` of the referenced Company
@@ -118,8 +123,7 @@ class ObjectPlan:
         return sum(1 for planned in self.actions if planned is action)
 
     def rows(self, indices: Sequence[int]) -> pa.Table:
-        """The items `indices`, in that order. All of them in order (a first backfill: every
-        response is a create) is the items table itself: a copy of a 100k-row outbox costs ~100 MB."""
+        """The items `indices`, in that order (all of them in order: the items table itself)."""
         if len(indices) == self.items.num_rows and all(i == position for position, i in enumerate(indices)):
             return self.items
         return self.items.take(pa.array(indices, pa.int64()))
@@ -127,14 +131,14 @@ class ObjectPlan:
 
 @dataclass
 class PushContext:
-    """What every writer needs: settings, the client, the ledger, the report, the outbox."""
+    """What every writer needs: settings, the client, the ledger, the report, the staged dataset."""
 
     settings: GainsightSettings
     client: GainsightClient
     ledger: Ledger
     report: PushReport
     dry_run: bool = False
-    outbox: pa.Table | None = None
+    dataset: str = ""  # the staged responses' schema (Bulk reconciliation rebuilds what it sent)
     _lengths: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def field_lengths(self, obj: str) -> dict[str, int]:
@@ -144,15 +148,25 @@ class PushContext:
         return self._lengths[obj]
 
 
+# Specs other specs reference: only their confirmed ids are kept for the run (a few thousand
+# Companies), never those of the 100k responses.
+REFERENCED = frozenset(spec.depends_on for spec in SPECS if spec.depends_on)
+
+
 class Book:
-    """Books one object's outcomes in the ledger and the report; knows what is settled."""
+    """Books one object's outcomes in the ledger and the report; knows what is settled in the
+    current page (and, for a referenced object, every id confirmed in the run)."""
 
     def __init__(self, ctx: PushContext, spec: ObjectSpec) -> None:
         self.ctx = ctx
         self.spec = spec
         self.counts = ctx.report[spec.name]
-        self.settled: set[str] = set()
-        self.confirmed: dict[str, str | None] = {}  # key -> Gainsight id of what was booked
+        self.settled: set[str] = set()  # of the page being written
+        self.confirmed: dict[str, str | None] = {}  # key -> Gainsight id (referenced objects only)
+        self.keeps_ids = spec.name in REFERENCED
+
+    def next_page(self) -> None:
+        self.settled.clear()
 
     def confirm(self, rows: list[dict[str, Any]], outcome: str, counted: bool = True) -> None:
         """Record confirmed writes (ledger rows with key, ids, hashes and status). `outcome`:
@@ -163,7 +177,8 @@ class Book:
         for row in rows:
             key = str(row[self.spec.key])
             self.settled.add(key)
-            self.confirmed[key] = row.get("gsid")
+            if self.keeps_ids:
+                self.confirmed[key] = row.get("gsid")
         if counted:
             setattr(self.counts, outcome, getattr(self.counts, outcome) + len(rows))
 
@@ -175,26 +190,38 @@ class Book:
         log.warning("gainsight: %s %s dead-lettered: %s %s", self.spec.name, key, code or "", message)
 
     def defer(self, keys: Iterable[str], exhausted: QuotaExhausted) -> None:
-        """Leave `keys` for a later run because a quota is used up."""
+        """Leave `keys` for a later run because a quota (or the run's time budget) is used up."""
         keys = [key for key in keys if key not in self.settled]
         if not keys:
             return
         if not self.ctx.dry_run:
             self.ctx.ledger.mark(self.spec.name, keys, "deferred")
         self.ctx.report.defer_records(self.spec.name, keys)
-        self.ctx.report.defer(exhausted.family, exhausted.window, exhausted.resume_at)
+        self.ctx.report.defer(exhausted.family, exhausted.window, exhausted.resume_at, exhausted.reason)
         log.warning("gainsight: %s; %d %s deferred to a later run", exhausted, len(keys), self.spec.name)
 
 
 class Writer:
-    """A writer kind: refines a plan with reads (`resolve`), then executes it (`write`)."""
+    """A writer kind: for each page of an object's plan, refines it with reads (`resolve`), then
+    executes it (`write`); `finish` after the last page. The engine hands it the pages in order
+    (`take`); see /README "Adding a Gainsight object" and docs in `Engine`."""
 
-    def __init__(self, ctx: PushContext, plan: ObjectPlan) -> None:
+    def __init__(self, ctx: PushContext, spec: ObjectSpec) -> None:
         self.ctx = ctx
-        self.plan = plan
-        self.spec = plan.spec
+        self.spec = spec
         self.settings = ctx.settings
-        self.book = Book(ctx, plan.spec)
+        self.book = Book(ctx, spec)
+        self._plan: ObjectPlan | None = None
+
+    @property
+    def plan(self) -> ObjectPlan:
+        assert self._plan is not None, "take() a page first"
+        return self._plan
+
+    def take(self, plan: ObjectPlan) -> None:
+        """The next page to resolve and write (state of the previous page is dropped)."""
+        self._plan = plan
+        self.book.next_page()
 
     def resolve(self) -> None:
         """Reads only (the dry run calls it too): what Gainsight holds that the ledger does not say."""
@@ -202,13 +229,20 @@ class Writer:
     def write(self) -> None:
         raise NotImplementedError
 
+    def finish(self, stopped: QuotaExhausted | None = None) -> None:
+        """After the last page: write what the writer held across pages (a Bulk file); when the
+        run `stopped` (a quota, the time budget), defer it instead. Raises `QuotaExhausted` after
+        deferring what it held, if a quota runs out meanwhile."""
+
     def confirmed(self) -> dict[str, str | None]:
-        """key -> Gainsight id of every record a dependent may reference now: what the ledger
-        confirmed and this run booked; in a dry run, every record the plan leaves in Gainsight."""
+        """key -> Gainsight id of every record of this page a dependent may reference now: what
+        the ledger confirmed and this run booked; in a dry run, every record the plan leaves in
+        Gainsight."""
         plan = self.plan
         if not self.ctx.dry_run:
             unchanged = {key: plan.state[key].get("gsid") for key in plan.keys_of(plan.indices(Action.UNCHANGED))}
-            return {**unchanged, **self.book.confirmed}
+            booked = {key: self.book.confirmed[key] for key in plan.keys if key in self.book.confirmed}
+            return {**unchanged, **booked}
         keys = plan.keys
         return {
             keys[i]: (plan.found.get(i) or {}).get("Gsid") or (plan.state.get(keys[i]) or {}).get("gsid")
@@ -245,81 +279,101 @@ def write_isolating(
     landed(batch, answer)
 
 
+def with_company_gsids(spec: ObjectSpec, items: pa.Table, parents: Mapping[str, str | None]) -> pa.Table:
+    """`items` with `company_gsid`: the Gainsight id of the record each references (`parents`)."""
+    gsids: pa.Array | pa.ChunkedArray = pa.nulls(items.num_rows, pa.string())
+    if spec.parent_key and parents:
+        known = [key for key in parents if parents[key] is not None]
+        gsids = pc.take(
+            pa.array([parents[key] for key in known], pa.string()),
+            pc.index_in(items[spec.parent_key], value_set=pa.array(known, pa.string())),
+        )
+    return items.append_column("company_gsid", gsids)
+
+
+def plan_items(
+    ctx: PushContext, spec: ObjectSpec, items: pa.Table, parents: Mapping[str, str | None] | None
+) -> ObjectPlan:
+    """The plan of `items` (with `company_gsid`) from the ledger, no Gainsight call. `parents`:
+    the referenced records confirmed so far (None: every item's reference is known good)."""
+    settings = ctx.settings
+    digests = spec.digest(items, settings)
+    failures = spec.failure_hash(items, settings) if spec.failure_hash else digests
+    keys = [str(key) for key in items[spec.key].to_pylist()]
+    if spec.parent_key and parents is not None:
+        ready = [parent is None or parent in parents for parent in items[spec.parent_key].to_pylist()]
+    else:
+        ready = [True] * len(keys)
+    columns = sorted({*STATE_COLUMNS, *spec.ledger_column_names})
+    state = ctx.ledger.state(spec.name, keys, columns)
+    actions = plan_actions(keys, digests, failures, ready, state, settings.max_attempts)
+    return ObjectPlan(spec, items, keys, digests, failures, state, actions)
+
+
 class Engine:
-    """Runs every enabled spec over one outbox, in dependency order."""
+    """Runs every enabled spec over the loaded outbox (`Ledger.load_outbox`), in value order.
+
+    Each object is planned and written a page (`PAGE_ROWS` items) at a time, read from the outbox
+    table in DuckDB: only a referenced object's confirmed ids (Companies) outlive a page.
+    """
 
     def __init__(self, ctx: PushContext, writers: Mapping[str, type[Writer]]) -> None:
         self.ctx = ctx
         self.writers = writers
 
-    def run(self, outbox: pa.Table) -> dict[str, ObjectPlan]:
-        """Plan (and, unless a dry run, write) every object of `outbox`; returns the plans."""
-        ctx = self.ctx
-        ctx.outbox = outbox
+    def run(self) -> None:
+        """Plan (and, unless a dry run, write) every object of the loaded outbox."""
         parents: dict[str, dict[str, str | None]] = {}
-        plans: dict[str, ObjectPlan] = {}
-        stopped: QuotaExhausted | None = None
         for spec in SPECS:
-            if not spec.enabled(ctx.settings):
+            if not spec.enabled(self.ctx.settings):
                 continue
             STOP.enter(f"the push: {spec.name}")
-            plan = self.plan(spec, outbox, parents.get(spec.depends_on or "", {}))
-            writer = self.writers[spec.writer](ctx, plan)
+            confirmed = self.run_object(spec, parents.get(spec.depends_on or "", {}))
+            if spec.name in REFERENCED:
+                parents[spec.name] = confirmed
+
+    def pages(self, spec: ObjectSpec) -> Iterator[pa.Table]:
+        """The spec's items in the loaded outbox, a page at a time (without `company_gsid`)."""
+        after = 0
+        while True:
+            page = self.ctx.ledger.outbox_page(spec.key, spec.columns, spec.flags, spec.latest, after, PAGE_ROWS)
+            if not page.num_rows:
+                return
+            after = page["_position"][-1].as_py()
+            yield page.drop_columns(["_position"])
+
+    def run_object(self, spec: ObjectSpec, parents: Mapping[str, str | None]) -> dict[str, str | None]:
+        """Plan and write every page of one object; returns the ids a dependent may reference."""
+        ctx = self.ctx
+        writer = self.writers[spec.writer](ctx, spec)
+        confirmed: dict[str, str | None] = {}
+        planned: Counter[Action] = Counter()
+        stopped: QuotaExhausted | None = None
+        for page in self.pages(spec):
+            plan = plan_items(ctx, spec, with_company_gsids(spec, page, parents), parents)
+            writer.take(plan)
             if stopped is None:
                 try:
                     writer.resolve()
                     if not ctx.dry_run:
                         writer.write()
                 except QuotaExhausted as exhausted:
-                    stopped = exhausted  # the quota is shared: what follows waits for the next run too
+                    stopped = exhausted  # this page's rest and every later page wait for a later run
             if stopped is not None:
                 writer.book.defer(plan.keys_of(plan.indices(*WRITES, Action.CONFIRM)), stopped)
             self.count(plan)
-            parents[spec.name] = writer.confirmed()
-            plans[spec.name] = plan
-        return plans
-
-    def plan(self, spec: ObjectSpec, outbox: pa.Table, parents: Mapping[str, str | None]) -> ObjectPlan:
-        """The spec's items in `outbox` and the plan for each, from the ledger (no Gainsight call)."""
-        items = self.items(spec, outbox, parents)
-        settings = self.ctx.settings
-        digests = spec.digest(items, settings)
-        failures = spec.failure_hash(items, settings) if spec.failure_hash else digests
-        keys = [str(key) for key in items[spec.key].to_pylist()]
-        if spec.parent_key:
-            parent_ids = items[spec.parent_key].to_pylist()
-            ready = [parent is None or parent in parents for parent in parent_ids]
-        else:
-            ready = [True] * len(keys)
-        columns = sorted({*STATE_COLUMNS, *spec.ledger_column_names})
-        state = self.ctx.ledger.state(spec.name, keys, columns)
-        actions = plan_actions(keys, digests, failures, ready, state, settings.max_attempts)
-        return ObjectPlan(spec, items, keys, digests, failures, state, actions)
-
-    def items(self, spec: ObjectSpec, outbox: pa.Table, parents: Mapping[str, str | None]) -> pa.Table:
-        """One row per record of `spec` in `outbox`, with `company_gsid` from `parents`."""
-        columns = [spec.key, *spec.columns]
-        if spec.latest:
-            latest = self.ctx.ledger.latest_per(outbox, spec.key, list(spec.columns), only_needing_record=bool(spec.flags))
-            items = pa.Table.from_pylist(
-                [{spec.key: key, **row} for key, row in latest.items()],
-                pa.schema([outbox.schema.field(column) for column in columns]),
-            )
-        else:
-            items = outbox.select(columns)
-            selected = pa.chunked_array([pa.array([not spec.flags] * outbox.num_rows, pa.bool_())])
-            for flag in spec.flags:
-                selected = pc.or_(selected, pc.fill_null(outbox[flag], False))
-            if not pc.all(selected).as_py():
-                items = items.filter(selected)
-        gsids: pa.Array | pa.ChunkedArray = pa.nulls(items.num_rows, pa.string())
-        if spec.parent_key and parents:
-            known = [key for key in parents if parents[key] is not None]
-            gsids = pc.take(
-                pa.array([parents[key] for key in known], pa.string()),
-                pc.index_in(items[spec.parent_key], value_set=pa.array(known, pa.string())),
-            )
-        return items.append_column("company_gsid", gsids)
+            planned.update(plan.actions)
+            if spec.name in REFERENCED:
+                confirmed.update(writer.confirmed())
+        if not ctx.dry_run:
+            with contextlib.suppress(QuotaExhausted):  # the writer deferred what it held
+                writer.finish(stopped)
+        log.info(
+            "gainsight: %s: %s",
+            spec.name,
+            ", ".join(f"{planned[action]} {action.value}" for action in Action if planned[action]) or "nothing to do",
+        )
+        return confirmed
 
     def count(self, plan: ObjectPlan) -> None:
         """The report's counts the writer does not make: unchanged, given up, waiting (and, in a
@@ -335,8 +389,3 @@ class Engine:
             counts.created += plan.count(Action.CREATE)
             counts.updated += plan.count(Action.UPDATE)
             counts.unchanged += plan.count(Action.CONFIRM)
-        log.info(
-            "gainsight: %s: %s",
-            plan.spec.name,
-            ", ".join(f"{plan.count(action)} {action.value}" for action in Action if plan.count(action)) or "nothing to do",
-        )

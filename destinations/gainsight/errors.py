@@ -60,11 +60,32 @@ class MaybeApplied(GainsightError):
 class QuotaExhausted(GainsightError):
     """A quota window is used up for longer than the run is willing to wait: defer, do not fail."""
 
-    def __init__(self, family: str, window: str, resume_at: datetime):
-        super().__init__(f"Gainsight {family} quota ({window} window) is used up until {resume_at:%Y-%m-%dT%H:%M:%SZ}")
+    reason = ""  # why, when it is not a quota window (the report's deferral reason)
+
+    def __init__(self, family: str, window: str, resume_at: datetime | None):
+        super().__init__(self.describe(family, window, resume_at))
         self.family = family
         self.window = window
         self.resume_at = resume_at
+
+    @staticmethod
+    def describe(family: str, window: str, resume_at: datetime | None) -> str:
+        until = f" until {resume_at:%Y-%m-%dT%H:%M:%SZ}" if resume_at else ""
+        return f"Gainsight {family} quota ({window} window) is used up{until}"
+
+
+class RunBudgetReached(QuotaExhausted):
+    """The run's time budget (`max_run_minutes`) is used up: what is left waits for the next run,
+    like work a used-up quota defers (exit 12), stopped between two calls."""
+
+    reason = "run budget reached"
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__("run", "budget", None)
+        self.args = (f"the run's time budget of {minutes:g} minutes is reached (max_run_minutes)",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class LocalWriteFailed(Exception):

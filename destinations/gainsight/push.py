@@ -17,12 +17,12 @@ from connector_common.stop import STOP
 from .bulk import recover_uploads
 from .client import GainsightClient
 from .companies import CompanyWriter
-from .engine import Book, Engine, ObjectPlan, PushContext, Writer
+from .engine import Engine, PushContext, Writer
 from .people import PersonWriter
 from .quota import QuotaLimiter
 from .report import PushReport
 from .settings import GainsightSettings
-from .specs import COMPANY, PERSON, SPECS, SYNC, TIMELINE
+from .specs import COMPANY, PERSON, SYNC, TIMELINE
 from .store import Connection, Ledger, now
 from .timeline import TimelineWriter
 from .writes import SyncWriter
@@ -30,7 +30,6 @@ from .writes import SyncWriter
 log = logging.getLogger("nps.gainsight")
 
 WRITERS: dict[str, type[Writer]] = {SYNC: SyncWriter, COMPANY: CompanyWriter, PERSON: PersonWriter, TIMELINE: TimelineWriter}
-BULK = next(spec for spec in SPECS if spec.bulk)  # the object the Bulk job writes
 
 
 class _QuotaCounts:
@@ -64,27 +63,29 @@ class Pusher:
         quota_store = _QuotaCounts(self.ledger) if dry_run else self.ledger
         self.limiter = QuotaLimiter(settings.quotas, quota_store, settings.max_rate_limit_wait_seconds)
         self.client = GainsightClient(settings, self.limiter)
-        self.ctx = PushContext(settings, self.client, self.ledger, self.report, dry_run)
+        self.ctx = PushContext(settings, self.client, self.ledger, self.report, dry_run, dataset)
         self.engine = Engine(self.ctx, WRITERS)
         self.started = now()
 
     def recover(self) -> int:
         """Finish what an earlier run left open (Bulk uploads Gainsight was still processing)."""
         STOP.enter("the push: Bulk uploads left open by an earlier run")
-        return recover_uploads(Book(self.ctx, BULK), self._rebuild)
+        return recover_uploads(self.ctx)
 
-    def deliver(self, outbox: pa.Table) -> None:
-        """Push one outbox table (a dlt load file): every object, in dependency order."""
-        outbox = self.ledger.still_pending(outbox)
-        if not outbox.num_rows:
+    def deliver(self, outbox: str | pa.Table) -> None:
+        """Push one outbox (a dlt load file's path, or a table): every object, in value order.
+        The outbox goes into DuckDB, which the engine reads a page at a time."""
+        rows = self.ledger.load_outbox(outbox)
+        if not rows:
             log.info("gainsight: every row of this outbox file is already confirmed in the ledger")
             return
-        log.info("gainsight: pushing %s outbox rows", f"{outbox.num_rows:,}")
-        self.engine.run(outbox)
+        log.info("gainsight: pushing %s outbox rows", f"{rows:,}")
+        self.engine.run()
 
-    def plan(self, outbox: pa.Table) -> dict[str, ObjectPlan]:
+    def plan(self, outbox: pa.Table) -> None:
         """The dry run: the plan the push would execute for `outbox`, made with reads only."""
-        return self.engine.run(outbox)
+        if self.ledger.load_outbox(outbox):
+            self.engine.run()
 
     def finish(self) -> PushReport:
         """Persist quota counts and fill the report's call statistics."""
@@ -102,12 +103,3 @@ class Pusher:
     def close(self) -> None:
         self.client.close()
         self.ledger.close()
-
-    def _rebuild(self, hashes: dict[str, str]) -> tuple[pa.Table, pa.Table]:
-        """(rows, Gainsight records) of an open upload's responses whose staged content is unchanged."""
-        rows = self.ledger.staged_rows(self.dataset, hashes)
-        items = self.engine.items(BULK, rows, self.ledger.company_gsids())
-        lengths = self.ctx.field_lengths(BULK.object_name(self.settings)) if BULK.field_lengths and items.num_rows else {}
-        records = BULK.payload(items, self.settings, lengths)
-        assert isinstance(records, pa.Table)
-        return items, records

@@ -82,7 +82,7 @@ class QuotaLimiter:
             with self._lock:
                 now = self._clock()
                 blocked = self._blocked.get(family)
-                if blocked is not None and blocked.resume_at.timestamp() > now:
+                if blocked is not None and (blocked.resume_at is None or blocked.resume_at.timestamp() > now):
                     raise blocked
                 full = [w for w in self._windows.get(family, []) if self._used(w, now) >= w.limit]
                 if not full:

@@ -29,7 +29,6 @@ from typing import Any, TypeVar, cast
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from connector_common.schema import OUTBOX_COLUMNS
 from connector_common.sql import one_row, table_exists
@@ -322,68 +321,103 @@ class Ledger:
         """account_id -> Gsid of every Company the ledger knows in Gainsight."""
         return dict(self._db.execute(f"SELECT account_id, gsid FROM {SCHEMA}.companies WHERE gsid IS NOT NULL").fetchall())
 
+    # --- the outbox of one delivery -----------------------------------------------------------------
+    #
+    # A delivered outbox file is loaded into a temporary table of this cursor (DuckDB keeps it in its
+    # buffer pool, under the connection's memory limit, and spills it to disk past that) and the
+    # engine reads each object's items from it a page at a time: the push holds one page of Arrow
+    # rows per object, never the whole outbox, so its memory does not grow with the push.
+
     @_local_state
-    def still_pending(self, outbox: pa.Table) -> pa.Table:
-        """The rows of an outbox file the ledger has not confirmed (or given up on) since it was written.
+    def load_outbox(self, source: str | pa.Table) -> int:
+        """Load an outbox (a parquet file's path, or a table) as `temp.push_outbox`, without the rows
+        the ledger has confirmed or given up on since it was written; returns how many rows remain.
 
         A package a killed run left pending is delivered again by the next run, after other work
         (a recovered Bulk upload, say) may already have confirmed its rows or failed them for the last
         time: without this check they would be sent again, at the price of calls and quota. A record
         Gainsight rejected in this run (`run_id`) is not sent again before the next run either, so a
-        re-delivered package and the fresh outbox count one attempt, not two. Only the flags are
-        recomputed, in DuckDB (100k Python strings would stay in the process's heap); the (large)
-        table is copied only when some row changed.
+        re-delivered package and the fresh outbox count one attempt, not two.
         """
-        if "needs_retry" not in outbox.column_names:  # a package written before retries were flagged
-            outbox = outbox.append_column("needs_retry", pa.array([False] * outbox.num_rows, pa.bool_()))
-        flags = ["needs_response", "needs_activity", "needs_retry"]
-        keys = outbox.select(["response_id", "email", "account_id", "content_hash", *flags])
-        self._db.register("_outbox", keys.append_column("position", pa.array(range(outbox.num_rows), pa.int64())))
+        if isinstance(source, str):
+            scan = "read_parquet($path)"
+            columns = {row[0] for row in self._db.execute("DESCRIBE SELECT * FROM read_parquet(?)", [source]).fetchall()}
+        else:
+            self._db.register("_delivered", source)
+            scan, columns = "_delivered", set(source.column_names)
+        # A package written before retries were flagged has no `needs_retry`.
+        retry = "o.needs_retry" if "needs_retry" in columns else "FALSE"
+        flags = ", ".join(flag for flag in ("needs_response", "needs_activity", "needs_retry") if flag in columns)
         try:
-            fresh = self._db.sql(
-                f"""WITH dead AS (SELECT object, record_key, run_id = $run_id AS now FROM {SCHEMA}.dead_letters)
-                    SELECT o.needs_response AND l.pushed_hash IS DISTINCT FROM o.content_hash
-                               AND NOT {given_up_sql('l', 'o.content_hash', '$max_attempts')}
-                               AND NOT {_dead('responses', 'o.response_id', 'now')} AS needs_response,
-                           o.needs_activity AND a.source_hash IS DISTINCT FROM o.content_hash
-                               AND NOT {given_up_sql('a', 'o.content_hash', '$max_attempts')}
-                               AND NOT {_dead('activities', 'o.response_id', 'now')} AS needs_activity,
-                           o.needs_retry
-                               AND ({_dead('people', 'o.email', 'NOT now')} OR {_dead('companies', 'o.account_id', 'NOT now')})
-                               AS needs_retry
-                    FROM _outbox o
-                    LEFT JOIN {SCHEMA}.responses l USING (response_id)
-                    LEFT JOIN {SCHEMA}.activities a USING (response_id)
-                    ORDER BY o.position""",
-                params={"max_attempts": self.max_attempts, "run_id": self.run_id},
-            ).to_arrow_table()
+            self._db.execute(
+                f"""CREATE OR REPLACE TEMP TABLE push_outbox AS
+                    WITH dead AS (SELECT object, record_key, run_id = $run_id AS now FROM {SCHEMA}.dead_letters),
+                    delivered AS (SELECT *, row_number() OVER () AS _position FROM {scan}),
+                    fresh AS (
+                        SELECT o.* EXCLUDE ({flags}),
+                            o.needs_response AND l.pushed_hash IS DISTINCT FROM o.content_hash
+                                AND NOT {given_up_sql('l', 'o.content_hash', '$max_attempts')}
+                                AND NOT {_dead('responses', 'o.response_id', 'now')} AS needs_response,
+                            o.needs_activity AND a.source_hash IS DISTINCT FROM o.content_hash
+                                AND NOT {given_up_sql('a', 'o.content_hash', '$max_attempts')}
+                                AND NOT {_dead('activities', 'o.response_id', 'now')} AS needs_activity,
+                            coalesce({retry}, FALSE)
+                                AND ({_dead('people', 'o.email', 'NOT now')} OR {_dead('companies', 'o.account_id', 'NOT now')})
+                                AS needs_retry
+                        FROM delivered o
+                        LEFT JOIN {SCHEMA}.responses l USING (response_id)
+                        LEFT JOIN {SCHEMA}.activities a USING (response_id))
+                    SELECT * FROM fresh WHERE needs_response OR needs_activity OR needs_retry ORDER BY _position""",
+                {"max_attempts": self.max_attempts, "run_id": self.run_id, **({"path": source} if isinstance(source, str) else {})},
+            )
         finally:
-            self._db.unregister("_outbox")
-        if all(fresh[flag].equals(outbox[flag]) for flag in flags):
-            return outbox
-        table = outbox
-        for flag in flags:
-            table = table.set_column(table.schema.get_field_index(flag), flag, fresh[flag])
-        return table.filter(pc.or_(pc.or_(table["needs_response"], table["needs_activity"]), table["needs_retry"]))
+            if not isinstance(source, str):
+                self._db.unregister("_delivered")
+        (rows,) = one_row(self._db, "SELECT count(*) FROM push_outbox")
+        return int(rows)
 
     @_local_state
-    def latest_per(
-        self, outbox: pa.Table, key: str, columns: list[str], only_needing_record: bool = False
-    ) -> dict[str, dict[str, object]]:
-        """key -> `columns` of its most recent response in the outbox (names and accounts drift).
+    def outbox_page(
+        self, key: str, columns: Sequence[str], flags: Sequence[str], latest: bool, after: int, rows: int
+    ) -> pa.Table:
+        """Up to `rows` items of one object from the loaded outbox, after position `after` (the
+        `_position` column says where the page ends). `flags`: the rows the object is written for
+        (any of them; none = every row). `latest`: one item per key, from its most recent response
+        (names and accounts drift), grouped in DuckDB so only a page becomes Python objects."""
+        where = " OR ".join(flags) or "TRUE"
+        if latest:
+            source = f"latest_{key}"
+            if after == 0:
+                picks = ", ".join(f"arg_max({column}, responded_at) AS {column}" for column in columns)
+                self._db.execute(
+                    f"""CREATE OR REPLACE TEMP TABLE {source} AS
+                        SELECT {key}, {picks}, row_number() OVER (ORDER BY min(_position)) AS _position
+                        FROM push_outbox WHERE {key} IS NOT NULL AND ({where}) GROUP BY {key}"""
+                )
+            where = "TRUE"
+        else:
+            source = "push_outbox"
+        return self._db.execute(
+            f"""SELECT {', '.join([key, *columns, '_position'])} FROM {source}
+                WHERE ({where}) AND _position > ? ORDER BY _position LIMIT ?""",
+            [after, rows],
+        ).to_arrow_table()
 
-        Grouped in DuckDB, so a 100k-row outbox becomes a few thousand Python objects, not 100k dicts.
-        """
-        picks = ", ".join(f"arg_max({column}, responded_at) AS {column}" for column in columns)
-        condition = "AND (needs_response OR needs_retry)" if only_needing_record else ""
-        self._db.register("_latest", outbox.select([key, "responded_at", "needs_response", "needs_retry", *columns]))
-        try:
-            rows = self._db.sql(
-                f"SELECT {key}, {picks} FROM _latest WHERE {key} IS NOT NULL {condition} GROUP BY {key}"
-            ).fetchall()
-        finally:
-            self._db.unregister("_latest")
-        return {row[0]: dict(zip(columns, row[1:], strict=True)) for row in rows}
+    @_local_state
+    def outbox_count(self, flags: Sequence[str]) -> int:
+        """Rows of the loaded outbox flagged with any of `flags` (none: every row)."""
+        (count,) = one_row(self._db, f"SELECT count(*) FROM push_outbox WHERE {' OR '.join(flags) or 'TRUE'}")
+        return int(count)
+
+    @_local_state
+    def outbox_responses_of(self, account_ids: Sequence[str]) -> int:
+        """Responses of the loaded outbox that need their record and belong to `account_ids`."""
+        (count,) = one_row(
+            self._db,
+            "SELECT count(*) FROM push_outbox WHERE needs_response AND list_contains(?::VARCHAR[], account_id)",
+            [list(account_ids)],
+        )
+        return int(count)
 
     @_local_state
     def staged_rows(self, dataset: str, hashes: dict[str, str]) -> pa.Table:
@@ -525,22 +559,34 @@ class Ledger:
     # --- Bulk upload log ----------------------------------------------------------------------------
 
     @_local_state
-    def start_upload(self, upload_id: str, job_id: str, file_name: str, sha256: str, rows: pa.Table, size: int) -> None:
-        """Log an upload *before* sending it, with the rows it carries, so a crash leaves a trace."""
+    def open_upload(self, upload_id: str, job_id: str, file_name: str) -> None:
+        """Log an upload while its file is being written, *before* anything is sent, so a crash
+        leaves a trace (`recover_uploads` finds it without a statusId and leaves its rows to the outbox)."""
+        self._db.execute(
+            f"""INSERT INTO {SCHEMA}.bulk_uploads (upload_id, job_id, file_name, rows, status, run_id, uploaded_at)
+                VALUES (?, ?, ?, 0, 'PREPARING', ?, ?)""",
+            [upload_id, job_id, file_name, self.run_id, now()],
+        )
+
+    @_local_state
+    def add_upload_rows(self, upload_id: str, rows: pa.Table) -> None:
+        """The responses (`response_id`, `content_hash`) just written into an upload's file."""
         self._db.register("_upload_rows", rows)
         try:
-            with self._transaction():
-                self._db.execute(
-                    f"""INSERT INTO {SCHEMA}.bulk_uploads (upload_id, job_id, file_name, file_sha256, rows, bytes,
-                            status, run_id, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, 'SENDING', ?, ?)""",
-                    [upload_id, job_id, file_name, sha256, rows.num_rows, size, self.run_id, now()],
-                )
-                self._db.execute(
-                    f"INSERT INTO {SCHEMA}.bulk_upload_rows SELECT ?, response_id, content_hash FROM _upload_rows",
-                    [upload_id],
-                )
+            self._db.execute(
+                f"INSERT INTO {SCHEMA}.bulk_upload_rows SELECT ?, response_id, content_hash FROM _upload_rows",
+                [upload_id],
+            )
         finally:
             self._db.unregister("_upload_rows")
+
+    @_local_state
+    def drop_upload_rows(self, upload_id: str, response_ids: Sequence[str]) -> None:
+        """Rows written into a file that then proved too large for them (they go into the next file)."""
+        self._db.execute(
+            f"DELETE FROM {SCHEMA}.bulk_upload_rows WHERE upload_id = ? AND list_contains(?::VARCHAR[], response_id)",
+            [upload_id, list(response_ids)],
+        )
 
     @_local_state
     def update_upload(self, upload_id: str, **values: Any) -> None:
@@ -557,11 +603,25 @@ class Ledger:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     @_local_state
-    def upload_rows(self, upload_id: str) -> dict[str, str]:
-        rows = self._db.execute(
-            f"SELECT response_id, content_hash FROM {SCHEMA}.bulk_upload_rows WHERE upload_id = ?", [upload_id]
+    def upload_rows(self, upload_id: str, after: str = "", rows: int = 1 << 62) -> dict[str, str]:
+        """response_id -> content_hash of an upload's rows, in key order from after `after`, at most `rows`."""
+        found = self._db.execute(
+            f"""SELECT response_id, content_hash FROM {SCHEMA}.bulk_upload_rows
+                WHERE upload_id = ? AND response_id > ? ORDER BY response_id LIMIT ?""",
+            [upload_id, after, rows],
         ).fetchall()
-        return dict(rows)
+        return dict(found)
+
+    @_local_state
+    def unsettled_upload_keys(self, upload_id: str) -> list[str]:
+        """An upload's responses whose sent version the ledger has not confirmed (to defer)."""
+        found = self._db.execute(
+            f"""SELECT u.response_id FROM {SCHEMA}.bulk_upload_rows u
+                LEFT JOIN {SCHEMA}.responses l USING (response_id)
+                WHERE u.upload_id = ? AND l.pushed_hash IS DISTINCT FROM u.content_hash""",
+            [upload_id],
+        ).fetchall()
+        return [row[0] for row in found]
 
     # --- quota log (QuotaStore) ---------------------------------------------------------------------
 

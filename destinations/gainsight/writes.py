@@ -13,13 +13,16 @@ again could duplicate it; so the keys are queried first and only the missing rec
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from .client import WRITE_LIMIT, GainsightClient
-from .engine import WRITES, Action, Writer, write_isolating
-from .errors import GainsightRejected, MaybeApplied
+from .engine import Action, Writer, plan_items, write_isolating
+from .errors import GainsightRejected, MaybeApplied, QuotaExhausted
+
+if TYPE_CHECKING:
+    from .bulk import BulkBatcher
 
 NO_MATCH = "GSOBJ_1011"
 
@@ -52,6 +55,9 @@ def record_slice(records: list[dict[str, Any]] | pa.Table, start: int, length: i
 class SyncWriter(Writer):
     """Insert / update by key through the data API (and the Bulk job for a large `bulk` spec)."""
 
+    _bulk: BulkBatcher | None = None
+    _uses_bulk: bool | None = None
+
     @property
     def object_name(self) -> str:
         return self.spec.object_name(self.settings)
@@ -61,9 +67,17 @@ class SyncWriter(Writer):
         return self.spec.key_field(self.settings)
 
     def uses_bulk(self) -> bool:
-        settings = self.settings
-        planned = len(self.plan.indices(*WRITES))
-        return self.spec.bulk and bool(settings.response_bulk_job_id) and planned >= settings.bulk_min_rows
+        """Whether this run's records of the object go through the Bulk job: a `bulk` spec with a
+        job configured and at least `bulk_min_rows` of them in the outbox (decided once, so every
+        page packs into the same files)."""
+        if self._uses_bulk is None:
+            settings = self.settings
+            self._uses_bulk = (
+                self.spec.bulk
+                and bool(settings.response_bulk_job_id)
+                and self.ctx.ledger.outbox_count(self.spec.flags) >= settings.bulk_min_rows
+            )
+        return self._uses_bulk
 
     def resolve(self) -> None:
         """Find by key the records planned as new (the Bulk job is an Upsert: it needs no look-up)."""
@@ -88,14 +102,28 @@ class SyncWriter(Writer):
     def write(self) -> None:
         updates, creates = self.plan.indices(Action.UPDATE), self.plan.indices(Action.CREATE)
         if self.uses_bulk():
-            from .bulk import push_bulk  # the Bulk path hands back what it could not land
+            if self._bulk is None:
+                from .bulk import BulkBatcher  # packs the pages into files; hands back what did not land
 
-            missed = push_bulk(self, updates + creates, self.records(updates + creates))
-            self.look_up([i for i in missed if self.plan.actions[i] is Action.CREATE])
-            updates = [i for i in missed if self.plan.actions[i] is Action.UPDATE]
-            creates = [i for i in missed if self.plan.actions[i] is Action.CREATE]
+                self._bulk = BulkBatcher(self.ctx, self.book, self.write_not_landed)
+            todo = updates + creates
+            self._bulk.add(self.plan.rows(todo), self.records(todo))
+            return
         self.write_all("update", updates, [self.key_field])
         self.write_all("insert", creates, [])
+
+    def finish(self, stopped: QuotaExhausted | None = None) -> None:
+        """Upload the Bulk file still open (or, when the run stopped, defer its rows)."""
+        if self._bulk is not None:
+            self._bulk.finish(stopped)
+
+    def write_not_landed(self, rows: pa.Table) -> None:
+        """Responses a Bulk upload did not land: through the sync API, which names each one's error."""
+        writer = type(self)(self.ctx, self.spec)
+        writer._uses_bulk = False
+        writer.take(plan_items(self.ctx, self.spec, rows, None))
+        writer.resolve()
+        writer.write()
 
     def write_all(self, operation: str, indices: Sequence[int], keys: list[str]) -> None:
         """Write the items `indices` in calls of ≤50 (`keys`: the update's match fields)."""
