@@ -57,6 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="exit 0 instead of 10/11/12 (completed with warnings); run_history keeps the real outcome "
         "(config nps_to_gainsight.warnings_as_success)",
     )
+    parser.add_argument(
+        "--max-run-minutes",
+        type=_minutes,
+        metavar="N",
+        help="stop calling Gainsight N minutes after the run started and defer the rest to the next run, "
+        "exit 12 (config nps_to_gainsight.max_run_minutes, default 50); give a backfill more",
+    )
     verbs = parser.add_subparsers(dest="verb", metavar="{status,check,export-csv,serve,forget}", help="default: the scheduled run")
     check = verbs.add_parser("check", help="validate the configuration and read both tenants; changes nothing")
     _add_logging_options(check, verb=True)
@@ -244,12 +251,23 @@ def _run_verb(args: argparse.Namespace) -> int:
         stage_only=args.stage_only,
         push_only=args.push_only,
         warnings_as_success=args.warnings_as_success or settings.warnings_as_success,
+        max_run_minutes=args.max_run_minutes or settings.max_run_minutes,
     )
     options = {}
     if args.start:
         options = {"backfill_start": args.start.isoformat(), "backfill_end": args.end.isoformat()}
     code, _ = execute(settings, options, dry_run=args.dry_run)
     return int(code)
+
+
+def _minutes(text: str) -> float:
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = 0.0
+    if not 0 < minutes < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, got {text!r}")
+    return minutes
 
 
 def _day(text: str) -> date:

@@ -28,6 +28,8 @@ from destinations.gainsight import (
     read_outbox,
 )
 from destinations.gainsight.errors import LocalWriteFailed
+from destinations.gainsight.quota import RunBudget
+from destinations.gainsight.scheduler import Scheduler
 from destinations.gainsight.store import ensure_views, given_up, resend_for_new_rules
 
 from .logs import DLT_LOGGER
@@ -39,14 +41,19 @@ log = logging.getLogger("nps.push")
 
 
 def run_push(
-    settings: RunSettings, store: StagingStore, run_id: str, gainsight_settings: GainsightSettings
+    settings: RunSettings,
+    store: StagingStore,
+    run_id: str,
+    gainsight_settings: GainsightSettings,
+    scheduler: Scheduler | None = None,
+    budget: RunBudget | None = None,
 ) -> PushReport:
     staged = store.count(RESPONSES)
     if not staged:
         log.info("push: nothing staged yet")
         return PushReport()
     log.info("push: to Gainsight at %s", gainsight_settings.base_url)
-    pusher = Pusher(gainsight_settings, store.connection, settings.dataset_name, run_id)
+        pusher = Pusher(gainsight_settings, store.connection, settings.dataset_name, run_id, scheduler=scheduler, budget=budget)
     resent = resend_for_new_rules(store.connection, gainsight_settings.pii.fingerprint(), KEEP.fingerprint())
     if any(resent):
         log.warning(

@@ -16,6 +16,8 @@ import pyarrow as pa
 from connector_common.memory import limit_arenas
 from connector_common.stop import StopRequested, stop_on_signals
 from destinations.gainsight import GainsightSettingError, load_settings
+from destinations.gainsight.quota import RunBudget
+from destinations.gainsight.scheduler import Scheduler
 from destinations.gainsight.store import ensure_run_history
 from sources.customergauge import ExtractReport
 
@@ -58,6 +60,7 @@ def execute(
     source_options: dict[str, Any] | None = None,
     gainsight_options: dict[str, Any] | None = None,
     dry_run: bool = False,
+    scheduler: Scheduler | None = None,
     store: StagingStore | None = None,
     stage: tuple[str, StageStep] | None = None,
 ) -> tuple[ExitCode, StageResult | None]:
@@ -66,9 +69,13 @@ def execute(
     SIGINT/SIGTERM stop the run at the next safe point with exit 130/143 (connector_common.stop).
     A long-running caller (`serve`) passes the `store` it holds open for its lifetime (the run then
     leaves it open), and may replace the extract by a named `stage` step (mode, step).
+    `scheduler` runs the push and owns its clock (a test passes one with a fake clock); the run's
+    time budget (`max_run_minutes`) counts from the start, by that clock.
     """
+    scheduler = scheduler or Scheduler()
+    budget = RunBudget(scheduler.clock() + settings.max_run_minutes * 60, settings.max_run_minutes)
     with stop_on_signals():
-        return _execute(settings, source_options, gainsight_options, dry_run, store, stage)
+        return _execute(settings, source_options, gainsight_options, dry_run, scheduler, budget, store, stage)
 
 
 def _execute(
@@ -76,6 +83,8 @@ def _execute(
     source_options: dict[str, Any] | None,
     gainsight_options: dict[str, Any] | None,
     dry_run: bool,
+    scheduler: Scheduler,
+    budget: RunBudget,
     held_store: StagingStore | None = None,
     stage: tuple[str, StageStep] | None = None,
 ) -> tuple[ExitCode, StageResult | None]:
@@ -107,7 +116,7 @@ def _execute(
         else:
             result = run_stage(make_pipeline(settings, store), store, report, source_options)
         if destination is not None and not dry_run:
-            result.push = run_push(settings, store, report.run_id, destination)
+            result.push = run_push(settings, store, report.run_id, destination, scheduler, budget)
             result.dead_letters = dead_letter_novelty(store.connection, report.run_id)
         if not dry_run:
             result.privacy = apply_staging_rules(store, settings.pii, destination)

@@ -23,6 +23,7 @@ from .serve.spool import SCHEMA as SPOOL_SCHEMA
 from .staging import DEFAULT_MEMORY_LIMIT
 
 SECTION = "nps_to_gainsight"
+DEFAULT_MAX_RUN_MINUTES = 50.0
 # Keys of [nps_to_gainsight] read outside RunSettings. RunSettings' fields are known keys already;
 # the run and `check` refuse any other key in the section (pipelines/config_keys.py).
 OTHER_KEYS: tuple[str, ...] = ("log_format",)  # read before logging is set up
@@ -50,6 +51,9 @@ class RunSettings:
     warnings_as_success: bool = False  # exit 0 instead of 10/11/12; run_history keeps the real outcome
     export: ExportSettings = field(default_factory=ExportSettings)
     pii: pii.PiiSettings = field(default_factory=pii.PiiSettings)  # [nps_to_gainsight.pii]
+    # The run stops calling Gainsight this long after it started (stage included) and defers the
+    # rest (exit 12): 50 keeps an hourly schedule from overlapping; a backfill can be given more.
+    max_run_minutes: float = DEFAULT_MAX_RUN_MINUTES
 
 
 def require_project_config() -> Path:
@@ -84,6 +88,7 @@ def load_run_settings() -> RunSettings:
         warnings_as_success=config_flag(f"{SECTION}.warnings_as_success"),
         export=ExportSettings(formula_guard=config_flag(f"{SECTION}.export.formula_guard", default=True)),
         pii=load_pii_settings(),
+        max_run_minutes=run_minutes(dlt.config.get(f"{SECTION}.max_run_minutes"), f"{SECTION}.max_run_minutes"),
     )
     check_names(settings)
     return settings
@@ -105,6 +110,19 @@ def load_pii_settings() -> pii.PiiSettings:
 
 
 _PII_KEYS = tuple(name for name in pii.PiiSettings.__dataclass_fields__ if name != "hash_salt")
+
+
+def run_minutes(value: object, name: str) -> float:
+    """A run-time budget in minutes (a positive number); unset: the default."""
+    if value is None or value == "":
+        return DEFAULT_MAX_RUN_MINUTES
+    try:
+        minutes = float(str(value))
+    except ValueError:
+        minutes = 0.0
+    if not minutes > 0 or minutes == float("inf"):
+        raise ConfigError(f"{name} must be a positive number of minutes, got {value!r} (env {env_name(*name.split('.'))})")
+    return minutes
 
 
 def default_pipelines_dir(duckdb_path: Path) -> Path:

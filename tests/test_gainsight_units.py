@@ -164,7 +164,7 @@ def test_a_redelivered_outbox_file_drops_rows_confirmed_or_given_up_since(tmp_pa
 
     next_run = Ledger(connection, "next", 3)  # the run that re-delivers the file
     assert next_run.load_outbox(rows) == 2
-    pending = next_run.outbox_page("response_id", [], ["needs_response"], False, 0, 10)
+    pending = next_run.outbox_page("response_id", [], ["needs_response"], False, -1, 10)
 
     assert pending["response_id"].to_pylist() == ["2", "3"]
     connection.close()

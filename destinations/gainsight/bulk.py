@@ -16,7 +16,6 @@ the next run polls it and reconciles it before anything new is pushed.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -176,7 +175,7 @@ def follow(ctx: PushContext, upload_id: str, status_id: str) -> dict[str, Any] |
     """Poll the job status with backoff until it is final; None if the run stops waiting."""
     settings = ctx.settings
     STOP.enter("the push: Bulk polling")
-    deadline = time.monotonic() + settings.bulk_poll_timeout_seconds
+    deadline = ctx.clock() + settings.bulk_poll_timeout_seconds
     interval = settings.bulk_poll_interval_seconds
     last = None
     while True:
@@ -199,7 +198,7 @@ def follow(ctx: PushContext, upload_id: str, status_id: str) -> dict[str, Any] |
                 finished_at=now(),
             )
             return status
-        if time.monotonic() + interval > deadline:
+        if ctx.clock() + interval > deadline:
             log.warning(
                 "gainsight: bulk statusId %s still %s after %.0f s; the next run picks it up",
                 status_id,
@@ -207,7 +206,9 @@ def follow(ctx: PushContext, upload_id: str, status_id: str) -> dict[str, Any] |
                 settings.bulk_poll_timeout_seconds,
             )
             return None
-        STOP.wait(interval)  # the upload stays open in the log; the next run polls it to the end
+        # The upload stays open in the log (the next run polls it to the end); other objects'
+        # calls go on meanwhile, and a stop request ends the wait.
+        ctx.pause(interval)
         interval = min(interval * 1.5, 30.0)
 
 

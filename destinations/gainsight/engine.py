@@ -27,6 +27,7 @@ reads only. One error policy applies to every writer:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -42,6 +43,7 @@ from connector_common.stop import STOP
 from .client import GainsightClient
 from .errors import GainsightRejected, QuotaExhausted
 from .report import PushReport
+from .scheduler import Scheduler, Step
 from .settings import GainsightSettings
 from .specs import SPECS, ObjectSpec
 from .store import Ledger
@@ -139,6 +141,14 @@ class PushContext:
     report: PushReport
     dry_run: bool = False
     dataset: str = ""  # the staged responses' schema (Bulk reconciliation rebuilds what it sent)
+    scheduler: Scheduler = field(default_factory=Scheduler)  # its clock and pause are the push's
+
+    def clock(self) -> float:
+        return self.scheduler.clock()
+
+    def pause(self, seconds: float) -> None:
+        """Wait; inside the push's steps, other objects' calls go on meanwhile (`scheduler.py`)."""
+        self.scheduler.pause(seconds)
     _lengths: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def field_lengths(self, obj: str) -> dict[str, int]:
@@ -311,7 +321,9 @@ def plan_items(
 
 
 class Engine:
-    """Runs every enabled spec over the loaded outbox (`Ledger.load_outbox`), in value order.
+    """Runs every enabled spec over the loaded outbox (`Ledger.load_outbox`), in value order,
+    through the scheduler (`scheduler.py`): while one quota family's window is full, the next
+    object that calls another family goes on.
 
     Each object is planned and written a page (`PAGE_ROWS` items) at a time, read from the outbox
     table in DuckDB: only a referenced object's confirmed ids (Companies) outlive a page.
@@ -322,19 +334,29 @@ class Engine:
         self.writers = writers
 
     def run(self) -> None:
-        """Plan (and, unless a dry run, write) every object of the loaded outbox."""
+        """Plan (and, unless a dry run, write) every object of the loaded outbox: one scheduler
+        step per object, in value order (`SPECS`), each after the objects it references."""
+        settings = self.ctx.settings
         parents: dict[str, dict[str, str | None]] = {}
-        for spec in SPECS:
-            if not spec.enabled(self.ctx.settings):
-                continue
+        enabled = [spec for spec in SPECS if spec.enabled(settings)]
+        names = {spec.name for spec in enabled}
+
+        def step(spec: ObjectSpec) -> None:
             STOP.enter(f"the push: {spec.name}")
             confirmed = self.run_object(spec, parents.get(spec.depends_on or "", {}))
             if spec.name in REFERENCED:
                 parents[spec.name] = confirmed
 
+        self.ctx.scheduler.run(
+            [
+                Step(spec.name, functools.partial(step, spec), tuple(name for name in (spec.depends_on,) if name in names))
+                for spec in enabled
+            ]
+        )
+
     def pages(self, spec: ObjectSpec) -> Iterator[pa.Table]:
         """The spec's items in the loaded outbox, a page at a time (without `company_gsid`)."""
-        after = 0
+        after = -1
         while True:
             page = self.ctx.ledger.outbox_page(spec.key, spec.columns, spec.flags, spec.latest, after, PAGE_ROWS)
             if not page.num_rows:

@@ -1,8 +1,9 @@
 """The push of one outbox into Gainsight: the engine over every spec, with the run's client and ledger.
 
-Companies first (nothing may reference a Company that is not confirmed), then people (with their
-Company association), then the response records (Bulk or sync), then Timeline activities: the
-order of `specs.SPECS`. Every outcome is booked in the ledger as it lands, so a run killed anywhere
+Companies first (nothing may reference a Company that is not confirmed), then the response records
+(Bulk or sync), then Timeline activities, then people (with their Company association): the value
+order of `specs.SPECS`, run by the scheduler (`scheduler.py`), which lets another object's calls go
+on while one quota family's window is full. Every outcome is booked in the ledger as it lands, so a run killed anywhere
 leaves a ledger the next run continues from, and a used-up quota becomes deferred work, not a crash.
 """
 
@@ -19,8 +20,9 @@ from .client import GainsightClient
 from .companies import CompanyWriter
 from .engine import Engine, PushContext, Writer
 from .people import PersonWriter
-from .quota import QuotaLimiter
+from .quota import QuotaLimiter, RunBudget
 from .report import PushReport
+from .scheduler import Scheduler
 from .settings import GainsightSettings
 from .specs import COMPANY, PERSON, SYNC, TIMELINE
 from .store import Connection, Ledger, now
@@ -55,15 +57,22 @@ class Pusher:
         dataset: str,
         run_id: str,
         dry_run: bool = False,
+        scheduler: Scheduler | None = None,
+        budget: RunBudget | None = None,
     ):
+        """`scheduler` carries the clock and the waits (a test's fake clock); `budget`: when the
+        push stops calling Gainsight (the run's `max_run_minutes`)."""
         self.settings = settings
         self.dataset = dataset
         self.report = PushReport(dry_run=dry_run)
         self.ledger = Ledger(connection, run_id, settings.max_attempts)
+        scheduler = scheduler or Scheduler()
         quota_store = _QuotaCounts(self.ledger) if dry_run else self.ledger
-        self.limiter = QuotaLimiter(settings.quotas, quota_store, settings.max_rate_limit_wait_seconds)
-        self.client = GainsightClient(settings, self.limiter)
-        self.ctx = PushContext(settings, self.client, self.ledger, self.report, dry_run, dataset)
+        self.limiter = QuotaLimiter(
+            settings.quotas, quota_store, settings.max_rate_limit_wait_seconds, scheduler.clock, scheduler.pause, budget
+        )
+        self.client = GainsightClient(settings, self.limiter, sleep=scheduler.pause)
+        self.ctx = PushContext(settings, self.client, self.ledger, self.report, dry_run, dataset, scheduler)
         self.engine = Engine(self.ctx, WRITERS)
         self.started = now()
 

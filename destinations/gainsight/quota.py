@@ -4,8 +4,10 @@ Gainsight counts calls in fixed windows ("100 requests between 10:00 and 10:01",
 hourly cron run that forgot the previous run's Bulk uploads would hit the server's 429 instead of
 planning around it, so every call is counted per family and window and saved to the quota log.
 
-Waiting is reserved for short windows: a full minute window is slept out (at most a minute); a full
-hour or day window raises `QuotaExhausted`, and the run defers the rest to a later run.
+Waiting is reserved for short windows: a full minute window is slept out (at most a minute; in the
+push, the scheduler runs another object's calls meanwhile); a full hour or day window raises
+`QuotaExhausted`, and the run defers the rest to a later run. The run's time budget is kept here
+too, since every call asks first.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Protocol
 
 from connector_common.stop import STOP
 
-from .errors import QuotaExhausted
+from .errors import QuotaExhausted, RunBudgetReached
 from .settings import QuotaLimits
 
 log = logging.getLogger("nps.gainsight.quota")
@@ -39,6 +41,14 @@ class Window:
 
     def start(self, now: float) -> int:
         return int(now // self.seconds * self.seconds)
+
+
+@dataclass(frozen=True)
+class RunBudget:
+    """The run's time budget (`max_run_minutes`): no call starts at or after `deadline` (limiter clock)."""
+
+    deadline: float
+    minutes: float
 
 
 class QuotaStore(Protocol):
@@ -59,6 +69,7 @@ class QuotaLimiter:
         max_wait: float = 65.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = STOP.wait,  # a stop request ends the wait at once
+        budget: RunBudget | None = None,
     ) -> None:
         self._windows = {
             family: [Window(family, name, seconds, limit) for name, seconds, limit in windows]
@@ -75,12 +86,18 @@ class QuotaLimiter:
         self._unflushed = 0
         self._flushed_at = now
         self._blocked: dict[str, QuotaExhausted] = {}
+        self._budget = budget
 
     def acquire(self, family: str) -> None:
-        """Count one call of `family`, sleeping through a full short window; raise for a long one."""
+        """Count one call of `family`, sleeping through a full short window; raise for a long one,
+        and `RunBudgetReached` once the run's time budget is used up (every call passes here: the
+        run stops between two calls)."""
+        budget = self._budget
         while True:
             with self._lock:
                 now = self._clock()
+                if budget is not None and now >= budget.deadline:
+                    raise RunBudgetReached(budget.minutes)
                 blocked = self._blocked.get(family)
                 if blocked is not None and (blocked.resume_at is None or blocked.resume_at.timestamp() > now):
                     raise blocked
@@ -102,7 +119,7 @@ class QuotaLimiter:
                     self._blocked[family] = exhausted
                     raise exhausted
             log.info("gainsight: %s quota for this %s is used up; waiting %.0f s", family, longest.name, resume - now)
-            self._sleep(max(0.0, resume - now))
+            self._sleep(max(0.0, min(resume, budget.deadline if budget else resume) - now))
 
     def server_refused(self, family: str, wait_limit: float) -> float:
         """The server said 429 although our counts allowed the call (another client shares the

@@ -148,6 +148,8 @@ def _activity(row: Row, settings: GainsightSettings) -> dict[str, Any]:
 RESPONSE_COLUMNS = tuple(column for column in OUTBOX_COLUMNS if column != RESPONSE_KEY)
 _RECORD_STATE = "status VARCHAR, attempts INTEGER DEFAULT 0, failed_hash VARCHAR, last_error_code VARCHAR, last_error VARCHAR"
 
+# In value order (DESIGN §2): what a CSM sees first goes first. Companies (everything references
+# them), the response records, their Timeline entries, then the people, whom nothing references.
 SPECS: tuple[ObjectSpec, ...] = (
     ObjectSpec(
         name="companies",
@@ -162,22 +164,6 @@ SPECS: tuple[ObjectSpec, ...] = (
         ledger_columns="name VARCHAR, gsid VARCHAR, pushed_hash VARCHAR",
         object_setting="company_object",
         key_setting="company_key_field",
-    ),
-    ObjectSpec(
-        name="people",
-        endpoint="people",
-        key="email",
-        writer=PERSON,
-        quota_family="sync",
-        columns=("first_name", "last_name", "account_id"),
-        flags=("needs_response", "needs_retry"),
-        latest=True,
-        depends_on="companies",
-        parent_key="account_id",
-        payload=rowwise(_person),
-        digest=per_row(_person_digest),
-        ledger_columns="gsid VARCHAR, company_gsid VARCHAR, pushed_hash VARCHAR",
-        enabled=lambda settings: settings.people_enabled,  # push_email = keep (README "PII and GDPR controls")
     ),
     ObjectSpec(
         name="responses",
@@ -213,6 +199,22 @@ SPECS: tuple[ObjectSpec, ...] = (
         # pushed_hash: what the activity shows; source_hash: the response version it reflects.
         ledger_columns="external_id VARCHAR, activity_id VARCHAR, pushed_hash VARCHAR, source_hash VARCHAR",
         enabled=lambda settings: settings.timeline_enabled,
+    ),
+    ObjectSpec(
+        name="people",
+        endpoint="people",
+        key="email",
+        writer=PERSON,
+        quota_family="sync",
+        columns=("first_name", "last_name", "account_id"),
+        flags=("needs_response", "needs_retry"),
+        latest=True,
+        depends_on="companies",
+        parent_key="account_id",
+        payload=rowwise(_person),
+        digest=per_row(_person_digest),
+        ledger_columns="gsid VARCHAR, company_gsid VARCHAR, pushed_hash VARCHAR",
+        enabled=lambda settings: settings.people_enabled,  # push_email = keep (README "PII and GDPR controls")
     ),
 )
 

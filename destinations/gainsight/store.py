@@ -20,6 +20,7 @@ read-only `status`. A DuckDB I/O error (a full disk, typically) inside the ledge
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -181,9 +182,15 @@ def _staged_columns(alias: str) -> str:
     return ", ".join(f"{alias}.{column}" for column in OUTBOX_COLUMNS)
 
 
+# People are written last (value order), so a quota or the run's budget can leave a person deferred
+# whose responses Gainsight already holds: `needs_retry` brings them back.
+DEFERRED_PEOPLE = f"SELECT email FROM {SCHEMA}.people WHERE status = 'deferred'"
+
+
 def outbox_sql(dataset: str) -> str:
     """The outbox query over `dataset`; flags per row say which steps it needs. `needs_retry`
-    brings back a dead-lettered person or company whose responses Gainsight already holds."""
+    brings back a dead-lettered person or company whose responses Gainsight already holds, and a
+    person a run deferred."""
     retry = retry_sql(dataset, "$max_attempts", "$timeline", "$activity_since")
     return f"""
 WITH retry AS ({retry})
@@ -192,7 +199,8 @@ SELECT * FROM (
         {needs_response('$max_attempts')} AS needs_response,
         {needs_activity('$max_attempts', '$timeline', '$activity_since')} AS needs_activity,
         (r.email IN (SELECT record_key FROM retry WHERE object = 'people' AND will_retry)
-            OR r.account_id IN (SELECT record_key FROM retry WHERE object = 'companies' AND will_retry))
+            OR r.account_id IN (SELECT record_key FROM retry WHERE object = 'companies' AND will_retry)
+            OR r.email IN ({DEFERRED_PEOPLE}))
             AS needs_retry
     FROM {dataset}.nps_responses r
     LEFT JOIN {SCHEMA}.responses l USING (response_id)
@@ -216,7 +224,9 @@ def read_outbox(
     SQL name of the schema holding `nps_responses` when it is not the dataset (the dry run's
     in-memory overlay of staged and freshly fetched responses)."""
     sql = outbox_sql(staged or f'"{dataset}"')
-    return db.sql(sql, params=outbox_parameters(settings)).to_arrow_reader(batch_rows)
+    # `execute` streams the result a batch at a time; a relation's `to_arrow_reader` would first
+    # materialize it (+160 MB at 100k responses).
+    return db.execute(sql, outbox_parameters(settings)).to_arrow_reader(batch_rows)
 
 
 def given_up(db: Connection, dataset: str, settings: GainsightSettings) -> dict[str, int]:
@@ -273,6 +283,7 @@ class Ledger:
         self._db = connection.cursor()  # its own handle: the sink runs in dlt's loader thread
         self.run_id = run_id
         self.max_attempts = max_attempts
+        self._outbox = ""  # SQL naming the delivered outbox (`load_outbox`)
         self._db.execute(DDL)
 
     def close(self) -> None:
@@ -323,15 +334,15 @@ class Ledger:
 
     # --- the outbox of one delivery -----------------------------------------------------------------
     #
-    # A delivered outbox file is loaded into a temporary table of this cursor (DuckDB keeps it in its
-    # buffer pool, under the connection's memory limit, and spills it to disk past that) and the
-    # engine reads each object's items from it a page at a time: the push holds one page of Arrow
-    # rows per object, never the whole outbox, so its memory does not grow with the push.
+    # The engine reads each object's items a page at a time, straight from the delivered outbox file
+    # (DuckDB scans the parquet file dlt wrote): the push holds one page of Arrow rows per object,
+    # never the whole outbox, so its memory does not grow with the push. Only the recomputed flags
+    # (`temp.push_flags`: position and three booleans per row) live in DuckDB's memory.
 
     @_local_state
     def load_outbox(self, source: str | pa.Table) -> int:
-        """Load an outbox (a parquet file's path, or a table) as `temp.push_outbox`, without the rows
-        the ledger has confirmed or given up on since it was written; returns how many rows remain.
+        """Take an outbox (a parquet file's path, or a table) for `outbox_page`, without the rows the
+        ledger has confirmed or given up on since it was written; returns how many rows remain.
 
         A package a killed run left pending is delivered again by the next run, after other work
         (a recovered Bulk upload, say) may already have confirmed its rows or failed them for the last
@@ -339,74 +350,79 @@ class Ledger:
         Gainsight rejected in this run (`run_id`) is not sent again before the next run either, so a
         re-delivered package and the fresh outbox count one attempt, not two.
         """
+        with contextlib.suppress(duckdb.Error):
+            self._db.unregister("_delivered")
         if isinstance(source, str):
-            scan = "read_parquet($path)"
-            columns = {row[0] for row in self._db.execute("DESCRIBE SELECT * FROM read_parquet(?)", [source]).fetchall()}
+            path = source.replace("'", "''")
+            self._outbox = (
+                "(SELECT * EXCLUDE (file_row_number), file_row_number AS _position "
+                f"FROM read_parquet('{path}', file_row_number = true))"
+            )
         else:
-            self._db.register("_delivered", source)
-            scan, columns = "_delivered", set(source.column_names)
+            self._db.register("_delivered", source.append_column("_position", pa.array(range(source.num_rows), pa.int64())))
+            self._outbox = "_delivered"
+        columns = {row[0] for row in self._db.execute(f"DESCRIBE SELECT * FROM {self._outbox}").fetchall()}
         # A package written before retries were flagged has no `needs_retry`.
         retry = "o.needs_retry" if "needs_retry" in columns else "FALSE"
-        flags = ", ".join(flag for flag in ("needs_response", "needs_activity", "needs_retry") if flag in columns)
-        try:
-            self._db.execute(
-                f"""CREATE OR REPLACE TEMP TABLE push_outbox AS
-                    WITH dead AS (SELECT object, record_key, run_id = $run_id AS now FROM {SCHEMA}.dead_letters),
-                    delivered AS (SELECT *, row_number() OVER () AS _position FROM {scan}),
-                    fresh AS (
-                        SELECT o.* EXCLUDE ({flags}),
-                            o.needs_response AND l.pushed_hash IS DISTINCT FROM o.content_hash
-                                AND NOT {given_up_sql('l', 'o.content_hash', '$max_attempts')}
-                                AND NOT {_dead('responses', 'o.response_id', 'now')} AS needs_response,
-                            o.needs_activity AND a.source_hash IS DISTINCT FROM o.content_hash
-                                AND NOT {given_up_sql('a', 'o.content_hash', '$max_attempts')}
-                                AND NOT {_dead('activities', 'o.response_id', 'now')} AS needs_activity,
-                            coalesce({retry}, FALSE)
-                                AND ({_dead('people', 'o.email', 'NOT now')} OR {_dead('companies', 'o.account_id', 'NOT now')})
-                                AS needs_retry
-                        FROM delivered o
-                        LEFT JOIN {SCHEMA}.responses l USING (response_id)
-                        LEFT JOIN {SCHEMA}.activities a USING (response_id))
-                    SELECT * FROM fresh WHERE needs_response OR needs_activity OR needs_retry ORDER BY _position""",
-                {"max_attempts": self.max_attempts, "run_id": self.run_id, **({"path": source} if isinstance(source, str) else {})},
-            )
-        finally:
-            if not isinstance(source, str):
-                self._db.unregister("_delivered")
-        (rows,) = one_row(self._db, "SELECT count(*) FROM push_outbox")
+        self._db.execute(
+            f"""CREATE OR REPLACE TEMP TABLE push_flags AS
+                WITH dead AS (SELECT object, record_key, run_id = $run_id AS now FROM {SCHEMA}.dead_letters),
+                fresh AS (
+                    SELECT o._position,
+                        o.needs_response AND l.pushed_hash IS DISTINCT FROM o.content_hash
+                            AND NOT {given_up_sql('l', 'o.content_hash', '$max_attempts')}
+                            AND NOT {_dead('responses', 'o.response_id', 'now')} AS needs_response,
+                        o.needs_activity AND a.source_hash IS DISTINCT FROM o.content_hash
+                            AND NOT {given_up_sql('a', 'o.content_hash', '$max_attempts')}
+                            AND NOT {_dead('activities', 'o.response_id', 'now')} AS needs_activity,
+                        coalesce({retry}, FALSE)
+                            AND ({_dead('people', 'o.email', 'NOT now')} OR {_dead('companies', 'o.account_id', 'NOT now')}
+                                 OR o.email IN ({DEFERRED_PEOPLE}))
+                            AS needs_retry
+                    FROM {self._outbox} o
+                    LEFT JOIN {SCHEMA}.responses l USING (response_id)
+                    LEFT JOIN {SCHEMA}.activities a USING (response_id))
+                SELECT * FROM fresh WHERE needs_response OR needs_activity OR needs_retry""",
+            {"max_attempts": self.max_attempts, "run_id": self.run_id},
+        )
+        (rows,) = one_row(self._db, "SELECT count(*) FROM push_flags")
         return int(rows)
+
+    def _pending(self, columns: Sequence[str], flags: Sequence[str]) -> str:
+        """SQL: `columns` and `_position` of the loaded outbox's rows flagged with any of `flags`
+        (none: every row), the flags as recomputed by `load_outbox`."""
+        picks = ", ".join([*(f"o.{column}" for column in columns), "f._position"])
+        where = " OR ".join(f"f.{flag}" for flag in flags) or "TRUE"
+        return f"SELECT {picks} FROM {self._outbox} o JOIN push_flags f USING (_position) WHERE {where}"
 
     @_local_state
     def outbox_page(
         self, key: str, columns: Sequence[str], flags: Sequence[str], latest: bool, after: int, rows: int
     ) -> pa.Table:
         """Up to `rows` items of one object from the loaded outbox, after position `after` (the
-        `_position` column says where the page ends). `flags`: the rows the object is written for
+        `_position` column says where the page ends; -1 for the first page). `flags`: the rows the object is written for
         (any of them; none = every row). `latest`: one item per key, from its most recent response
         (names and accounts drift), grouped in DuckDB so only a page becomes Python objects."""
-        where = " OR ".join(flags) or "TRUE"
         if latest:
             source = f"latest_{key}"
-            if after == 0:
+            if after < 0:  # the first page
                 picks = ", ".join(f"arg_max({column}, responded_at) AS {column}" for column in columns)
                 self._db.execute(
                     f"""CREATE OR REPLACE TEMP TABLE {source} AS
                         SELECT {key}, {picks}, row_number() OVER (ORDER BY min(_position)) AS _position
-                        FROM push_outbox WHERE {key} IS NOT NULL AND ({where}) GROUP BY {key}"""
+                        FROM ({self._pending([key, 'responded_at', *columns], flags)}) WHERE {key} IS NOT NULL GROUP BY {key}"""
                 )
-            where = "TRUE"
         else:
-            source = "push_outbox"
+            source = f"({self._pending([key, *columns], flags)})"
         return self._db.execute(
-            f"""SELECT {', '.join([key, *columns, '_position'])} FROM {source}
-                WHERE ({where}) AND _position > ? ORDER BY _position LIMIT ?""",
+            f"SELECT {', '.join([key, *columns, '_position'])} FROM {source} WHERE _position > ? ORDER BY _position LIMIT ?",
             [after, rows],
         ).to_arrow_table()
 
     @_local_state
     def outbox_count(self, flags: Sequence[str]) -> int:
         """Rows of the loaded outbox flagged with any of `flags` (none: every row)."""
-        (count,) = one_row(self._db, f"SELECT count(*) FROM push_outbox WHERE {' OR '.join(flags) or 'TRUE'}")
+        (count,) = one_row(self._db, f"SELECT count(*) FROM push_flags WHERE {' OR '.join(flags) or 'TRUE'}")
         return int(count)
 
     @_local_state
@@ -414,7 +430,7 @@ class Ledger:
         """Responses of the loaded outbox that need their record and belong to `account_ids`."""
         (count,) = one_row(
             self._db,
-            "SELECT count(*) FROM push_outbox WHERE needs_response AND list_contains(?::VARCHAR[], account_id)",
+            f"SELECT count(*) FROM ({self._pending(['account_id'], ['needs_response'])}) WHERE list_contains(?::VARCHAR[], account_id)",
             [list(account_ids)],
         )
         return int(count)
