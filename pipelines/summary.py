@@ -92,8 +92,9 @@ def _push_lines(push: PushReport) -> list[str]:
         )
         lines.append(f"  quota left: {quota}")
     for deferral in push.deferrals:
-        if deferral.reason:
-            lines.append(f"  deferred: {deferral.reason}; the next run reconciles or re-sends its rows")
+        if deferral.reason:  # a Bulk upload without an outcome, or the run's time budget
+            then = "reconciles or re-sends its rows" if deferral.family == "bulk" else "continues"
+            lines.append(f"  deferred: {deferral.reason}; the next run {then}")
             continue
         lines.append(
             f"  deferred: the {deferral.family} quota ({deferral.window} window) is used up; the next run after "

@@ -75,6 +75,31 @@ def test_without_a_full_window_the_steps_run_strictly_in_order_after_their_depen
     assert clock.slept == []
 
 
+def test_an_earlier_step_whose_wait_is_over_takes_the_turn_back_before_the_next_call():
+    clock = FakeClock(MINUTE)
+    scheduler = Scheduler(clock, clock.sleep)
+    limiter = QuotaLimiter(QuotaLimits(), None, 65.0, scheduler.clock, scheduler.pause, checkpoint=scheduler.checkpoint)
+    log: list[tuple[str, int]] = []
+
+    def responses() -> None:  # one call, a 3 s Bulk poll interval, two more calls
+        for number in range(3):
+            limiter.acquire("sync")
+            log.append(("responses", number))
+            if number == 0:
+                scheduler.pause(3.0)
+
+    def people() -> None:  # six calls of a second each
+        for number in range(6):
+            limiter.acquire("sync")
+            log.append(("people", number))
+            clock.now += 1.0
+
+    scheduler.run([Step("responses", responses), Step("people", people)])
+
+    assert log == [("responses", 0), ("people", 0), ("people", 1), ("people", 2),
+                   ("responses", 1), ("responses", 2), ("people", 3), ("people", 4), ("people", 5)]  # fmt: skip
+
+
 def test_a_failing_step_fails_the_run_and_unwinds_the_parked_ones():
     clock = FakeClock(MINUTE)
     scheduler = Scheduler(clock, clock.sleep)
@@ -164,9 +189,9 @@ def test_while_the_sync_window_is_full_timeline_calls_go_on(cg_sandbox, gs_sandb
     clock = FakeClock(MINUTE)
     quotas = {**NO_CLIENT_QUOTAS, "sync_per_minute": 3}
 
-    code, result = execute(
-        connector.staging.settings, connector.staging.options(), connector.gs_options(quotas=quotas, max_rate_limit_wait_seconds=65), scheduler=Scheduler(clock, clock.sleep)
-    )
+    options = connector.gs_options(quotas=quotas, max_rate_limit_wait_seconds=65)
+
+    code, result = execute(connector.staging.settings, connector.staging.options(), options, scheduler=Scheduler(clock, clock.sleep))
 
     assert code == ExitCode.OK
     order = write_families(gs)
@@ -187,7 +212,9 @@ def test_a_run_budget_stop_defers_and_the_next_run_finishes_exactly_once(cg_sand
     quotas = {**NO_CLIENT_QUOTAS, "sync_per_minute": 4}
     settings = replace(connector.staging.settings, max_run_minutes=3)
 
-    code, result = execute(settings, connector.staging.options(), connector.gs_options(quotas=quotas, max_rate_limit_wait_seconds=65), scheduler=Scheduler(clock, clock.sleep))
+    options = connector.gs_options(quotas=quotas, max_rate_limit_wait_seconds=65)
+
+    code, result = execute(settings, connector.staging.options(), options, scheduler=Scheduler(clock, clock.sleep))
 
     assert code == ExitCode.DEFERRED
     push = result.push

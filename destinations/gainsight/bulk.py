@@ -164,8 +164,13 @@ def recover_uploads(ctx: PushContext) -> int:
             continue
         log.info("gainsight: bulk upload %s (statusId %s) was left open by an earlier run", upload_id, upload["status_id"])
         if follow(ctx, upload_id, upload["status_id"]) is None:
+            _defer_upload(book, upload_id, "Gainsight was still processing a Bulk upload when the run stopped waiting")
             continue
-        reconcile(book, upload_id, None)  # what did not land is still in the outbox
+        try:
+            reconcile(book, upload_id, None)  # what did not land is still in the outbox
+        except QuotaExhausted as exhausted:  # the upload stays open: a later run reconciles the rest
+            book.defer(ctx.ledger.unsettled_upload_keys(upload_id), exhausted)
+            continue
         finished += 1
     ctx.report.recovered_uploads += finished
     return finished

@@ -69,7 +69,13 @@ class Pusher:
         scheduler = scheduler or Scheduler()
         quota_store = _QuotaCounts(self.ledger) if dry_run else self.ledger
         self.limiter = QuotaLimiter(
-            settings.quotas, quota_store, settings.max_rate_limit_wait_seconds, scheduler.clock, scheduler.pause, budget
+            settings.quotas,
+            quota_store,
+            settings.max_rate_limit_wait_seconds,
+            scheduler.clock,
+            scheduler.pause,
+            budget,
+            scheduler.checkpoint,
         )
         self.client = GainsightClient(settings, self.limiter, sleep=scheduler.pause)
         self.ctx = PushContext(settings, self.client, self.ledger, self.report, dry_run, dataset, scheduler)

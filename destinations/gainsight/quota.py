@@ -70,6 +70,7 @@ class QuotaLimiter:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = STOP.wait,  # a stop request ends the wait at once
         budget: RunBudget | None = None,
+        checkpoint: Callable[[], None] = lambda: None,  # the scheduler's, before each call
     ) -> None:
         self._windows = {
             family: [Window(family, name, seconds, limit) for name, seconds, limit in windows]
@@ -87,12 +88,14 @@ class QuotaLimiter:
         self._flushed_at = now
         self._blocked: dict[str, QuotaExhausted] = {}
         self._budget = budget
+        self._checkpoint = checkpoint
 
     def acquire(self, family: str) -> None:
         """Count one call of `family`, sleeping through a full short window; raise for a long one,
         and `RunBudgetReached` once the run's time budget is used up (every call passes here: the
         run stops between two calls)."""
         budget = self._budget
+        self._checkpoint()
         while True:
             with self._lock:
                 now = self._clock()

@@ -9,11 +9,12 @@ People API's 100 calls a minute would hold the responses back for hours.
 So each object is a `Step`, and the steps run cooperatively: each in its own thread, but only the
 one holding the turn runs, so the ledger, the client and the report are never used by two at
 once, and without a full window the steps run strictly in order (the sandbox's request log shows
-every response and activity before any person). A step gives up its turn only where it would
+every response and activity before any person). A step gives up its turn where it would
 wait: a full quota window, a `Retry-After`, a Bulk poll interval. Those waits call `pause`, which
 parks the step until its time and hands the turn to the first step (in value order) that can go
 on now; only when every pending step is parked does the scheduler sleep, until the earliest one
-may go on. Writers stay plain sequential code, and time is injected (`clock`, `sleep`), so tests
+may go on. Before each call (`checkpoint`), a step also hands the turn back to an earlier step in
+value order whose wait is over. Writers stay plain sequential code, and time is injected (`clock`, `sleep`), so tests
 drive it with a fake clock and no real sleep.
 
 A step that fails (a setting error, rejected credentials, a stop request) fails the run: the
@@ -60,6 +61,18 @@ class Scheduler:
         self._changed = threading.Condition()
         self._current = threading.local()
         self._aborting = False
+        self._steps: Sequence[Step] = ()
+
+    def checkpoint(self) -> None:
+        """Before each call (the limiter asks): a step that woke up ahead of the current one in
+        value order takes the turn back, so response records are not held behind people whose
+        calls happened to be running when a Bulk poll interval ended."""
+        step: Step | None = getattr(self._current, "step", None)
+        if step is None:
+            return
+        runnable = self._runnable(self.clock())
+        if runnable and runnable[0] is not step and self._steps.index(runnable[0]) < self._steps.index(step):
+            self.pause(0.0)
 
     def pause(self, seconds: float) -> None:
         """Wait `seconds` (scheduler clock). Inside a step, other steps run meanwhile; elsewhere
@@ -77,14 +90,13 @@ class Scheduler:
     def run(self, steps: Sequence[Step]) -> None:
         """Run every step to its end; raises the first step's error after unwinding the others."""
         self._aborting = False
+        self._steps = steps
         try:
-            while pending := [step for step in steps if not step.finished]:
-                done = {step.name for step in steps if step.finished}
-                ready = [step for step in pending if all(name in done for name in step.after)]
+            while any(not step.finished for step in steps):
                 now = self.clock()
-                runnable = [step for step in ready if step.wake_at is None or step.wake_at <= now]
+                runnable = self._runnable(now)
                 if not runnable:  # every pending step is parked: sleep until the first may go on
-                    self._sleep(max(0.0, min(step.wake_at or now for step in ready) - now))
+                    self._sleep(max(0.0, min(step.wake_at or now for step in self._ready()) - now))
                     STOP.check()
                     continue
                 step = runnable[0]
@@ -94,6 +106,14 @@ class Scheduler:
                     raise step.error
         finally:
             self._abort([step for step in steps if step.thread is not None and not step.finished])
+
+    def _ready(self) -> list[Step]:
+        """Unfinished steps whose dependencies have finished, in value order."""
+        done = {step.name for step in self._steps if step.finished}
+        return [step for step in self._steps if not step.finished and all(name in done for name in step.after)]
+
+    def _runnable(self, now: float) -> list[Step]:
+        return [step for step in self._ready() if step.wake_at is None or step.wake_at <= now]
 
     def _give_turn(self, step: Step) -> None:
         """Let `step` run until it pauses or finishes."""

@@ -182,15 +182,20 @@ def _staged_columns(alias: str) -> str:
     return ", ".join(f"{alias}.{column}" for column in OUTBOX_COLUMNS)
 
 
-# People are written last (value order), so a quota or the run's budget can leave a person deferred
-# whose responses Gainsight already holds: `needs_retry` brings them back.
-DEFERRED_PEOPLE = f"SELECT email FROM {SCHEMA}.people WHERE status = 'deferred'"
+def person_unsettled(email: str) -> str:
+    """SQL: the person `email` has no ledger row yet, or a run deferred them. People are written
+    last (value order), so a used-up quota, the run's time budget, a kill or a failure can leave a
+    person behind responses Gainsight already holds: `needs_retry` brings them back."""
+    return (
+        f"({email} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.people p "
+        f"WHERE p.email = {email} AND p.status IS DISTINCT FROM 'deferred'))"
+    )
 
 
 def outbox_sql(dataset: str) -> str:
     """The outbox query over `dataset`; flags per row say which steps it needs. `needs_retry`
     brings back a dead-lettered person or company whose responses Gainsight already holds, and a
-    person a run deferred."""
+    person no run has settled yet (`person_unsettled`)."""
     retry = retry_sql(dataset, "$max_attempts", "$timeline", "$activity_since")
     return f"""
 WITH retry AS ({retry})
@@ -200,7 +205,7 @@ SELECT * FROM (
         {needs_activity('$max_attempts', '$timeline', '$activity_since')} AS needs_activity,
         (r.email IN (SELECT record_key FROM retry WHERE object = 'people' AND will_retry)
             OR r.account_id IN (SELECT record_key FROM retry WHERE object = 'companies' AND will_retry)
-            OR r.email IN ({DEFERRED_PEOPLE}))
+            OR {person_unsettled('r.email')})
             AS needs_retry
     FROM {dataset}.nps_responses r
     LEFT JOIN {SCHEMA}.responses l USING (response_id)
@@ -377,7 +382,7 @@ class Ledger:
                             AND NOT {_dead('activities', 'o.response_id', 'now')} AS needs_activity,
                         coalesce({retry}, FALSE)
                             AND ({_dead('people', 'o.email', 'NOT now')} OR {_dead('companies', 'o.account_id', 'NOT now')}
-                                 OR o.email IN ({DEFERRED_PEOPLE}))
+                                 OR {person_unsettled('o.email')})
                             AS needs_retry
                     FROM {self._outbox} o
                     LEFT JOIN {SCHEMA}.responses l USING (response_id)
