@@ -53,7 +53,7 @@ def run_push(
         log.info("push: nothing staged yet")
         return PushReport()
     log.info("push: to Gainsight at %s", gainsight_settings.base_url)
-        pusher = Pusher(gainsight_settings, store.connection, settings.dataset_name, run_id, scheduler=scheduler, budget=budget)
+    pusher = Pusher(gainsight_settings, store.connection, settings.dataset_name, run_id, scheduler=scheduler, budget=budget)
     resent = resend_for_new_rules(store.connection, gainsight_settings.pii.fingerprint(), KEEP.fingerprint())
     if any(resent):
         log.warning(

@@ -163,7 +163,7 @@ def test_a_redelivered_outbox_file_drops_rows_confirmed_or_given_up_since(tmp_pa
     ledger.confirm("responses", [{"response_id": "3", "gsid": "G3", "pushed_hash": "old", "status": "synced"}])
 
     next_run = Ledger(connection, "next", 3)  # the run that re-delivers the file
-    assert next_run.load_outbox(rows) == 2
+    assert next_run.load_outbox(rows, people=False) == 2
     pending = next_run.outbox_page("response_id", [], ["needs_response"], False, -1, 10)
 
     assert pending["response_id"].to_pylist() == ["2", "3"]

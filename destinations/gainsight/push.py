@@ -90,7 +90,7 @@ class Pusher:
     def deliver(self, outbox: str | pa.Table) -> None:
         """Push one outbox (a dlt load file's path, or a table): every object, in value order.
         The outbox goes into DuckDB, which the engine reads a page at a time."""
-        rows = self.ledger.load_outbox(outbox)
+        rows = self.ledger.load_outbox(outbox, self.settings.people_enabled)
         if not rows:
             log.info("gainsight: every row of this outbox file is already confirmed in the ledger")
             return
@@ -99,7 +99,7 @@ class Pusher:
 
     def plan(self, outbox: pa.Table) -> None:
         """The dry run: the plan the push would execute for `outbox`, made with reads only."""
-        if self.ledger.load_outbox(outbox):
+        if self.ledger.load_outbox(outbox, self.settings.people_enabled):
             self.engine.run()
 
     def finish(self) -> PushReport:

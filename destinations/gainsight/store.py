@@ -192,11 +192,12 @@ def person_unsettled(email: str) -> str:
     )
 
 
-def outbox_sql(dataset: str) -> str:
+def outbox_sql(dataset: str, people: bool = True) -> str:
     """The outbox query over `dataset`; flags per row say which steps it needs. `needs_retry`
     brings back a dead-lettered person or company whose responses Gainsight already holds, and a
-    person no run has settled yet (`person_unsettled`)."""
+    person no run has settled yet (`person_unsettled`) when the push writes `people`."""
     retry = retry_sql(dataset, "$max_attempts", "$timeline", "$activity_since")
+    people_sql = str(bool(people)).upper()
     return f"""
 WITH retry AS ({retry})
 SELECT * FROM (
@@ -205,7 +206,7 @@ SELECT * FROM (
         {needs_activity('$max_attempts', '$timeline', '$activity_since')} AS needs_activity,
         (r.email IN (SELECT record_key FROM retry WHERE object = 'people' AND will_retry)
             OR r.account_id IN (SELECT record_key FROM retry WHERE object = 'companies' AND will_retry)
-            OR {person_unsettled('r.email')})
+            OR ({people_sql} AND {person_unsettled('r.email')}))
             AS needs_retry
     FROM {dataset}.nps_responses r
     LEFT JOIN {SCHEMA}.responses l USING (response_id)
@@ -228,7 +229,7 @@ def read_outbox(
     """The whole outbox as a stream of Arrow batches (the push pipeline's extract). `staged`: the
     SQL name of the schema holding `nps_responses` when it is not the dataset (the dry run's
     in-memory overlay of staged and freshly fetched responses)."""
-    sql = outbox_sql(staged or f'"{dataset}"')
+    sql = outbox_sql(staged or f'"{dataset}"', settings.people_enabled)
     # `execute` streams the result a batch at a time; a relation's `to_arrow_reader` would first
     # materialize it (+160 MB at 100k responses).
     return db.execute(sql, outbox_parameters(settings)).to_arrow_reader(batch_rows)
@@ -345,7 +346,7 @@ class Ledger:
     # (`temp.push_flags`: position and three booleans per row) live in DuckDB's memory.
 
     @_local_state
-    def load_outbox(self, source: str | pa.Table) -> int:
+    def load_outbox(self, source: str | pa.Table, people: bool) -> int:
         """Take an outbox (a parquet file's path, or a table) for `outbox_page`, without the rows the
         ledger has confirmed or given up on since it was written; returns how many rows remain.
 
@@ -353,7 +354,8 @@ class Ledger:
         (a recovered Bulk upload, say) may already have confirmed its rows or failed them for the last
         time: without this check they would be sent again, at the price of calls and quota. A record
         Gainsight rejected in this run (`run_id`) is not sent again before the next run either, so a
-        re-delivered package and the fresh outbox count one attempt, not two.
+        re-delivered package and the fresh outbox count one attempt, not two. `people`: the push
+        writes people (`person_unsettled` brings their rows back).
         """
         with contextlib.suppress(duckdb.Error):
             self._db.unregister("_delivered")
@@ -382,13 +384,13 @@ class Ledger:
                             AND NOT {_dead('activities', 'o.response_id', 'now')} AS needs_activity,
                         coalesce({retry}, FALSE)
                             AND ({_dead('people', 'o.email', 'NOT now')} OR {_dead('companies', 'o.account_id', 'NOT now')}
-                                 OR {person_unsettled('o.email')})
+                                 OR ($people AND {person_unsettled('o.email')}))
                             AS needs_retry
                     FROM {self._outbox} o
                     LEFT JOIN {SCHEMA}.responses l USING (response_id)
                     LEFT JOIN {SCHEMA}.activities a USING (response_id))
                 SELECT * FROM fresh WHERE needs_response OR needs_activity OR needs_retry""",
-            {"max_attempts": self.max_attempts, "run_id": self.run_id},
+            {"max_attempts": self.max_attempts, "run_id": self.run_id, "people": people},
         )
         (rows,) = one_row(self._db, "SELECT count(*) FROM push_flags")
         return int(rows)
@@ -994,7 +996,7 @@ def outbox_counts(db: Connection, dataset: str, settings: GainsightSettings) -> 
     None before a push created the ledger."""
     if not (table_exists(db, SCHEMA, "responses") and table_exists(db, SCHEMA, "activities")):
         return None
-    sql = outbox_sql(f'"{dataset}"')
+    sql = outbox_sql(f'"{dataset}"', settings.people_enabled)
     responses, activities = db.sql(
         f"SELECT count(*) FILTER (WHERE needs_response), count(*) FILTER (WHERE needs_activity) FROM ({sql})",
         params=outbox_parameters(settings),
@@ -1081,7 +1083,7 @@ def resend_for_new_rules(db: Connection, fingerprint: str, keep_all: str) -> tup
 def pending_responses(db: Connection, dataset: str, settings: GainsightSettings) -> pa.Table:
     """`response_id` of every staged response the push still needs as staged (the outbox's rows):
     the staging scrub leaves them alone."""
-    sql = outbox_sql(f'"{dataset}"')
+    sql = outbox_sql(f'"{dataset}"', settings.people_enabled)
     return db.sql(f"SELECT response_id FROM ({sql})", params=outbox_parameters(settings)).to_arrow_table()
 
 
