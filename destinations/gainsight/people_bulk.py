@@ -25,7 +25,6 @@ again. Re-sending is harmless anyway (the People API upserts by Email), only was
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -218,13 +217,13 @@ class PeopleBulk:
         STOP.enter("the push: people (async upsert polling)")
         interval = settings.bulk_poll_interval_seconds
         if self.deadline is None:
-            self.deadline = time.monotonic() + settings.bulk_poll_timeout_seconds
+            self.deadline = self.ctx.clock() + settings.bulk_poll_timeout_seconds
         last = None
         while True:
             try:
                 status = self.status(call.status_id)
-            except QuotaExhausted as exhausted:
-                self.ctx.report.defer(exhausted.family, exhausted.window, exhausted.resume_at)
+            except QuotaExhausted as exhausted:  # a quota window, or the run's time budget
+                self.ctx.report.defer(exhausted.family, exhausted.window, exhausted.resume_at, exhausted.reason)
                 return None
             state = state_of(status)
             if state != last:
@@ -234,7 +233,7 @@ class PeopleBulk:
             if state not in WORKING:
                 self.ctx.ledger.update_people_call(call.call_id, finished_at=now())
                 return status
-            if time.monotonic() + interval > self.deadline:
+            if self.ctx.clock() + interval > self.deadline:
                 log.warning(
                     "gainsight: people: async upsert %s still %s after %.0f s; the next run polls it",
                     call.status_id,
@@ -242,7 +241,7 @@ class PeopleBulk:
                     settings.bulk_poll_timeout_seconds,
                 )
                 return None
-            STOP.wait(interval)
+            self.ctx.pause(interval)  # other objects' calls go on meanwhile (scheduler.py)
             interval = min(interval * 1.5, 30.0)
 
     def status(self, status_id: str) -> dict[str, Any]:
