@@ -1,7 +1,7 @@
 """Peak RSS of the whole command, as cron runs it: `python pipelines/nps_to_gainsight.py`.
 
-    python bench/push.py --whole-command                       # 200k responses, 4k accounts, 40k people
-    python bench/push.py --whole-command --size 1m             # 1M responses, 10k accounts, 100k people
+    python bench/push.py --whole-command --size 200k           # 200k responses, 4k accounts, 40k people
+    python bench/push.py --whole-command --size 1m --people-writer bulk --runs whole   # 1M / 10k / 100k
 
 Both sandboxes run in their own processes (seeded CustomerGauge; Gainsight with quotas off, the Bulk
 job seeded, a fresh one per run), so the measured process holds only the connector. Three runs, each

@@ -4,9 +4,10 @@ A run's peak RSS is not what it holds at its busiest moment but what the allocat
 from earlier ones. glibc's malloc gives each thread that allocates its own arena (up to 8 per
 core): the CustomerGauge decode threads' freed Arrow and JSON buffers stay in theirs while
 DuckDB's threads load in others, and nothing is returned to the kernel until an arena's top is
-free. Measured on the 200k-response stage (bench/push.py --whole-command): two arenas and a trim
-before and after each DuckDB load took its peak from 413 to about 370 MB, and the push that
-follows in the same process starts ~150 MB lower.
+free. Measured on the 200k-response stage (bench/push.py --whole-command): with two arenas, a
+trim before and after each DuckDB load (pipelines/stage.py) and DuckDB's cache emptied after it,
+its peak went from 397-413 to 345 MB (361 MB at 1M), and the push that follows in the same process
+starts ~150 MB lower.
 
 Elsewhere (musl, macOS) these are no-ops: the connector's correctness never depends on them.
 """
