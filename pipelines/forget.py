@@ -45,7 +45,7 @@ from .errors import CommandError, ConfigError, ExitCode, exit_code_for
 from .logs import redact
 from .runner import new_run_id
 from .settings import RunSettings
-from .staging import QUARANTINE, RESPONSES, StagingStore
+from .staging import QUARANTINE, RESPONSES, StagingStore, require_staging_file
 
 log = logging.getLogger("nps.forget")
 
@@ -72,7 +72,8 @@ def run_forget(settings: RunSettings, address: str, act: bool) -> ExitCode:
     salt = settings.pii.hash_salt
     person = Person(pii.person_label(address, salt), [address, *([pii.hashed_email(address, salt)] if salt else [])])
     try:
-        store = StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit)
+        require_staging_file(settings.duckdb_path)
+        store = StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit, "forget")
     except CommandError as exc:
         log.error("%s", exc)
         return exc.exit_code

@@ -69,8 +69,9 @@ def require_project_config() -> Path:
     return settings_dir
 
 
-def load_run_settings() -> RunSettings:
-    """Resolve the command's settings from config.toml and environment overrides."""
+def load_run_settings(with_pii: bool = True) -> RunSettings:
+    """Resolve the command's settings from config.toml and environment overrides (`with_pii=False`:
+    the PII defaults, for `check` to read the staging file past an invalid [pii] setting)."""
     credentials: object = dlt.config.get("destination.duckdb.credentials")
     if not credentials or not isinstance(credentials, str):
         raise ConfigError(
@@ -87,7 +88,7 @@ def load_run_settings() -> RunSettings:
         duckdb_memory_limit=str(dlt.config.get(f"{SECTION}.duckdb_memory_limit") or DEFAULT_MEMORY_LIMIT),
         warnings_as_success=config_flag(f"{SECTION}.warnings_as_success"),
         export=ExportSettings(formula_guard=config_flag(f"{SECTION}.export.formula_guard", default=True)),
-        pii=load_pii_settings(),
+        pii=load_pii_settings() if with_pii else pii.PiiSettings(),
         max_run_minutes=run_minutes(dlt.config.get(f"{SECTION}.max_run_minutes"), f"{SECTION}.max_run_minutes"),
     )
     check_names(settings)

@@ -7,12 +7,14 @@ that same connection to dlt, so holding it *is* the run lock: a second run (or a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -123,13 +125,18 @@ class StagingStore:
         self._outer_umask = umask
 
     @classmethod
-    def open(cls, path: Path, dataset: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> StagingStore:
+    def open(
+        cls, path: Path, dataset: str, memory_limit: str = DEFAULT_MEMORY_LIMIT, holder: str = "run"
+    ) -> StagingStore:
+        """Take the file (the run lock) for `holder`: the verb taking it (`run`, `serve`,
+        `export-csv`, `forget`), recorded next to the file so whoever finds it held is told by whom."""
         megabytes(memory_limit)  # fail on a malformed limit before touching the file
         path.parent.mkdir(parents=True, exist_ok=True)
         umask = os.umask(PRIVATE_UMASK)  # restored by close()
         try:
             _make_private(path)
-            connection = _connect(path, memory_limit)
+            connection = _connect(path, memory_limit, holder)
+            _record_holder(path, holder)
         except BaseException:
             os.umask(umask)
             raise
@@ -138,6 +145,7 @@ class StagingStore:
     def close(self) -> None:
         try:
             self.connection.close()
+            _forget_holder(self.path)
         finally:
             os.umask(self._outer_umask)
 
@@ -237,7 +245,7 @@ class StagingStore:
         return {row[0] for row in rows}
 
 
-def _connect(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, memory_limit: str, verb: str) -> duckdb.DuckDBPyConnection:
     try:
         # DuckDB would otherwise size its buffer pool to 80% of RAM; a merge of a large
         # backfill spills to disk past this limit instead of growing the process.
@@ -246,13 +254,67 @@ def _connect(path: Path, memory_limit: str) -> duckdb.DuckDBPyConnection:
         )
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            raise StagingLocked(
-                f"{path} is in use by another process: a run still in progress, or a duckdb session "
-                f"on the file (read-only ones too: DuckDB lets no writer in while another process has "
-                f"the file open); this run stops without changing anything. "
-                f"DuckDB says: {exc}"
-            ) from None
+            raise staging_locked(path, verb, exc) from None
         raise StagingFailed(f"cannot open the DuckDB file {path}: {exc}") from None
+
+
+def require_staging_file(path: Path) -> None:
+    """For the verbs that read or erase what runs staged (status, export-csv, forget, check): a
+    missing file is a wrong path or a connector that never ran, and opening it would create it."""
+    if not path.is_file():
+        raise ConfigError(
+            f"no staging file at {path}: no run has used it yet, or destination.duckdb.credentials "
+            "(DESTINATION__DUCKDB__CREDENTIALS) points elsewhere than the scheduled run's"
+        )
+
+
+def holder_file(path: Path) -> Path:
+    """Who holds the staging file: `{"kind", "pid", "since"}`, written by whoever takes the lock."""
+    return path.with_name(path.name + ".holder")
+
+
+def _record_holder(path: Path, kind: str) -> None:
+    since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    holder_file(path).write_text(json.dumps({"kind": kind, "pid": os.getpid(), "since": since}), encoding="utf-8")
+
+
+def _forget_holder(path: Path) -> None:
+    """Remove the holder record if it is this process's (a killed holder's stale one is overwritten
+    by the next and ignored when its PID is gone)."""
+    record = _holder(path)
+    if record and record.get("pid") == os.getpid():
+        holder_file(path).unlink(missing_ok=True)
+
+
+def _holder(path: Path) -> dict[str, object] | None:
+    """The recorded holder, or None if there is none or its process is gone (a killed holder)."""
+    try:
+        record = json.loads(holder_file(path).read_text(encoding="utf-8"))
+        os.kill(int(record["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def staging_locked(path: Path, verb: str, exc: Exception) -> StagingLocked:
+    """The error for `verb` finding the file held: it names the holder, and what to do about it."""
+    record = _holder(path)
+    if record and record.get("kind") == "serve":
+        return StagingLocked(
+            f"{path} is held by `serve` (PID {record['pid']}, since {record['since']}), which owns the file "
+            f"for as long as it runs: its /healthz and /metrics show its runs and counts. {verb} needs the "
+            "file to itself: stop serve, run it, start serve again. Nothing was changed."
+        )
+    if record:
+        return StagingLocked(
+            f"{path} is held by `{record['kind']}` (PID {record['pid']}, started {record['since']}); "
+            f"{verb} stops without changing anything: run it again when that has finished."
+        )
+    return StagingLocked(
+        f"{path} is in use by another process: a duckdb session on the file (read-only ones too: DuckDB "
+        f"lets no writer in while another process has the file open), or a run started by an older "
+        f"version; {verb} stops without changing anything. DuckDB says: {exc}"
+    )
 
 
 def _make_private(path: Path) -> None:

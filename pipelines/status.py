@@ -20,10 +20,10 @@ from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.settings import GainsightSettings
 from destinations.gainsight.store import dead_letter_counts, last_cursor, outbox_counts, quota_log_reader
 
-from .errors import ConfigError, ExitCode, StagingLocked
+from .errors import ExitCode
 from .history import RunRecord, recent
 from .settings import RunSettings
-from .staging import QUARANTINE, RESPONSES
+from .staging import QUARANTINE, RESPONSES, require_staging_file, staging_locked
 
 
 def show_status(settings: RunSettings, runs: int, as_json: bool) -> ExitCode:
@@ -45,20 +45,12 @@ def _gainsight_settings() -> tuple[GainsightSettings | None, str | None]:
 
 def _open_read_only(settings: RunSettings) -> duckdb.DuckDBPyConnection:
     path = settings.duckdb_path
-    if not path.is_file():
-        raise ConfigError(
-            f"no staging file at {path}: no run has used it yet, or destination.duckdb.credentials "
-            "(DESTINATION__DUCKDB__CREDENTIALS) points elsewhere than the scheduled job's"
-        )
+    require_staging_file(path)
     try:
         return duckdb.connect(str(path), read_only=True)
     except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise StagingLocked(
-                f"{path} is held by another process (a run in progress, or a read-write duckdb session); "
-                "DuckDB lets nothing else read it meanwhile. Run status again when it has finished "
-                f"(the run's last log line has its counts). DuckDB says: {exc}"
-            ) from None
+        if "lock" in str(exc).lower():  # DuckDB lets nothing else read a file a process holds read-write
+            raise staging_locked(path, "status", exc) from None
         raise
 
 

@@ -89,7 +89,7 @@ def test_second_concurrent_run_fails_fast_on_the_lock(cg_sandbox, project):
         sandbox.clock.wait_for_sleepers(1, timeout=60)  # pages are requested after the file is locked
         second = run_main("--stage-only", cwd=project, env=env)  # another process than the first's
         assert second.returncode == 4
-        assert "in use by another process" in second.stderr
+        assert f"held by `run` (PID {first.pid}, started " in second.stderr
         assert first.poll() is None, "the second run waited for the first instead of failing fast"
         sandbox.advance(25)
         assert first.wait(timeout=90) == 0

@@ -305,8 +305,12 @@ def test_hash_without_a_salt_stops_the_run_with_exit_2_naming_key_and_env_var(pr
 
     assert refused.returncode == ExitCode.CONFIG_ERROR
     assert "nps_to_gainsight.pii.hash_salt" in refused.stderr and "NPS_TO_GAINSIGHT__PII__HASH_SALT" in refused.stderr
-    salted = run_main("forget", "--email", "nobody@example.com", cwd=project, env={**env, "NPS_TO_GAINSIGHT__PII__HASH_SALT": SALT})
-    assert salted.returncode == 0 and "responses: 0" in salted.stdout and SALT not in salted.stdout + salted.stderr
+    salted = {**env, "NPS_TO_GAINSIGHT__PII__HASH_SALT": SALT}
+    nothing_staged = run_main("forget", "--email", "nobody@example.com", "--yes", cwd=project, env=salted)
+    # No staging file: nothing known to erase in Gainsight either (the ids come from staging); not "erased".
+    assert nothing_staged.returncode == ExitCode.CONFIG_ERROR and "no staging file at" in nothing_staged.stderr
+    assert "erased" not in nothing_staged.stdout and SALT not in nothing_staged.stdout + nothing_staged.stderr
+    assert not (project / "staging.duckdb").exists() and not (project / "pipelines").exists()
 
 
 @pytest.mark.parametrize(

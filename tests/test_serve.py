@@ -248,6 +248,10 @@ def test_kill_9_mid_stream_then_restart_delivers_every_acknowledged_event_once_a
         for record in records[8:]:
             if post(record):
                 acknowledged.append(record["number_customergauge"])
+        held = run_main("status", cwd=project, env=env)  # serve owns the file: the verb is told by whom
+        assert held.returncode == ExitCode.LOCKED
+        assert f"held by `serve` (PID {second.pid}, since " in held.stderr and "/healthz" in held.stderr
+        assert "stop serve" in held.stderr
     finally:
         second.send_signal(signal.SIGTERM)
         _, stderr = second.communicate(timeout=120)

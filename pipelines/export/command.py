@@ -27,7 +27,7 @@ import duckdb
 from connector_common.stop import STOP, StopRequested, stop_on_signals
 from pipelines.errors import ConfigError, ExitCode, StagingFailed, exit_code_for
 from pipelines.settings import RunSettings
-from pipelines.staging import StagingStore
+from pipelines.staging import StagingStore, require_staging_file
 
 from .columns import HEADER
 from .csv_file import remove_leftovers, write_atomically
@@ -48,13 +48,9 @@ def run_export(settings: RunSettings, out: Path, selection: Selection) -> ExitCo
     """The verb: export, print one line for the scheduler, return the exit code (raises CommandError
     for configuration problems and a held lock)."""
     folder = _out_folder(out)
-    if not settings.duckdb_path.is_file():
-        raise ConfigError(
-            f"no staging file at {settings.duckdb_path}: no run has used it yet, or destination.duckdb.credentials "
-            "(DESTINATION__DUCKDB__CREDENTIALS) points elsewhere than the scheduled run's"
-        )
+    require_staging_file(settings.duckdb_path)
     with stop_on_signals():
-        store = StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit)
+        store = StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit, "export-csv")
         try:
             result = export(store, folder, selection, settings.export.formula_guard)
         except StopRequested as stop:

@@ -52,7 +52,7 @@ class Service:
         gainsight_options: dict[str, Any] | None = None,
     ) -> Service:
         """Take the staging file (the run lock, held until `close`) and wire the parts to it."""
-        store = StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit)
+        store = StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit, "serve")
         try:
             spool = Spool(store.connection)
             metrics = Metrics(spool.depth)
