@@ -40,9 +40,10 @@ from sources.customergauge.errors import CredentialsRejected, CustomerGaugeError
 from sources.customergauge.paging import Period, feed_params, peek
 from sources.customergauge.settings import CREDENTIALS, DEFAULT_EXPANSIONS, RESPONSES_PATH, SECTION
 
-from .config_keys import unknown_keys
+from .config_keys import misplaced_secrets, unknown_keys
 from .errors import ConfigError, ExitCode
 from .settings import RunSettings, describe_missing, load_run_settings
+from .staging import require_staging_file
 
 MARKS = {True: "✓", False: "✗", None: "–"}
 SAMPLE_DAYS = 7  # the CustomerGauge page is read over this many recent days
@@ -77,9 +78,10 @@ def run_check(settings_dir: Path, environ: Mapping[str, str], out: TextIO | None
     out = out or sys.stdout  # looked up per call, not at import: whoever redirected stdout gets the lines
     checks = Checklist(out)
     unknown = unknown_keys(settings_dir, environ)
-    for problem in unknown:
-        checks.failed(str(problem))
-    if not unknown:
+    misplaced = misplaced_secrets(settings_dir)
+    for problem in [*map(str, unknown), *misplaced]:
+        checks.failed(problem)
+    if not unknown and not misplaced:
         checks.add(Finding(True, "configuration: every key in .dlt/*.toml and every connector env var is known"))
     run = _run_settings(checks)
     _check_customergauge(checks)
@@ -95,7 +97,10 @@ def _run_settings(checks: Checklist) -> RunSettings | None:
         run = load_run_settings()
     except ConfigError as exc:
         checks.failed(str(exc))
-        return None
+        try:  # the staging file is still worth reporting when only a [pii] setting is wrong
+            return load_run_settings(with_pii=False)
+        except ConfigError:
+            return None
     state = "exists" if run.duckdb_path.exists() else "does not exist yet (the first run creates it)"
     checks.add(Finding(True, f"DuckDB staging file {run.duckdb_path} {state}; check leaves it untouched"))
     return run
@@ -173,8 +178,13 @@ def _staged_accounts(run: RunSettings | None, client: GainsightClient, settings:
 
     The DuckDB file is opened read-only, and only if it exists; a run holding it is not waited for.
     """
-    if run is None or not run.duckdb_path.exists():
-        return Finding(None, "staged accounts: nothing staged yet (run --stage-only, then check again to count matches)")
+    nothing = Finding(None, "staged accounts: nothing staged yet (run --stage-only, then check again to count matches)")
+    if run is None:
+        return nothing
+    try:
+        require_staging_file(run.duckdb_path)
+    except ConfigError:
+        return nothing
     try:
         with duckdb.connect(str(run.duckdb_path), read_only=True) as db:
             counts = count_company_matches(staged_accounts(db, run.dataset_name), settings, client)

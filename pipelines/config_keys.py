@@ -54,6 +54,19 @@ CONFIG_FILES = ("config.toml", "secrets.toml")
 # dlt injects a source's dict parameter (property_map) whole: from its TOML table or from one env
 # var holding JSON. An env var per entry is never read, so it is refused like a typo.
 WHOLE_TABLES_IN_ENV = frozenset({"sources.customergauge"})
+# Every secret the connector reads: from .dlt/secrets.toml or the environment only (dlt reads no
+# secret from config.toml, so one left there would be ignored or fail later with a vaguer message),
+# and redacted from every log line.
+SECRET_KEYS = (
+    "sources.customergauge.client_secret",
+    "sources.customergauge.client_id",
+    "destination.gainsight.access_key",
+    "destination.gainsight.client_id",
+    "destination.gainsight.client_secret",
+    "destination.gainsight.bulk_access_key",
+    "nps_to_gainsight.serve.webhook_secret",
+    "nps_to_gainsight.pii.hash_salt",
+)
 
 
 def known_keys() -> dict[str, Tree]:
@@ -143,11 +156,27 @@ def unknown_keys(settings_dir: Path, environ: Mapping[str, str]) -> list[Unknown
     return found
 
 
+def misplaced_secrets(settings_dir: Path) -> list[str]:
+    """A problem line for each secret set in .dlt/config.toml (its value never shown)."""
+    path = settings_dir / "config.toml"
+    if not path.is_file():
+        return []
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return [
+        f"secret found in .dlt/config.toml: {key}: move it to .dlt/secrets.toml or env {_env(key)}"
+        for key in SECRET_KEYS
+        if _table(document, key.split(".")) is not None
+    ]
+
+
 def require_known_keys(settings_dir: Path, environ: Mapping[str, str]) -> None:
-    """Raise a ConfigError listing every unknown key (the scheduled run's gate)."""
-    found = unknown_keys(settings_dir, environ)
+    """Raise a ConfigError listing every unknown key and misplaced secret (every verb's gate)."""
+    found = [str(problem) for problem in unknown_keys(settings_dir, environ)] + misplaced_secrets(settings_dir)
     if found:
-        raise ConfigError("unknown configuration:\n" + "\n".join(f"  {problem}" for problem in found))
+        raise ConfigError("configuration to fix:\n" + "\n".join(f"  {problem}" for problem in found))
 
 
 def _table(document: Mapping[str, Any], parts: list[str]) -> Any:

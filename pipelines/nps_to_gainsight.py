@@ -188,7 +188,7 @@ def _run_verb(args: argparse.Namespace) -> int:
 
         return int(run_demo())
 
-    from pipelines.config_keys import require_known_keys
+    from pipelines.config_keys import SECRET_KEYS, require_known_keys
     from pipelines.runner import execute
     from pipelines.settings import (
         load_run_settings,
@@ -196,20 +196,7 @@ def _run_verb(args: argparse.Namespace) -> int:
         secret_values,
     )
 
-    redactor.add(
-        secret_values(
-            [
-                "sources.customergauge.client_secret",
-                "sources.customergauge.client_id",
-                "destination.gainsight.access_key",
-                "destination.gainsight.client_id",
-                "destination.gainsight.client_secret",
-                "destination.gainsight.bulk_access_key",
-                "nps_to_gainsight.serve.webhook_secret",
-                "nps_to_gainsight.pii.hash_salt",
-            ]
-        )
-    )
+    redactor.add(secret_values(list(SECRET_KEYS)))
     try:
         settings_dir = require_project_config()
         if args.verb == "check":

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from connector_common.schema import MAPPABLE
 from destinations.gainsight.settings import GainsightSettings, QuotaLimits
-from pipelines.config_keys import known_keys, unknown_keys
+from pipelines.config_keys import known_keys, misplaced_secrets, unknown_keys
+from pipelines.errors import ExitCode
 from pipelines.settings import RunSettings
 
+from .cli import cli_env, run_main
 from .conftest import REPO
 
 
@@ -18,6 +20,24 @@ def test_shipped_config_and_secrets_example_hold_only_known_keys(tmp_path: Path)
     shutil.copy(REPO / ".dlt" / "config.toml", tmp_path / "config.toml")
     shutil.copy(REPO / ".dlt" / "secrets.toml.example", tmp_path / "secrets.toml")
     assert unknown_keys(tmp_path, {}) == []
+    assert misplaced_secrets(tmp_path) == []
+
+
+def test_a_secret_in_config_toml_stops_every_verb_naming_where_it_belongs(project: Path):
+    """dlt reads secrets from secrets.toml and the env only: one left in config.toml is refused, not ignored."""
+    config = project / ".dlt" / "config.toml"
+    text = config.read_text(encoding="utf-8")
+    for section, line in (("serve", "webhook_secret = 'hush-hush-hush-hush-1'"), ("pii", "hash_salt = 'pepper-pepper-2'")):
+        text = text.replace(f"\n[nps_to_gainsight.{section}]\n", f"\n[nps_to_gainsight.{section}]\n{line}\n")
+    config.write_text(text, encoding="utf-8")
+    result = run_main("status", cwd=project, env=cli_env(project=project))
+    assert result.returncode == ExitCode.CONFIG_ERROR
+    for key, env in (
+        ("nps_to_gainsight.serve.webhook_secret", "NPS_TO_GAINSIGHT__SERVE__WEBHOOK_SECRET"),
+        ("nps_to_gainsight.pii.hash_salt", "NPS_TO_GAINSIGHT__PII__HASH_SALT"),
+    ):
+        assert f"secret found in .dlt/config.toml: {key}: move it to .dlt/secrets.toml or env {env}" in result.stderr
+    assert "hush-hush" not in result.stderr + result.stdout and "pepper" not in result.stderr + result.stdout
 
 
 def test_settings_fields_are_the_known_keys():
