@@ -24,6 +24,7 @@ import pytest
 
 from pipelines.errors import WARNINGS, ExitCode
 from pipelines.export import erase_person
+from pipelines.export.columns import HEADER as WRITTEN
 from pipelines.settings import RunSettings
 from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
 from sandbox.gainsight import BulkJob, GainsightSandbox
@@ -372,3 +373,15 @@ def test_a_missing_out_folder_or_staging_file_exits_2(copy: Copy):
     no_staging = copy.export()
     assert no_staging.returncode == 2 and "no staging file" in no_staging.stderr
     assert not copy.path.exists()  # not created by the export
+
+
+def test_the_readme_lists_the_header_in_its_order():
+    """The README's column table is the interface a rule is mapped by: it cannot drift from the file."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| Column (header, in this order) |", 1)[1].split("\n\n", 1)[0]
+    documented = [
+        name.strip().strip("`")
+        for row in table.splitlines()[2:]
+        for name in row.split("|")[1].split(",")
+    ]
+    assert documented == list(WRITTEN) == HEADER
