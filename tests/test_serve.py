@@ -27,7 +27,7 @@ from pipelines.serve.auth import Authenticator, sign
 from pipelines.serve.command import Service
 from pipelines.serve.settings import ServeSettings
 
-from .cli import push_env, run_main, start_cli, wait_for
+from .cli import cli_env, push_env, run_main, start_cli, wait_for
 from .conftest import RESPONSE_OBJECT
 from .test_push import by_key, write_calls
 
@@ -199,6 +199,23 @@ def test_serve_refuses_to_start_without_a_secret(cg_sandbox, gs_sandbox, project
     result = run_main("serve", "--port", str(free_port()), cwd=project, env=env)
     assert result.returncode == ExitCode.CONFIG_ERROR
     assert "NPS_TO_GAINSIGHT__SERVE__WEBHOOK_SECRET" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"WEBHOOK_SECRET": "short"}, "webhook_secret too short (min 16 characters) (env NPS_TO_GAINSIGHT__SERVE__WEBHOOK_SECRET)"),
+        ({"WEBHOOK_AUTH": "basic"}, "must be user:password when webhook_auth is basic (env NPS_TO_GAINSIGHT__SERVE__WEBHOOK_SECRET)"),
+        ({"WEBHOOK_AUTH": "token"}, "got 'token' (env NPS_TO_GAINSIGHT__SERVE__WEBHOOK_AUTH)"),
+        ({"MAX_BODY_BYTES": "10"}, "max_body_bytes must be at least 1024, got 10 (env NPS_TO_GAINSIGHT__SERVE__MAX_BODY_BYTES)"),
+    ],
+)
+def test_each_serve_setting_error_names_its_env_var(project, settings: dict[str, str], message: str):
+    env = cli_env(project=project, NPS_TO_GAINSIGHT__SERVE__WEBHOOK_SECRET=SECRET)
+    env.update({f"NPS_TO_GAINSIGHT__SERVE__{key}": value for key, value in settings.items()})
+    result = run_main("serve", "--port", str(free_port()), cwd=project, env=env)
+    assert result.returncode == ExitCode.CONFIG_ERROR and message in result.stderr
+    assert SECRET not in result.stderr and "short" not in result.stderr.replace("too short", "")
 
 
 def test_kill_9_mid_stream_then_restart_delivers_every_acknowledged_event_once_and_sigterm_drains(

@@ -50,24 +50,25 @@ def load_serve_settings() -> ServeSettings:
                 ) from None
         values[spec_field.name] = value if isinstance(value, int) else str(value)
     settings = ServeSettings(**values)  # type: ignore[arg-type]  # names and types checked above
-    problems = []
+    problems: list[tuple[str, str]] = []  # (key, what is wrong): each line names the key and its env var
     if settings.webhook_auth not in AUTH_MODES:
-        problems.append(f"webhook_auth must be one of {', '.join(AUTH_MODES)}, got {settings.webhook_auth!r}")
-    if len(settings.webhook_secret) < MIN_SECRET_LENGTH:
-        problems.append(
-            f"webhook_secret must be set (at least {MIN_SECRET_LENGTH} characters) in .dlt/secrets.toml "
-            f"or env {env_name(SECTION, 'webhook_secret')}"
-        )
+        problems.append(("webhook_auth", f"must be one of {', '.join(AUTH_MODES)}, got {settings.webhook_auth!r}"))
+    if not settings.webhook_secret:
+        problems.append(("webhook_secret", f"must be set (at least {MIN_SECRET_LENGTH} characters) in .dlt/secrets.toml"))
+    elif len(settings.webhook_secret) < MIN_SECRET_LENGTH:
+        problems.append(("webhook_secret", f"too short (min {MIN_SECRET_LENGTH} characters)"))
     elif settings.webhook_auth == "basic" and ":" not in settings.webhook_secret:
-        problems.append("webhook_secret must be user:password when webhook_auth is basic")
+        problems.append(("webhook_secret", "must be user:password when webhook_auth is basic"))
     if not settings.signature_header.strip():
-        problems.append("signature_header must name a header")
+        problems.append(("signature_header", "must name a header"))
     if settings.max_body_bytes < 1024:
-        problems.append(f"max_body_bytes must be at least 1024, got {settings.max_body_bytes}")
-    if settings.reconcile_minutes < 0 or settings.timestamp_tolerance_seconds < 1:
-        problems.append("reconcile_minutes must be >= 0 and timestamp_tolerance_seconds >= 1")
+        problems.append(("max_body_bytes", f"must be at least 1024, got {settings.max_body_bytes}"))
+    if settings.reconcile_minutes < 0:
+        problems.append(("reconcile_minutes", f"must be >= 0, got {settings.reconcile_minutes}"))
+    if settings.timestamp_tolerance_seconds < 1:
+        problems.append(("timestamp_tolerance_seconds", f"must be >= 1, got {settings.timestamp_tolerance_seconds}"))
     if not 0 <= settings.port <= 65535:
-        problems.append(f"port must be 0..65535, got {settings.port}")
+        problems.append(("port", f"must be 0..65535, got {settings.port}"))
     if problems:
-        raise ConfigError("\n".join(f"{SECTION}: {problem}" for problem in problems))
+        raise ConfigError("\n".join(f"{SECTION}.{key} {what} (env {env_name(SECTION, key)})" for key, what in problems))
     return settings
