@@ -98,7 +98,10 @@ def _forget(settings: RunSettings, store: StagingStore, person: Person, address:
     person.ledger = person_in_ledger(store.connection, person.response_ids, person.forms)
     if not act:
         exports = _erase_from_exports(store, person, address, dry_run=True)
-        print(_report(person, "dry run: nothing changed; add --yes to erase", exports), flush=True)
+        lines = [_report(person, "dry run: nothing changed; add --yes to erase", exports)]
+        pushed = _in_gainsight(person.ledger.get("responses", 0), person.ledger.get("activities", 0))
+        lines.append(f"  gainsight: --yes would delete {pushed} (as the ledger knows them; each deletion confirmed by a read)")
+        print("\n".join(lines), flush=True)
         return ExitCode.OK
     erased = _erase_in_gainsight(store, person)
     exports = _erase_from_exports(store, person, address, dry_run=False)
@@ -114,7 +117,7 @@ def _forget(settings: RunSettings, store: StagingStore, person: Person, address:
     dropped = _drop_pending_packages(settings)
     _rewrite_file(store)
     lines = [_report(person, "erased", exports)]
-    lines.append(f"  gainsight: {erased.responses} response record(s), {erased.activities} Timeline entrie(s) deleted, confirmed gone")
+    lines.append(f"  gainsight: {_in_gainsight(erased.responses, erased.activities)} deleted, confirmed gone")
     if dropped:
         lines.append(f"  dropped {dropped} pending dlt load package(s) (re-derived by the next run)")
     lines.append("  left alone: a Person in Gainsight (no documented delete API: remove it there) and CustomerGauge's copy")
@@ -158,10 +161,13 @@ def _erase_in_gainsight(store: StagingStore, person: Person) -> Erased:
         limiter.flush()
         client.close()
         ledger.close()
-    log.info(
-        "forget %s: Gainsight: %d response record(s), %d Timeline entrie(s) deleted", person.label, erased.responses, erased.activities
-    )
+    log.info("forget %s: Gainsight: %s deleted", person.label, _in_gainsight(erased.responses, erased.activities))
     return erased
+
+
+def _in_gainsight(responses: int, activities: int) -> str:
+    entries = "Timeline entry" if activities == 1 else "Timeline entries"
+    return f"{responses} response record{'' if responses == 1 else 's'}, {activities} {entries}"
 
 
 def _tables(store: StagingStore, dataset: str) -> dict[str, set[str]]:

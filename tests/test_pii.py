@@ -232,6 +232,7 @@ def test_forget_dry_run_then_erase_everywhere_then_nothing_to_do(cg_sandbox, gs_
     assert dry.returncode == 0, dry.stderr
     assert "dry run: nothing changed" in dry.stdout and f"responses: {len(ids) + 1}" in dry.stdout
     assert "webhooks.spool 1" in dry.stdout
+    assert len(ids) == 1 and "gainsight: --yes would delete 1 response record, 1 Timeline entry" in dry.stdout
     assert (len(connector.records()), len(gs.records("activity_timeline")), found_in_tables(path, {address})) == before
     assert deletes(gs) == 0
 
@@ -243,6 +244,8 @@ def test_forget_dry_run_then_erase_everywhere_then_nothing_to_do(cg_sandbox, gs_
 
     assert done.returncode == 0, done.stderr
     assert "erased" in done.stdout
+    # the record deleted before this forget is confirmed gone without a second delete
+    assert "gainsight: 0 response records, 1 Timeline entry deleted" in done.stdout
     assert not {r["ResponseId__gc"] for r in connector.records()} & set(ids)
     assert not {a["ExternalId"] for a in gs.records("activity_timeline")} & {f"cg-nps-{i}" for i in ids}
     assert len(connector.records()) == before[0] - len(ids)  # nobody else's
