@@ -6,6 +6,7 @@ file) start a real child process; the rest call the same entry function in-proce
 
 from __future__ import annotations
 
+import re
 import signal
 import stat
 
@@ -13,7 +14,7 @@ import duckdb
 import pytest
 
 from .cli import RESPONSES, assert_stopped_cleanly, cli_env, run_main, start_cli, stop_and_collect
-from .conftest import CLIENT_SECRET
+from .conftest import CLIENT_SECRET, REPO
 
 
 def test_scheduled_run_configured_by_environment(cg_sandbox, project):
@@ -133,6 +134,16 @@ def test_demo_runs_on_a_fresh_folder(tmp_path):
     result = run_main("--demo", cwd=tmp_path, env=cli_env())
     assert result.returncode == 0, result.stderr
     assert "new 27, updated 3" in result.stdout
+    # the second pass's Gainsight counts are the ones the README quotes
+    quoted = re.search(
+        r"responses (\d+) created and (\d+) updated, Timeline entries (\d+) created and (\d+) updated",
+        (REPO / "README.md").read_text(encoding="utf-8").replace("\n", " "),
+    )
+    assert quoted is not None
+    second_pass = result.stdout.split("new 27, updated 3", 1)[1]
+    responses, activities = (re.search(rf"^\s+{name}\s+(\d+)\s+(\d+)\s", second_pass, re.M) for name in ("responses", "activities"))
+    assert responses and activities
+    assert quoted.groups() == (*responses.groups(), *activities.groups())
     assert "Last five days in nps.nps_daily" in result.stdout
     assert stat.S_IMODE((tmp_path / ".demo" / "nps_demo.duckdb").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / ".demo" / "pipelines").stat().st_mode) == 0o700
