@@ -152,7 +152,9 @@ def _run_line(run: RunRecord) -> str:
         f"quarantined {staged.get('quarantined', 0):,} ({staged.get('quarantined_new', 0):,} new)"
     )
     responses = counts.get("pushed", {}).get("responses")
-    if responses:
+    if responses and "dry-run" in run.mode:  # a dry run wrote nothing: its counts are a plan
+        text += f"; planned, not written: responses to create {responses['created']:,}, to update {responses['updated']:,}"
+    elif responses:
         text += (
             f"; responses created {responses['created']:,}, updated {responses['updated']:,}, "
             f"failed {responses['failed']:,}, deferred {responses['deferred']:,}"

@@ -19,10 +19,16 @@ def format_summary(
 ) -> str:
     """`outcome` is what happened; `exit_code` differs from it only under warnings_as_success."""
     report = result.report
+    # A webhook batch (serve) reads no pages: its records came in the calls, its feeds have no window.
+    webhook = bool(report.feeds) and all(feed.window_start is None for feed in report.feeds.values())
+    read = (
+        f"webhook events {sum(f.fetched for f in report.feeds.values()):,}"
+        if webhook
+        else f"{sum(f.pages for f in report.feeds.values())} pages"
+    )
     lines = [
         f"run {report.run_id}: {_verdict(outcome, result)} in {duration:.1f} s",
-        f"  customergauge: {sum(f.pages for f in report.feeds.values())} pages, {report.api_calls} API calls "
-        f"({report.retries} retries, {report.token_grants} token grants)",
+        f"  customergauge: {read}, {report.api_calls} API calls ({report.retries} retries, {report.token_grants} token grants)",
     ]
     if result.finished_pending:
         lines.append(f"  recovered: {result.finished_pending} load package(s) from an interrupted run")

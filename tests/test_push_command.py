@@ -135,9 +135,13 @@ def test_full_command_summary_and_no_secret_anywhere(cg_sandbox, gs_sandbox, pro
             content = path.read_bytes()
             assert ACCESS_KEY.encode() not in content and CLIENT_SECRET.encode() not in content, path
 
+    cg.add_responses(3)
     again = run_main("--dry-run", cwd=project, env=env)
     assert again.returncode == 0, again.stderr
     assert "dry run" in again.stdout
+    status = run_main("status", cwd=project, env=env).stdout
+    dry_line = next(line for line in status.splitlines() if "dry-run" in line)
+    assert "planned, not written: responses to create 3" in dry_line and "responses created" not in dry_line
 
 
 def test_missing_gainsight_settings_are_named_with_their_env_vars(cg_sandbox, project):
