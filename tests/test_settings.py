@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from dlt.common.configuration.specs import BaseConfiguration
 
 from connector_common.schema import DEFAULT_PROPERTY_MAP, DEFAULT_RESPONSE_FIELDS
 from destinations.gainsight import GainsightSettingError, load_settings
@@ -114,8 +115,22 @@ def test_a_missing_base_url_names_its_env_var(monkeypatch):
 
 
 def defaults() -> dict[str, Any]:
-    spec = GainsightSettings()
-    return {name: getattr(spec, name) for name in GainsightSettings.get_resolvable_fields() if name not in ("quotas", "response_fields")}
+    """Every default of the definition by its dotted key (`people.writer`); quotas and response
+    fields have their own checks."""
+    return flatten(GainsightSettings(), skip=("quotas", "response_fields"))
+
+
+def flatten(spec: BaseConfiguration, prefix: str = "", skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in type(spec).get_resolvable_fields():
+        if name in skip:
+            continue
+        value = getattr(spec, name)
+        if isinstance(value, BaseConfiguration):
+            values.update(flatten(value, f"{prefix}{name}."))
+        else:
+            values[f"{prefix}{name}"] = value
+    return values
 
 
 def same(written: Any, default: Any) -> bool:
