@@ -27,7 +27,6 @@ person by a salted hash (or the masked address without a salt), never the addres
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 
@@ -115,7 +114,7 @@ def _forget(settings: RunSettings, store: StagingStore, person: Person, address:
         raise
     db.execute("COMMIT")
     dropped = _drop_pending_packages(settings)
-    _rewrite_file(store)
+    store.rewrite()  # step 4: no deleted bytes left in the file
     lines = [_report(person, "erased", exports)]
     lines.append(f"  gainsight: {_in_gainsight(erased.responses, erased.activities)} deleted, confirmed gone")
     if dropped:
@@ -227,24 +226,6 @@ def _rows(store: StagingStore, verb: str, name: str, where: str, params: dict[st
     used = {key: value for key, value in params.items() if f"${key}" in where}
     (count,) = store.connection.execute(f"{verb} {name} WHERE {where}", used).fetchone() or (0,)
     return int(count)
-
-
-def _rewrite_file(store: StagingStore) -> None:
-    """Step 4: DuckDB marks deleted rows and frees replaced blocks without overwriting them, so the
-    person's bytes would stay in the file until reused. A fresh copy of the database (same schemas,
-    tables, keys and views; private like the original) replaces it. The old file stays locked by this
-    process until the copy is in place, so no run can start on either in between."""
-    db = store.connection
-    db.execute("CHECKPOINT")
-    (catalog,) = db.execute("SELECT current_database()").fetchone() or ("",)
-    fresh = store.path.with_name(store.path.name + ".forget-tmp")
-    fresh.unlink(missing_ok=True)  # a killed forget's partial copy
-    db.execute(f"ATTACH '{fresh}' AS forget_copy")
-    try:
-        db.execute(f'COPY FROM DATABASE "{catalog}" TO forget_copy')
-    finally:
-        db.execute("DETACH forget_copy")
-    os.replace(fresh, store.path)
 
 
 def _drop_pending_packages(settings: RunSettings) -> int:

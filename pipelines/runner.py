@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from connector_common.memory import limit_arenas
@@ -161,6 +162,8 @@ def _execute(
         record(store.connection, run)
         remember_reported(store.connection, store.dataset, run)
         if held_store is None:
+            if result is not None and result.privacy:
+                _rewrite_scrubbed(store)
             store.close()
     if result is None:
         # stdout holds the last run's outcome for schedulers (`> last_run.txt`): never leave it empty.
@@ -170,6 +173,16 @@ def _execute(
     log.info("%s", one_line_summary(result, duration, code, outcome), extra={"counts": run.counts})
     print(format_summary(result, duration, str(settings.duckdb_path), code, outcome), flush=True)
     return code, result
+
+
+def _rewrite_scrubbed(store: StagingStore) -> None:
+    """After the staging rules changed values, the file is rewritten (`StagingStore.rewrite`): a
+    scrubbed e-mail or comment would otherwise stay in its freed blocks. The run's outcome stands if
+    this fails: the values are out of every table, and the next scrubbing run rewrites again."""
+    try:
+        store.rewrite()
+    except (OSError, duckdb.Error) as exc:
+        log.warning("privacy: the staging file could not be rewritten, so scrubbed values may linger in its free space: %s", exc)
 
 
 def run_mode(settings: RunSettings, source_options: dict[str, Any] | None, dry_run: bool) -> str:

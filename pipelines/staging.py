@@ -149,6 +149,28 @@ class StagingStore:
         finally:
             os.umask(self._outer_umask)
 
+    def rewrite(self) -> None:
+        """Replace the file with a fresh copy of what it holds now.
+
+        DuckDB marks deleted rows and frees replaced blocks without overwriting them (it has no
+        secure delete), so an erased person or a scrubbed e-mail or comment stays readable in the
+        file's bytes until the space is reused. A copy of the database (same schemas, tables, keys
+        and views; private like the original) replaces it. This connection keeps the old file locked
+        until the copy is in place, so no run can start on either in between; the caller closes the
+        store right after (later writes through this connection would go to the replaced file).
+        """
+        db = self.connection
+        db.execute("CHECKPOINT")
+        (catalog,) = db.execute("SELECT current_database()").fetchone() or ("",)
+        fresh = self.path.with_name(self.path.name + ".rewrite-tmp")
+        fresh.unlink(missing_ok=True)  # a killed rewrite's partial copy
+        db.execute(f"ATTACH '{fresh}' AS rewrite_copy")
+        try:
+            db.execute(f'COPY FROM DATABASE "{catalog}" TO rewrite_copy')
+        finally:
+            db.execute("DETACH rewrite_copy")
+        os.replace(fresh, self.path)
+
     def raise_memory_limit(self) -> str:
         """Raise DuckDB's memory limit for the rest of this run (4x, at least 512MB); returns it."""
         self.memory_limit = f"{max(megabytes(self.memory_limit) * 4, 512)}MB"
