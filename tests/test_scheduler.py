@@ -234,3 +234,34 @@ def test_a_run_budget_stop_defers_and_the_next_run_finishes_exactly_once(cg_sand
     activities = Counter(a["ExternalId"] for a in gs.records("activity_timeline"))
     assert set(activities.values()) == {1}
     assert connector.scalar("SELECT count(*) FROM gainsight.responses WHERE status = 'deferred'") == 0
+
+
+def test_small_pages_push_every_object_exactly_once_and_the_responses_in_one_bulk_upload(
+    cg_sandbox, gs_sandbox, connector_for, monkeypatch
+):
+    from destinations.gainsight import engine
+
+    monkeypatch.setattr(engine, "PAGE_ROWS", 7)  # 60 responses, a dozen accounts and people: many pages each
+    cg = cg_sandbox(responses=60, days=10, accounts=12)
+    gs = gs_sandbox()
+    connector = connector_for(cg, gs)
+
+    code, result = connector.run(bulk_min_rows=20)
+
+    assert code == ExitCode.OK
+    push = result.push
+    assert push.bulk_uploads == 1 and push["responses"].created == 60  # every page appended to one file
+    assert set(Counter(r["ResponseId__gc"] for r in connector.records()).values()) == {1}
+    assert len(connector.records()) == 60
+    emails = connector.scalar("SELECT count(DISTINCT email) FROM nps.nps_responses WHERE email IS NOT NULL")
+    assert push["people"].created == gs.count_records("Person") == emails
+    accounts = connector.scalar("SELECT count(DISTINCT account_id) FROM nps.nps_responses")
+    assert push["companies"].created == gs.count_records("Company") == accounts
+    recent = connector.scalar(
+        "SELECT count(*) FROM nps.nps_responses WHERE responded_at >= now() - INTERVAL 14 DAY AND account_id IS NOT NULL"
+    )
+    assert push["activities"].created == gs.count_records("activity_timeline") == recent
+
+    code, result = connector.run(bulk_min_rows=20)  # nothing new: nothing written
+
+    assert code == ExitCode.OK and result.push.write_calls == 0
