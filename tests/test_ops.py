@@ -119,7 +119,7 @@ def test_history_status_warnings_as_success_and_new_only_alerts(cg_sandbox, proj
     with duckdb.connect(str(project / "staging.duckdb")):
         locked = run_cli("status", cwd=project, env=env)
     assert locked.returncode == ExitCode.LOCKED
-    assert "held by another process" in locked.stderr and "Traceback" not in locked.stderr
+    assert "in use by another process" in locked.stderr and "Traceback" not in locked.stderr
 
 
 def test_failed_run_is_recorded_with_its_outcome(cg_sandbox, staging_for):
