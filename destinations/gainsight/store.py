@@ -420,7 +420,16 @@ class Ledger:
                         FROM ({self._pending([key, 'responded_at', *columns], flags)}) WHERE {key} IS NOT NULL GROUP BY {key}"""
                 )
         else:
-            source = f"({self._pending([key, *columns], flags)})"
+            # The page's positions first (from the small flags table), then its rows from the outbox
+            # file: the join then holds one page, not the whole outbox sorted once per page.
+            where = " OR ".join(flags) or "TRUE"
+            return self._db.execute(
+                f"""WITH page AS (SELECT _position FROM push_flags WHERE ({where}) AND _position > ?
+                                  ORDER BY _position LIMIT ?)
+                    SELECT {', '.join([*(f'o.{column}' for column in [key, *columns]), 'page._position'])}
+                    FROM page JOIN {self._outbox} o USING (_position) ORDER BY page._position""",
+                [after, rows],
+            ).to_arrow_table()
         return self._db.execute(
             f"SELECT {', '.join([key, *columns, '_position'])} FROM {source} WHERE _position > ? ORDER BY _position LIMIT ?",
             [after, rows],
