@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec  # noqa: E402
 from sandbox.customergauge.webhooks import WebhookSender, WebhookTarget  # noqa: E402
 from sandbox.gainsight import BulkJob, GainsightSandbox  # noqa: E402
+from sandbox.gainsight.server import QUOTA_FAMILY, family_of  # noqa: E402
 
 CG_ID, CG_SECRET = "bench-client", "bench-secret-0a1b2c"
 ACCESS_KEY = "bench-gainsight-access-key"
@@ -81,6 +83,8 @@ def main() -> None:
         try:
             _wait(lambda: _ready(url), 900)
             cg.webhooks = WebhookSender(WebhookTarget(url + "/webhooks/customergauge", WEBHOOK_SECRET, payload=args.payload))
+            steady_from = len(gs.requests())  # after the start-up reconciliation
+            started_at = time.time()
             started = time.monotonic()
             for index in range(args.events):
                 time.sleep(max(0.0, started + index / args.rate - time.monotonic()))
@@ -88,6 +92,8 @@ def main() -> None:
             cg.webhooks.flush()
             sent = time.monotonic() - started
             _wait(lambda: gs.count_records(RESPONSE_OBJECT) >= args.history + args.events, 1800)
+            ended_at = time.time()
+            steady = gs.requests()[steady_from:]
         finally:
             serve.send_signal(signal.SIGTERM)
             serve.wait(timeout=600)
@@ -101,11 +107,31 @@ def main() -> None:
         cg.webhooks.close()
     text = (work / "serve.log").read_text()
     batches = text.count("serve: delivering")
+    waits = _quota_waits(text)
+    calls = Counter(QUOTA_FAMILY.get(family_of(entry.path), "none") for entry in steady)
+    per_family = Counter((family_of(entry.path)) for entry in steady if QUOTA_FAMILY.get(family_of(entry.path)) == "sync")
+    minutes = max(1e-9, (ended_at - started_at) / 60)
+    by_minute = Counter(int(entry.timestamp // 60) for entry in steady if QUOTA_FAMILY.get(family_of(entry.path)) == "sync")
     contacts = f"{args.people} known contacts" if args.people else "a new person each"
     print(f"realtime: {args.events} events ({args.payload} payloads, {contacts}) at {args.rate:g}/s sent in {sent:.0f} s, quotas on")
     print(f"  webhook -> Gainsight latency: p50 {_pct(latencies, 50):.1f} s, p95 {_pct(latencies, 95):.1f} s, max {latencies[-1]:.1f} s")
     print(f"  batches {batches} (events per push: {args.events / max(1, batches):.1f}); webhook calls not 202: {refused}")
+    print(
+        f"  steady state ({minutes:.1f} min): sync calls {calls['sync']} ({calls['sync'] / minutes:.0f} a minute, "
+        f"busiest minute {max(by_minute.values(), default=0)} of 100; {', '.join(f'{f} {n}' for f, n in sorted(per_family.items()))}), "
+        f"{calls['sync'] / max(1, batches):.1f} per batch; timeline calls {calls['timeline']}; 429 answers "
+        f"{sum(1 for entry in steady if entry.status == 429)}"
+    )
+    print(f"  quota waits in serve.log after the start-up reconciliation: {waits or 'none'}")
     print(f"  serve peak RSS {peak_mb:.0f} MB; exit code {serve.returncode}; log {work / 'serve.log'}")
+
+
+def _quota_waits(text: str) -> str:
+    """The limiter's "quota ... waiting" lines logged after the first run (the start-up reconciliation)."""
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if "serve: delivering" in line), len(lines))
+    waits = [line for line in lines[first:] if "quota for this" in line and "waiting" in line]
+    return f"{len(waits)} (first: {waits[0].split('gainsight: ', 1)[-1]})" if waits else ""
 
 
 def _env(cg: CustomerGaugeSandbox, gs: GainsightSandbox, work: Path) -> dict[str, str]:
@@ -136,7 +162,7 @@ def _ready(url: str) -> bool:
     """Healthy and past the start-up reconciliation: the benchmark measures the steady state."""
     try:
         with urllib.request.urlopen(url + "/healthz", timeout=5) as answer:
-            return int(answer.status) == 200 and json.load(answer)["last_run"] is not None
+            return int(answer.status) == 200 and json.load(answer)["last_successful_run"] is not None
     except OSError:
         return False
 

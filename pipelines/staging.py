@@ -191,8 +191,16 @@ class StagingStore:
     def release_memory(self) -> None:
         """Fold the write-ahead log into the file, empty DuckDB's buffer pool and hand the freed
         pages back (connector_common.memory): what a load cached would otherwise sit under the next
-        part's extract and under the whole push (about 110 MB after a 100k-row part)."""
-        self.connection.execute("CHECKPOINT")
+        part's extract and under the whole push (about 110 MB after a 100k-row part).
+
+        DuckDB refuses a CHECKPOINT while another transaction on the file has made a catalog change
+        or an update: in `serve`, a webhook being spooled (its sequence) at that instant. Folding
+        the log is then left to DuckDB's own checkpoint at the next commit; failing the batch for
+        it held its events back half a minute (the spool's retry delay)."""
+        try:
+            self.connection.execute("CHECKPOINT")
+        except duckdb.TransactionException as exc:
+            log.debug("DuckDB did not checkpoint now: %s", exc)
         try:
             # Lowering the limit evicts every unpinned buffer (persistent blocks are simply dropped).
             self.connection.execute(f"SET memory_limit = '{RELEASE_LIMIT}'")

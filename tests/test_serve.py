@@ -179,6 +179,23 @@ def test_burst_is_one_batch_through_the_push_and_duplicates_are_harmless(served)
     assert set(by_key(gs.records(RESPONSE_OBJECT)).values()) == {1}
 
 
+def test_a_batch_stages_while_a_webhook_is_being_spooled(served):
+    """A webhook spooled while a batch loads holds a write transaction on the file (the spool's
+    sequence), which makes DuckDB refuse the load's CHECKPOINT: the batch still goes through."""
+    record = served.connector.staging.sandbox.records[0]
+    assert served.post_signed(record).status_code == 202
+    appending = served.service.store.connection.cursor()
+    appending.execute("BEGIN TRANSACTION")
+    appending.execute("SELECT nextval('webhooks.spool_seq')")  # what an append does first
+    try:
+        assert served.service.worker.deliver() == ExitCode.OK
+    finally:
+        appending.execute("ROLLBACK")
+        appending.close()
+    assert served.service.spool.depth() == 0
+    assert str(record["number_customergauge"]) in by_key(served.connector.gainsight.records(RESPONSE_OBJECT))
+
+
 def test_event_for_a_response_the_schedule_pushed_makes_no_write(served):
     cg, gs = served.connector.staging.sandbox, served.connector.gainsight
     assert served.service.worker.reconcile() == ExitCode.OK  # the scheduled lookback run
