@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import Enum
 from typing import Any
 
@@ -46,7 +48,7 @@ from .report import PushReport
 from .scheduler import Scheduler, Step
 from .settings import GainsightSettings
 from .specs import SPECS, ObjectSpec
-from .store import Ledger
+from .store import Ledger, now
 
 log = logging.getLogger("nps.gainsight")
 
@@ -54,6 +56,9 @@ log = logging.getLogger("nps.gainsight")
 # versions that kept no hash).
 BOOKED = frozenset({"synced", "created", "exists", "updated"})
 STATE_COLUMNS = ("status", "pushed_hash", "failed_hash", "attempts")
+# How long a describe of an object's field lengths is used (`gainsight.tenant_facts`): an admin's
+# change of a length reaches the push within this.
+DESCRIBED_FOR = timedelta(minutes=5)
 
 
 class Action(str, Enum):
@@ -152,9 +157,17 @@ class PushContext:
     _lengths: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def field_lengths(self, obj: str) -> dict[str, int]:
-        """Text field lengths of `obj`, described once per run."""
+        """Text field lengths of `obj`, described at most once per `DESCRIBED_FOR`, across runs (a
+        `serve` webhook batch is a run: a describe each would be a third of its sync calls)."""
         if obj not in self._lengths:
-            self._lengths[obj] = self.client.field_lengths(obj)
+            fact = f"field_lengths:{obj}"
+            known = self.ledger.tenant_fact(fact, learned_after=now() - DESCRIBED_FOR)
+            if known is None:
+                self._lengths[obj] = self.client.field_lengths(obj)
+                if not self.dry_run:
+                    self.ledger.remember_tenant_fact(fact, json.dumps(self._lengths[obj], sort_keys=True))
+            else:
+                self._lengths[obj] = {name: int(length) for name, length in json.loads(known).items()}
         return self._lengths[obj]
 
 

@@ -5,6 +5,10 @@ The plan sends a person only when new or when a pushed field (name, company) cha
 ledger's last confirmed version, and a person whose account has no confirmed Company yet waits for
 it, so the association is never dropped and re-added.
 
+**Known persons cost nothing.** A person the ledger confirmed is planned unchanged while their
+digest is; when it changed only in what a write would not send them (`adds_nothing`), they stay
+unchanged without a read, so a steady stream of responses from known contacts makes no people call.
+
 **Read before write.** Most respondents of a CRM-synced tenant already exist in Gainsight. Before
 any write, `Person` is read by Email and `Company_Person` by person and Company (≤5000 values a
 read, two reads per 5000 people); only persons that are missing, or lack the association, are
@@ -27,7 +31,7 @@ from typing import Any
 import pyarrow as pa
 
 from .client import GainsightClient
-from .engine import Action, ObjectPlan, Writer, write_isolating
+from .engine import BOOKED, Action, ObjectPlan, Writer, write_isolating
 from .errors import GainsightRejected
 from .people_bulk import PeopleBulk
 
@@ -49,6 +53,18 @@ def standing(found: dict[str, Any] | None, linked: bool, person: dict[str, Any])
     if any(person.get(name) != (found.get(name) or None) for name in NAME_FIELDS if name in person):
         return NAMES_UPDATED
     return EXISTS
+
+
+def adds_nothing(confirmed: dict[str, Any] | None, company_gsid: str | None, names_pushed: bool) -> bool:
+    """Whether a person the ledger `confirmed` in Gainsight needs no call although their digest
+    changed: what a write would send to a person who exists is the Company association (and the
+    names only with `update_person_names`), and an association is never removed by an upsert.
+
+    So a response without an account (no Company), or a name spelled another way, costs a
+    webhook batch no `Person` / `Company_Person` read; a new Company for the person still does."""
+    if names_pushed or not confirmed or confirmed.get("status") not in BOOKED:
+        return False
+    return company_gsid is None or company_gsid == confirmed.get("company_gsid")
 
 
 def read_people(client: GainsightClient, emails: Sequence[str]) -> list[dict[str, Any] | None]:
@@ -119,6 +135,11 @@ class PersonWriter(Writer):
                 if plan.keys[index] in self._processing:
                     plan.actions[index] = Action.WAIT
             todo = [i for i in todo if plan.actions[i] is not Action.WAIT and plan.keys[i] not in self.book.settled]
+        companies = plan.items["company_gsid"].to_pylist()
+        for index in todo:
+            if adds_nothing(plan.state.get(plan.keys[index]), companies[index], self.settings.update_person_names):
+                plan.actions[index] = Action.UNCHANGED  # not booked again: the ledger's row stays as confirmed
+        todo = [i for i in todo if plan.actions[i] is not Action.UNCHANGED]
         if not todo:
             return
         client = self.ctx.client

@@ -725,9 +725,13 @@ class Ledger:
         return calls
 
     @_local_state
-    def tenant_fact(self, fact: str) -> str | None:
-        """What an earlier run learned about this tenant (e.g. that it lacks an API), or None."""
-        row = self._db.execute(f"SELECT value FROM {SCHEMA}.tenant_facts WHERE fact = ?", [fact]).fetchone()
+    def tenant_fact(self, fact: str, learned_after: datetime | None = None) -> str | None:
+        """What an earlier run learned about this tenant (e.g. that it lacks an API), or None;
+        with `learned_after`, only a fact learned since then."""
+        row = self._db.execute(
+            f"SELECT value FROM {SCHEMA}.tenant_facts WHERE fact = ? AND (? IS NULL OR learned_at > ?)",
+            [fact, learned_after, learned_after],
+        ).fetchone()
         return None if row is None else str(row[0])
 
     @_local_state
