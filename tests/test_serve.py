@@ -7,6 +7,7 @@ a child process only where the process boundary is the point (kill -9, signals).
 
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import socket
@@ -22,10 +23,14 @@ import requests
 import uvicorn
 
 from destinations.gainsight import load_settings
+from destinations.gainsight.settings import QuotaLimits
+from destinations.gainsight.store import quota_log_reader
 from pipelines.errors import ExitCode
 from pipelines.serve.auth import Authenticator, sign
 from pipelines.serve.command import Service
+from pipelines.serve.pacing import Pacer, pause_for
 from pipelines.serve.settings import ServeSettings
+from sandbox.gainsight.server import QUOTA_FAMILY, family_of
 
 from .cli import cli_env, push_env, run_main, start_cli, wait_for
 from .conftest import RESPONSE_OBJECT
@@ -209,6 +214,69 @@ def test_event_for_a_response_the_schedule_pushed_makes_no_write(served):
     health = requests.get(served.url + "/healthz", timeout=30)
     assert health.status_code == 503  # in this test the worker thread was never started
     assert health.json()["last_successful_run"]["mode"] == "webhook"
+
+
+def sync_calls(gs, since: int) -> Counter[str]:
+    """Calls on Gainsight's sync quota from the `since`-th logged request, by path."""
+    return Counter(e.path for e in gs.requests()[since:] if QUOTA_FAMILY.get(family_of(e.path)) == "sync")
+
+
+def test_a_batch_from_known_persons_reads_no_people_and_makes_two_sync_calls(served):
+    cg, gs = served.connector.staging.sandbox, served.connector.gainsight
+    assert served.service.worker.reconcile() == ExitCode.OK  # every person confirmed in the ledger
+    known = [record for record in cg.records if record.get("email") and "nps" in record][:6]
+    for offset, record in enumerate(known):  # new responses of the same persons
+        fresh = {**record, "number_customergauge": 990_000 + offset}
+        if offset == 0:  # no account this time: nothing a person upsert would add
+            fresh["properties"] = [p for p in record["properties"] if p["field"] != "Account Number"]
+        if offset == 1:  # another spelling of the name, which a person who exists keeps
+            fresh["contact"] = {"first_name": "Renamed", "last_name": "Person"}
+        assert served.post_signed(fresh).status_code == 202
+    since = len(gs.requests())
+    assert served.service.worker.deliver() in (ExitCode.OK, ExitCode.DEFERRED)
+    calls = sync_calls(gs, since)
+    assert not [path for path in calls if path.endswith(("/Person", "/Company_Person")) or "people" in path], calls
+    assert sum(calls.values()) <= 2, calls  # the response look-up and insert, one each for the batch
+    pushed = by_key(gs.records(RESPONSE_OBJECT))
+    assert {str(990_000 + offset) for offset in range(1, 6)} <= set(pushed)
+
+
+def test_pace_spends_a_window_evenly_and_gathers_when_it_cannot_afford_a_batch():
+    assert pause_for(left=100, resets_in=60.0, cost=2.0, since_last=float("inf")) == 0.0  # a quiet stream: at once
+    assert pause_for(left=100, resets_in=60.0, cost=2.0, since_last=0.5) == pytest.approx(0.7)  # 50 batches in 60 s
+    assert pause_for(left=10, resets_in=6.0, cost=2.0, since_last=0.0) == pytest.approx(1.2)
+    assert pause_for(left=1, resets_in=10.0, cost=2.0, since_last=30.0) == 10.0  # wait for the reset, not inside the push
+
+
+def test_a_nearly_used_sync_window_gathers_the_events_into_one_batch_after_it_resets(served):
+    worker, store = served.service.worker, served.service.store
+    assert worker.reconcile() == ExitCode.OK
+    minute = (int(time.time()) // 60 + 30) * 60  # a window of the pacer's clock no real call counts in
+    now = [minute + 50.0]
+    documented = copy.copy(worker.gainsight)  # the tests' connector runs with quotas raised out of the way
+    documented.quotas = QuotaLimits()  # 100 sync calls a minute
+    worker.pacer = Pacer(documented, lambda: quota_log_reader(store.connection), clock=lambda: now[0])
+    store.connection.execute(
+        "INSERT INTO gainsight.quota_log VALUES ('sync', 'minute', to_timestamp(?), 99)", [minute]
+    )  # fmt: skip
+    cg = served.connector.staging.sandbox
+    ids = cg.add_responses(6)
+    records = {record["number_customergauge"]: record for record in cg.records}
+    for number in ids[:3]:
+        assert served.post_signed(records[number]).status_code == 202
+    assert worker.pacer.pause() == 10.0  # one call left, a batch costs two: gather until the minute ends
+    for number in ids[3:]:  # arrive meanwhile
+        assert served.post_signed(records[number]).status_code == 202
+    now[0] = minute + 60.0
+    assert worker.pacer.pause() == 0.0
+    gs = served.connector.gainsight
+    since = len(gs.requests())
+    assert worker.deliver() == ExitCode.OK
+    assert served.webhook_runs() == 1  # the six events in one batch
+    assert {str(number) for number in ids} <= set(by_key(gs.records(RESPONSE_OBJECT)))
+    cost = sum(sync_calls(gs, since).values())  # look-up, insert, and six new persons' reads and upserts
+    assert worker.pacer.cost("sync") == cost
+    assert worker.pacer.pause() == pytest.approx(cost * 60.0 / 100.0)  # the next batch: the window's pace
 
 
 def test_serve_refuses_to_start_without_a_secret(cg_sandbox, gs_sandbox, project):

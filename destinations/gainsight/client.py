@@ -417,10 +417,7 @@ class GainsightClient(VendorClient[GainsightCall]):
         return answer
 
     def quota_family(self, endpoint: str) -> str:
-        """The quota an endpoint's calls count against; the async People API's is a setting (unknown)."""
-        if endpoint == "people_bulk":
-            return self.settings.people.bulk_quota_family
-        return QUOTA_FAMILY[endpoint]
+        return quota_family(endpoint, self.settings)
 
     def unanswered(self, call: GainsightCall, reason: str) -> Exception:
         return MaybeApplied(f"{reason}: no answer; the write may or may not have been applied")
@@ -503,6 +500,13 @@ class GainsightClient(VendorClient[GainsightCall]):
                 "check DESTINATION__GAINSIGHT__CLIENT_ID / CLIENT_SECRET"
             )
         raise GainsightUnavailable(f"Gainsight's token endpoint answered HTTP {answer.status} without a token")
+
+
+def quota_family(endpoint: str, settings: GainsightSettings) -> str:
+    """The quota an endpoint's calls count against; the async People API's is a setting (unknown)."""
+    if endpoint == "people_bulk":
+        return settings.people.bulk_quota_family
+    return QUOTA_FAMILY[endpoint]
 
 
 def field_length(spec: Mapping[str, Any]) -> int | None:

@@ -155,6 +155,15 @@ class QuotaLimiter:
                 for family, windows in self._windows.items()
             }
 
+    def headroom(self, family: str) -> tuple[int, float]:
+        """Calls of `family` left in its shortest window, and the seconds until that window resets
+        (`serve` paces its batches by it, so that no batch starts only to wait for the window)."""
+        now = self._clock()
+        shortest = min(self._windows[family], key=lambda w: w.seconds)
+        with self._lock:
+            left = max(0, shortest.limit - self._used(shortest, now))
+        return left, shortest.start(now) + shortest.seconds - now
+
     def deferred(self) -> Iterable[QuotaExhausted]:
         with self._lock:
             return list(self._blocked.values())

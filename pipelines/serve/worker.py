@@ -3,8 +3,10 @@
 One thread does every run, so runs never overlap and the DuckDB file has one writer of staging and
 ledger. A batch is everything due in the spool when the worker looks (up to `MAX_EVENTS`): events
 that arrive while a push is under way wait for the next batch, so a burst costs a few pushes, never
-one per event. Each batch is a run like the scheduled one (run history, quarantine, ledger, quotas,
-summary) whose extract is the events source (`sources/customergauge/events.py`).
+one per event. In a steady stream the next batch also waits for the pace Gainsight's quota allows
+(`pacing.py`), gathering events rather than starting a push that would wait for a quota window.
+Each batch is a run like the scheduled one (run history, quarantine, ledger, quotas, summary) whose
+extract is the events source (`sources/customergauge/events.py`).
 
 A spooled record leaves the spool once it is merged into staging; from there the push's outbox
 owns it, and a failed push is retried by the next run (or by the retry timer when no event comes).
@@ -36,6 +38,7 @@ from ..settings import RunSettings
 from ..stage import StageResult, make_pipeline, run_stage
 from ..staging import StagingStore
 from .metrics import Metrics
+from .pacing import Pacer
 from .spool import Spool, Spooled
 
 log = logging.getLogger("nps.serve")
@@ -88,6 +91,7 @@ class Worker:
         # dlt's working folder is this process's own once a batch restored it from DuckDB: later
         # batches skip that check (about a tenth of a batch's time).
         self._restored = False
+        self.pacer = Pacer(gainsight, lambda: quota_log_reader(store.connection))
         self._thread = threading.Thread(target=self._loop, name="serve-worker", daemon=True)
 
     @property
@@ -134,6 +138,10 @@ class Worker:
                     code = self.reconcile()
                     next_reconcile = time.monotonic() + self.reconcile_seconds
                 elif self.spool.ready(1):
+                    hold = self.pacer.pause()
+                    if hold > 0:
+                        self._gather(hold)
+                        continue
                     code = self.deliver()
                 elif retry_push_at is not None and time.monotonic() >= retry_push_at:
                     code = self.push_pending()
@@ -160,6 +168,13 @@ class Worker:
             self._wake.clear()
             if not self._stopping:
                 time.sleep(LINGER_SECONDS)
+
+    def _gather(self, seconds: float) -> None:
+        """Let events gather in the spool for `seconds` (`pacing.py`); only a stop ends it sooner."""
+        until = time.monotonic() + seconds
+        while not self._stopping and (left := until - time.monotonic()) > 0:
+            self._wake.wait(left)
+            self._wake.clear()
 
     def first_run(self) -> ExitCode:
         """At start: the reconciliation (what happened while nobody listened), or without a timer a
@@ -200,9 +215,12 @@ class Worker:
             return result
 
         self._running = "webhook"
+        self.pacer.started()
         log.info("serve: delivering %d event(s) (%d records, %d ids to look up)", len(batch), len(events.records), len(events.ids))
         code, result = execute(self.settings, None, self.gainsight_options, store=self.store, stage=("webhook", stage))
         self._settle(batch, events, bool(staged), code)
+        if result is not None and result.push is not None:
+            self.pacer.record(result.push.calls)
         return self._finish("webhook", code, result)
 
     def _settle(self, batch: list[Spooled], events: Events, staged: bool, code: ExitCode) -> None:
