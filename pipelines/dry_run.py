@@ -5,7 +5,9 @@ load; `stage.preview_stage`): the staging table, the cursor and the pending pack
 were. The outbox is computed over the staged responses overlaid, in memory (a DuckDB temporary
 table, which never reaches the file), with the fetched ones; the push's own engine then plans it,
 reading Gainsight (queries by key) and writing nothing: no Gainsight write, no ledger change, no
-quota count saved. The plan is the one a real run would execute on the same data.
+quota count saved. The plan is the one a real run would execute on the same data. Before the first
+real run there is no staging file, and the runner hands this an empty store in memory
+(`StagingStore.scratch`) instead of creating one: a dry run leaves nothing on disk.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from destinations.gainsight import GainsightSettings, Pusher, PushReport, read_outbox
 from sources.customergauge import ExtractReport
 
+from .alerts import quarantine_novelty
 from .push import count_given_up
 from .settings import RunSettings
 from .stage import StageResult, preview_stage
@@ -36,10 +39,11 @@ def run_dry(
     gainsight_settings: GainsightSettings | None,
 ) -> StageResult:
     """Extract without staging and plan the push without writing; the result counts both."""
-    result = StageResult(report=report, dry_run=True)
+    result = StageResult(report=report, dry_run=True, staging_on_disk=store.on_disk)
     with tempfile.TemporaryDirectory(prefix="nps-dry-run-") as scratch:
-        files = [] if settings.push_only else preview_stage(settings, store, report, source_options, Path(scratch))
+        files, quarantined = ([], []) if settings.push_only else preview_stage(settings, store, report, source_options, Path(scratch))
         result.changes = store.count_changes(files)
+        result.quarantine = quarantine_novelty(store.connection, quarantined)  # what a real run would report
         result.staged_rows, result.quarantine_rows = store.count(RESPONSES), store.count(QUARANTINE)
         if gainsight_settings is not None:
             result.push = plan_push(settings, store, report.run_id, gainsight_settings, files)

@@ -97,7 +97,7 @@ def _execute(
     try:
         # Checked before anything is fetched: a typo in the Gainsight settings should not cost an extract.
         destination = None if settings.stage_only else load_settings(gainsight_options).with_pii(settings.pii.push)
-        store = held_store or StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit)
+        store = held_store or _open_store(settings, dry_run)
     except (CommandError, GainsightSettingError) as exc:
         log.error("%s", exc)
         return exit_code_for(exc), None
@@ -123,7 +123,8 @@ def _execute(
             result.privacy = apply_staging_rules(store, settings.pii, destination)
         push = result.push
         # An account that starts waiting for a Company needs an admin once; the same wait is not re-alerted.
-        outcome = outcome_code(
+        # A dry run quarantines, rejects and defers nothing itself: its summary says what a real run would.
+        outcome = ExitCode.OK if dry_run else outcome_code(
             result.quarantine.new,
             sum(n.new for n in result.dead_letters.values()),
             bool(push and (push.deferrals or push.waiting.started)),
@@ -173,6 +174,14 @@ def _execute(
     log.info("%s", one_line_summary(result, duration, code, outcome), extra={"counts": run.counts})
     print(format_summary(result, duration, str(settings.duckdb_path), code, outcome), flush=True)
     return code, result
+
+
+def _open_store(settings: RunSettings, dry_run: bool) -> StagingStore:
+    """The staging file, locked; for a dry run before any real run, an empty store in memory, so
+    that the dry run creates no file a later run would open (`StagingStore.scratch`)."""
+    if dry_run and not settings.duckdb_path.exists():
+        return StagingStore.scratch(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit)
+    return StagingStore.open(settings.duckdb_path, settings.dataset_name, settings.duckdb_memory_limit)
 
 
 def _rewrite_scrubbed(store: StagingStore) -> None:

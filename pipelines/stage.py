@@ -47,6 +47,7 @@ class StageResult:
     push: PushReport | None = None  # None when the run only staged
     dead_letters: dict[str, NewAndSeen] = field(default_factory=dict)  # per object, written by this run's push
     dry_run: bool = False  # fetched and planned only: nothing staged, no cursor moved
+    staging_on_disk: bool = True  # False for a dry run before the first real run: no file was created
     privacy: PrivacyCounts | None = None  # what the PII staging rules changed at the end of the run
 
 
@@ -201,8 +202,9 @@ def run_stage(
 
 def preview_stage(
     settings: RunSettings, store: StagingStore, report: ExtractReport, source_options: dict[str, Any] | None, scratch: Path
-) -> list[str]:
-    """`--dry-run`'s extract: the parquet files of the responses a run would stage now.
+) -> tuple[list[str], list[str]]:
+    """`--dry-run`'s extract: the parquet files of the responses and of the quarantined records a
+    run would stage now.
 
     dlt's working folder is copied to `scratch` and the source is extracted and normalized there,
     part after part, and never loaded: the staging table, the cursor (in DuckDB and in the real
@@ -234,7 +236,7 @@ def preview_stage(
             raise describe_missing(exc, "sources.customergauge") from None
         tables = report.unfinished
         if not tables:
-            return staged_files(pipeline, RESPONSES)
+            return staged_files(pipeline, RESPONSES), staged_files(pipeline, QUARANTINE)
 
 
 def staged_files(pipeline: dlt.Pipeline, table: str) -> list[str]:

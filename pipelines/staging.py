@@ -123,6 +123,7 @@ class StagingStore:
         self.connection = connection
         self.memory_limit = memory_limit
         self._outer_umask = umask
+        self.on_disk = True  # False for a `scratch` store: `path` names the file a real run would create
 
     @classmethod
     def open(
@@ -141,6 +142,17 @@ class StagingStore:
             os.umask(umask)
             raise
         return cls(path, dataset, connection, memory_limit, umask)
+
+    @classmethod
+    def scratch(cls, path: Path, dataset: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> StagingStore:
+        """An empty store in memory standing in for `path`, which does not exist yet: for a dry run,
+        which must leave nothing behind (no file, no folder, no holder record) that a later run would
+        find. Nothing is locked: there is no file to guard, and nothing written here is kept."""
+        megabytes(memory_limit)
+        connection = duckdb.connect(":memory:", config={"memory_limit": memory_limit})
+        store = cls(path, dataset, connection, memory_limit, os.umask(PRIVATE_UMASK))
+        store.on_disk = False
+        return store
 
     def close(self) -> None:
         try:

@@ -34,15 +34,16 @@ def format_summary(
         lines.append(f"  recovered: {result.finished_pending} load package(s) from an interrupted run")
     # A stopped run's extract report holds pages not staged and a cursor not committed.
     stopped = exit_code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
+    would = "would be " if result.dry_run else ""  # a dry run staged and quarantined nothing
     for feed in report.feeds.values():
         where = f"window {feed.window_start}..{feed.window_end}" if feed.window_start else "webhook events"
         line = (
             f"  {feed.table}: {where}; fetched {feed.fetched:,}, "
-            f"valid {feed.valid:,}, quarantined {feed.quarantined:,}"
+            f"valid {feed.valid:,}, {would}quarantined {feed.quarantined:,}"
         )
         if feed.table == "nps_responses" and not stopped:
             unchanged = max(0, feed.valid - result.changes.new - result.changes.updated)
-            line += f" -> new {result.changes.new:,}, updated {result.changes.updated:,}, unchanged {unchanged:,}"
+            line += f" -> {would}new {result.changes.new:,}, updated {result.changes.updated:,}, unchanged {unchanged:,}"
         lines.append(line)
         if stopped:
             lines.append(f"  cursor {feed.table}: as committed with the last part loaded into DuckDB")
@@ -51,14 +52,22 @@ def format_summary(
             lines.append(f"  cursor {feed.table}: {moved}" + (" (dry run: not moved)" if result.dry_run else ""))
         elif feed.window_start is not None:
             lines.append(f"  cursor {feed.table}: unchanged (backfill)")
+    if result.dry_run and result.quarantine.new:
+        lines.append(
+            f"  newly quarantined (dry run): {result.quarantine.new:,} record(s) a real run would quarantine and "
+            "report for the first time (exit 10)"
+        )
     if result.quarantine.seen_before:
         lines.append(
             f"  still quarantined (seen before): {result.quarantine.seen_before:,} record(s) already reported by an "
             "earlier run; they do not raise the exit code again"
         )
-    lines.append(
-        f"  staging: {staging_path} ({result.staged_rows:,} responses, {result.quarantine_rows:,} quarantined records)"
-    )
+    if result.staging_on_disk:
+        lines.append(
+            f"  staging: {staging_path} ({result.staged_rows:,} responses, {result.quarantine_rows:,} quarantined records)"
+        )
+    else:
+        lines.append(f"  staging: {staging_path} does not exist yet; the dry run did not create it (the first real run does)")
     if result.push is not None:
         lines += _push_lines(result.push) + _dead_letter_lines(result)
     if result.privacy:
@@ -136,11 +145,16 @@ def one_line_summary(result: StageResult, duration: float, exit_code: ExitCode, 
     """The log line that ends every run: greppable, with the counts that matter."""
     report = result.report
     fetched = sum(feed.fetched for feed in report.feeds.values())
+    staged = (
+        f"new {result.changes.new}, updated {result.changes.updated}, "
+        f"quarantined {report.quarantined} (new {result.quarantine.new})"
+    )
     line = (
         f"run {report.run_id} finished: exit {int(exit_code)}"
         + (f" (outcome {outcome.name.lower()})" if outcome != exit_code else "")
-        + f" in {duration:.1f} s; fetched {fetched}, new {result.changes.new}, updated {result.changes.updated}, "
-        f"quarantined {report.quarantined} (new {result.quarantine.new}), API calls {report.api_calls}"
+        + f" in {duration:.1f} s; fetched {fetched}, "
+        + (f"dry run, a real run would stage: {staged}" if result.dry_run else staged)
+        + f", API calls {report.api_calls}"
     )
     push = result.push
     if push is not None and not push.dry_run:
@@ -199,6 +213,8 @@ def _verdict(outcome: ExitCode, result: StageResult) -> str:
         return "completed what Gainsight allowed (quota, or a Bulk upload without an outcome); the rest is deferred to the next run"
     if outcome in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
         return "stopped by a signal at a safe point (the next run resumes from there); ran"
+    if outcome == ExitCode.OK and result.dry_run:
+        return "dry run completed (nothing staged, sent to Gainsight or booked)"
     return "completed" if outcome == ExitCode.OK else f"failed ({outcome.name})"
 
 

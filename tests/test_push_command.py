@@ -144,6 +144,32 @@ def test_full_command_summary_and_no_secret_anywhere(cg_sandbox, gs_sandbox, pro
     assert "planned, not written: responses to create 3" in dry_line and "responses created" not in dry_line
 
 
+def test_a_dry_run_before_the_first_run_leaves_no_file_and_says_what_a_run_would_do(cg_sandbox, gs_sandbox, project):
+    cg = cg_sandbox(responses=40, days=5, accounts=2, invalid=3)
+    gs = gs_sandbox()
+    env = push_env(cg, gs, project)
+    before = sorted(project.rglob("*"))
+
+    dry = run_main("--dry-run", cwd=project, env=env)
+
+    assert dry.returncode == 0, dry.stderr  # a dry run quarantined nothing itself
+    assert sorted(project.rglob("*")) == before  # no DuckDB file, no dlt working folder, no holder record
+    assert gs.requests() and all("/query/" in entry.path for entry in gs.requests())  # Gainsight only read
+    feed = next(line for line in dry.stdout.splitlines() if line.startswith("  nps_responses:"))
+    quarantined = int(feed.split("would be quarantined ")[1].split()[0])
+    assert quarantined > 0 and "-> would be new 40, updated 0, unchanged 0" in feed
+    assert f"newly quarantined (dry run): {quarantined} record(s) a real run would quarantine" in dry.stdout
+    assert "staging.duckdb does not exist yet; the dry run did not create it" in dry.stdout
+    assert f"a real run would stage: new 40, updated 0, quarantined {quarantined} (new {quarantined})" in dry.stderr
+
+    real = run_main(cwd=project, env=env)  # finds no progress left by the dry run: stages everything
+
+    assert real.returncode == 10, real.stderr  # the newly quarantined records the dry run announced
+    assert feed.replace("would be ", "") in real.stdout.splitlines()
+    assert f"new 40, updated 0, quarantined {quarantined} (new {quarantined})" in real.stderr
+    assert gs.count_records(RESPONSE_OBJECT) == 40
+
+
 def test_missing_gainsight_settings_are_named_with_their_env_vars(cg_sandbox, project):
     cg = cg_sandbox(responses=10)
     result = run_main(cwd=project, env=cli_env(cg, project))
