@@ -36,6 +36,7 @@ from .logs import DLT_LOGGER
 from .settings import RunSettings
 from .stage import without_dlt_signal_handlers
 from .staging import RESPONSES, StagingStore
+from .summary import UNTRIED
 
 log = logging.getLogger("nps.push")
 
@@ -50,7 +51,7 @@ def run_push(
 ) -> PushReport:
     staged = store.count(RESPONSES)
     if not staged:
-        log.info("push: nothing staged yet")
+        log.info("push: nothing staged yet; no call made, so %s", UNTRIED)
         return PushReport()
     log.info("push: to Gainsight at %s", gainsight_settings.base_url)
     pusher = Pusher(gainsight_settings, store.connection, settings.dataset_name, run_id, scheduler=scheduler, budget=budget)
@@ -85,7 +86,8 @@ def run_push(
     ensure_views(store.connection, settings.dataset_name, gainsight_settings)
     count_given_up(report, store, settings.dataset_name, gainsight_settings, staged, outbox.needs_response)
     if not outbox.rows:
-        log.info("push: Gainsight is up to date (%s staged responses, none to push)", f"{staged:,}")
+        untried = "" if report.calls else f"; no call made, so {UNTRIED}"
+        log.info("push: Gainsight is up to date (%s staged responses, none to push)%s", f"{staged:,}", untried)
     return report
 
 

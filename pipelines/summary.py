@@ -8,6 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ExitCode
 
+# A push with nothing to send makes no call (a re-run costs no quota), so it cannot tell whether the
+# Gainsight key still works; every place that reports such a run says so, lest exit 0 read as "key fine".
+UNTRIED = "the Gainsight credentials were not tried (`check` proves them)"
+
 if TYPE_CHECKING:
     from destinations.gainsight import PushReport
 
@@ -99,8 +103,8 @@ def _push_lines(push: PushReport) -> list[str]:
             + (f"; finished {push.recovered_uploads} left open by an earlier run" if push.recovered_uploads else "")
         )
     if not push.dry_run:
-        calls = ", ".join(f"{family} {n:,}" for family, n in sorted(push.calls.items())) or "none"
-        lines.append(f"  gainsight API calls: {calls} ({push.retries} retries)")
+        calls = ", ".join(f"{family} {n:,}" for family, n in sorted(push.calls.items()))
+        lines.append(f"  gainsight API calls: {calls} ({push.retries} retries)" if calls else f"  gainsight API calls: none, so {UNTRIED}")
         quota = "; ".join(
             f"{family} " + ", ".join(f"{left:,}/{window}" for window, left in windows.items())
             for family, windows in push.quota_left.items()

@@ -170,6 +170,26 @@ def test_a_dry_run_before_the_first_run_leaves_no_file_and_says_what_a_run_would
     assert gs.count_records(RESPONSE_OBJECT) == 40
 
 
+def test_a_wrong_key_with_nothing_to_push_costs_no_call_and_the_summary_says_it_was_not_tried(cg_sandbox, gs_sandbox, project):
+    """Re-runs with nothing new make no call (issue 10), so exit 0 proves nothing about the key: the
+    summary says so and points at `check`; the first run with something to push exits 7."""
+    cg = cg_sandbox(responses=30, days=5, accounts=2)
+    gs = gs_sandbox()
+    assert run_main(cwd=project, env=push_env(cg, gs, project)).returncode == 0
+    wrong = push_env(cg, gs, project, DESTINATION__GAINSIGHT__ACCESS_KEY="regenerated-in-gainsight-7f3e")
+    gs.clear_log()
+
+    empty = run_main("--push-only", cwd=project, env=wrong)
+
+    assert empty.returncode == 0, empty.stderr
+    assert gs.requests() == []
+    assert "gainsight API calls: none, so the Gainsight credentials were not tried (`check` proves them)" in empty.stdout
+    assert "none to push); no call made, so the Gainsight credentials were not tried" in empty.stderr
+    assert run_main("check", cwd=project, env=wrong).returncode == 7
+    cg.add_responses(2)
+    assert run_main(cwd=project, env=wrong).returncode == 7  # the first run with something to push
+
+
 def test_missing_gainsight_settings_are_named_with_their_env_vars(cg_sandbox, project):
     cg = cg_sandbox(responses=10)
     result = run_main(cwd=project, env=cli_env(cg, project))
