@@ -268,7 +268,12 @@ class RecordFactory:
             # last minutes, and "a few minutes ago" would land before it.
             now = int(_utc_now().timestamp())
             floor = max(self._cap + 1, now - 600)
-            moments = sorted(rng.randint(min(floor, now), now) for _ in range(count))
+            # One `random()` per moment whatever the span: `randint` consumes a number of draws that
+            # depends on the span (rejection sampling), and the span here is the real time since
+            # the seed, so every record drawn after it (account, person, score) varied with how
+            # long the caller took (the demo's second pass: 25 or 26 records created).
+            low = min(floor, now)
+            moments = sorted(low + int(rng.random() * (now - low + 1)) for _ in range(count))
         else:
             moments = [_epoch_of(responded_at)] * count
         timings = _Timings()

@@ -597,3 +597,21 @@ def test_people_pool_makes_respondents_repeat():
     assert len(set(emails)) <= 150 and len(emails) > 2500
     with pytest.raises(ValueError):
         SeedSpec(accounts=20, people=10)  # fewer people than accounts
+
+
+@pytest.mark.parametrize("seconds_later", [20, 95])
+def test_fresh_responses_do_not_depend_on_how_long_after_the_seed_they_are_made(monkeypatch, seconds_later):
+    """The demo's second pass created 25 or 26 records from run to run: the draw of the new responses'
+    times consumed more or less randomness depending on the time since the seed, shifting every
+    account drawn after it. Only their times may differ now."""
+    from sandbox.customergauge import data
+
+    seeded_at = datetime(2026, 12, 2, 11, 0, tzinfo=timezone.utc)
+
+    def accounts_of_fresh(after: int) -> list[str]:
+        monkeypatch.setattr(data, "_utc_now", lambda: seeded_at)
+        factory = data.RecordFactory(SeedSpec(responses=50, accounts=40, seed=5))
+        monkeypatch.setattr(data, "_utc_now", lambda: seeded_at + timedelta(seconds=after))
+        return [record["account"]["name"] for record in factory.fresh_responses(25)]
+
+    assert accounts_of_fresh(seconds_later) == accounts_of_fresh(1)
