@@ -37,6 +37,7 @@ DEMO_ACCESS_KEY = "demo-gainsight-access-key"
 DEMO_BULK_JOB = "demo-nps-responses-upsert"
 DEMO_AUTHOR = "nps.connector@example.com"
 RESPONSE_OBJECT = "CG_NPS_Response__gc"
+DUCKDB_CLI = 'pip install "duckdb-cli>=1.5,<1.6"'  # the CLI that opens the file (README "Files, modes and tools")
 NO_QUOTAS = {"sync_per_minute": 10**6, "sync_per_day": 10**7, "bulk_per_hour": 10**3, "timeline_per_minute": 10**6}
 # Exit 12 here means an account started waiting for a Company (the demo seeds an ambiguous name).
 COMPLETED = (ExitCode.OK, ExitCode.QUARANTINED, ExitCode.DEAD_LETTERED, ExitCode.DEFERRED)
@@ -162,7 +163,8 @@ def _show(settings: RunSettings) -> None:
     for response_id, reason in quarantined:
         print(f"  response {response_id or '(no id)'}: {reason}")
     print(
-        f"\nInspect the file yourself (read-only, while no run is active):\n"
+        f"\nInspect the file yourself (read-only, while no run is active; the `duckdb` CLI is not installed with "
+        f"the connector: {DUCKDB_CLI}, the python line needs nothing more):\n"
         f"  duckdb -readonly {path} \"SELECT * FROM nps.nps_daily ORDER BY day DESC LIMIT 7\"\n"
         f"  python -c \"import duckdb; print(duckdb.connect('{path}', read_only=True)"
         f".sql('SELECT * FROM nps.quarantine_report'))\""

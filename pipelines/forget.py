@@ -88,6 +88,10 @@ def run_forget(settings: RunSettings, address: str, act: bool) -> ExitCode:
         store.close()
 
 
+# Said by the dry run too: an operator reading only its plan would otherwise take it for the whole erasure.
+LEFT_ALONE = "  left alone: a Person in Gainsight (no documented delete API: remove it there) and CustomerGauge's copy"
+
+
 def _forget(settings: RunSettings, store: StagingStore, person: Person, address: str, act: bool) -> ExitCode:
     tables = _tables(store, settings.dataset_name)
     person.response_ids = _response_ids(store, tables, person.forms, address)
@@ -100,6 +104,7 @@ def _forget(settings: RunSettings, store: StagingStore, person: Person, address:
         lines = [_report(person, "dry run: nothing changed; add --yes to erase", exports)]
         pushed = _in_gainsight(person.ledger.get("responses", 0), person.ledger.get("activities", 0))
         lines.append(f"  gainsight: --yes would delete {pushed} (as the ledger knows them; each deletion confirmed by a read)")
+        lines.append(LEFT_ALONE)
         print("\n".join(lines), flush=True)
         return ExitCode.OK
     erased = _erase_in_gainsight(store, person)
@@ -119,7 +124,7 @@ def _forget(settings: RunSettings, store: StagingStore, person: Person, address:
     lines.append(f"  gainsight: {_in_gainsight(erased.responses, erased.activities)} deleted, confirmed gone")
     if dropped:
         lines.append(f"  dropped {dropped} pending dlt load package(s) (re-derived by the next run)")
-    lines.append("  left alone: a Person in Gainsight (no documented delete API: remove it there) and CustomerGauge's copy")
+    lines.append(LEFT_ALONE)
     print("\n".join(lines), flush=True)
     log.info("forget %s: erased %d response(s) locally and in Gainsight", person.label, len(person.response_ids))
     return ExitCode.OK

@@ -231,6 +231,7 @@ def test_forget_dry_run_then_erase_everywhere_then_nothing_to_do(cg_sandbox, gs_
 
     assert dry.returncode == 0, dry.stderr
     assert "dry run: nothing changed" in dry.stdout and f"responses: {len(ids) + 1}" in dry.stdout
+    assert "left alone: a Person in Gainsight" in dry.stdout  # the dry run says what --yes will not erase
     assert "webhooks.spool 1" in dry.stdout
     assert len(ids) == 1 and "gainsight: --yes would delete 1 response record, 1 Timeline entry" in dry.stdout
     assert (len(connector.records()), len(gs.records("activity_timeline")), found_in_tables(path, {address})) == before
