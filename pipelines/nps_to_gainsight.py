@@ -3,7 +3,7 @@
 Run from the repository root (it reads .dlt/config.toml and .dlt/secrets.toml from there):
 
     python pipelines/nps_to_gainsight.py                 # the scheduled run: stage, then push
-    python pipelines/nps_to_gainsight.py --dry-run       # stage, then show what the push would do
+    python pipelines/nps_to_gainsight.py --dry-run       # what a run would stage and push; changes nothing
     python pipelines/nps_to_gainsight.py --start 2025-01-01 --end 2025-03-31   # backfill a range
     python pipelines/nps_to_gainsight.py --demo          # against bundled sandboxes, no setup
     python pipelines/nps_to_gainsight.py status          # cursor, last runs, outbox, dead letters (read-only)
@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="stage as usual, then plan the push (create/update/unchanged per object) without writing to Gainsight",
+        help="read CustomerGauge and Gainsight and print what a run would stage and push (create/update/unchanged "
+        "per object); stages nothing, moves no cursor, writes nothing to Gainsight",
     )
     parser.add_argument(
         "--warnings-as-success",

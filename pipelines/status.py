@@ -146,10 +146,11 @@ def render(state: dict[str, Any], settings: RunSettings) -> str:
 def _run_line(run: RunRecord) -> str:
     counts = run.counts or {}
     staged = counts.get("staged", {})
+    would = "would be " if "dry-run" in run.mode else ""  # a dry run staged and quarantined nothing
     text = (
         f"{run.run_id} {run.mode}: exit {run.exit_code if run.exit_code is not None else '-'} ({run.outcome}); "
-        f"fetched {counts.get('fetched', 0):,}, new {staged.get('new', 0):,}, updated {staged.get('updated', 0):,}, "
-        f"quarantined {staged.get('quarantined', 0):,} ({staged.get('quarantined_new', 0):,} new)"
+        f"fetched {counts.get('fetched', 0):,}, {would}new {staged.get('new', 0):,}, updated {staged.get('updated', 0):,}, "
+        f"{would}quarantined {staged.get('quarantined', 0):,} ({staged.get('quarantined_new', 0):,} new)"
     )
     responses = counts.get("pushed", {}).get("responses")
     if responses and "dry-run" in run.mode:  # a dry run wrote nothing: its counts are a plan

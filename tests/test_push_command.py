@@ -142,6 +142,7 @@ def test_full_command_summary_and_no_secret_anywhere(cg_sandbox, gs_sandbox, pro
     status = run_main("status", cwd=project, env=env).stdout
     dry_line = next(line for line in status.splitlines() if "dry-run" in line)
     assert "planned, not written: responses to create 3" in dry_line and "responses created" not in dry_line
+    assert "would be new 3, updated 0" in dry_line  # fetched, not staged
 
 
 def test_a_dry_run_before_the_first_run_leaves_no_file_and_says_what_a_run_would_do(cg_sandbox, gs_sandbox, project):
