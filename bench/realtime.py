@@ -70,6 +70,11 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=100, help="contacts the responses come from (0: a new one each)")
     parser.add_argument("--history", type=int, default=300, help="responses of earlier days, pushed before the stream")
     parser.add_argument("--payload", choices=["record", "id"], default="record")
+    parser.add_argument(
+        "--sync-per-minute", type=int, default=100,
+        help="the sync quota, in the sandbox and the connector alike (default: Gainsight's documented 100); "
+        "lower it to see the pacing bind on a loaded machine, whose batches are slow",
+    )  # fmt: skip
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
@@ -80,12 +85,13 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     seed = SeedSpec(responses=args.history, days=7, accounts=args.accounts, people=args.people or None)
     with CustomerGaugeSandbox(CG_ID, CG_SECRET, seed) as cg, GainsightSandbox(
-        ACCESS_KEY, bulk_jobs=[BulkJob(BULK_JOB, RESPONSE_OBJECT, "UPSERT", keys=("ResponseId__gc",))], quotas=True
+        ACCESS_KEY, bulk_jobs=[BulkJob(BULK_JOB, RESPONSE_OBJECT, "UPSERT", keys=("ResponseId__gc",))], quotas=True,
+        quota_limits={("sync", "minute"): args.sync_per_minute},
     ) as gs:
         log = (work / "serve.log").open("w")
         serve = subprocess.Popen(
             [sys.executable, str(ROOT / "pipelines" / "nps_to_gainsight.py"), "serve", "--port", str(port)],
-            cwd=work, env=_env(cg, gs, work), stdout=log, stderr=subprocess.STDOUT,
+            cwd=work, env=_env(cg, gs, work, args.sync_per_minute), stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
             _wait(lambda: _ready(url), 900)
@@ -121,12 +127,16 @@ def main() -> None:
     minutes = max(1e-9, (ended_at - started_at) / 60)
     by_minute = Counter(int(entry.timestamp // 60) for entry in steady if QUOTA_FAMILY.get(family_of(entry.path)) == "sync")
     contacts = f"{args.people} known contacts" if args.people else "a new person each"
-    print(f"realtime: {args.events} events ({args.payload} payloads, {contacts}) at {args.rate:g}/s sent in {sent:.0f} s, quotas on")
+    split = ", ".join(f"{family} {n}" for family, n in sorted(per_family.items()))
+    print(
+        f"realtime: {args.events} events ({args.payload} payloads, {contacts}) at {args.rate:g}/s sent in {sent:.0f} s, "
+        f"quotas on (sync {args.sync_per_minute} a minute)"
+    )
     print(f"  webhook -> Gainsight latency: p50 {_pct(latencies, 50):.1f} s, p95 {_pct(latencies, 95):.1f} s, max {latencies[-1]:.1f} s")
     print(f"  batches {batches} (events per push: {args.events / max(1, batches):.1f}); webhook calls not 202: {refused}")
     print(
         f"  steady state ({minutes:.1f} min): sync calls {calls['sync']} ({calls['sync'] / minutes:.0f} a minute, "
-        f"busiest minute {max(by_minute.values(), default=0)} of 100; {', '.join(f'{f} {n}' for f, n in sorted(per_family.items()))}), "
+        f"busiest minute {max(by_minute.values(), default=0)} of {args.sync_per_minute}; {split}), "
         f"{calls['sync'] / max(1, batches):.1f} per batch; timeline calls {calls['timeline']}; 429 answers "
         f"{sum(1 for entry in steady if entry.status == 429)}"
     )
@@ -144,7 +154,7 @@ def _quota_waits(text: str) -> str:
     return f"{len(waits)} (first: {waits[0].split('gainsight: ', 1)[-1]})" if waits else ""
 
 
-def _env(cg: CustomerGaugeSandbox, gs: GainsightSandbox, work: Path) -> dict[str, str]:
+def _env(cg: CustomerGaugeSandbox, gs: GainsightSandbox, work: Path, sync_per_minute: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__", "NPS_TO_GAINSIGHT__"))}
     env.update(
         RUNTIME__DLTHUB_TELEMETRY="false",
@@ -159,6 +169,7 @@ def _env(cg: CustomerGaugeSandbox, gs: GainsightSandbox, work: Path) -> dict[str
         DESTINATION__GAINSIGHT__RESPONSE_BULK_JOB_ID=BULK_JOB,
         DESTINATION__GAINSIGHT__CREATE_MISSING_COMPANIES="true",
         DESTINATION__GAINSIGHT__TIMELINE_AUTHOR_EMAIL="nps.connector@example.com",
+        DESTINATION__GAINSIGHT__QUOTAS__SYNC_PER_MINUTE=str(sync_per_minute),
         NPS_TO_GAINSIGHT__SERVE__WEBHOOK_SECRET=WEBHOOK_SECRET,
     )
     return env
