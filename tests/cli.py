@@ -2,12 +2,12 @@
 
 Two ways, one result type (`subprocess.CompletedProcess`):
 
-- `run_cli` starts `python pipelines/nps_to_gainsight.py` in a child process. Kept for what only a
-  process boundary shows: signals, kill -9, exit codes of the interpreter, two processes on one file.
+- `run_cli`/`start_cli` run `pipelines/nps_to_gainsight.py` in a child process, forked from a zygote
+  that imported dlt and the connector once (tests/zygote.py). Kept for what only a process
+  boundary shows: signals, kill -9, exit codes of the interpreter, two processes on one file.
 - `run_main` calls the same entry function, `nps_to_gainsight.main(argv)`, in this process with the
   same environment, working folder and captured streams. It checks everything else the child
-  process would (exit code, what is printed, what is written) without paying ~3 s of CPU per
-  process to import dlt, DuckDB and pyarrow again.
+  process would (exit code, what is printed, what is written) without a process at all.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dlt.common.configuration.specs.pluggable_run_context import PluggableRunCon
 from pipelines import nps_to_gainsight
 
 from .conftest import ACCESS_KEY, AUTHOR, BULK_JOB, CLIENT_ID, CLIENT_SECRET, NO_CLIENT_QUOTAS, REPO, RESPONSE_OBJECT
+from .zygote import ForkedCommand, start_forked
 
 COMMAND = str(REPO / "pipelines" / "nps_to_gainsight.py")
 RESPONSES = "/v7/rest/sync/responses"
@@ -79,16 +80,18 @@ def push_env(cg, gs, project: Path, **extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The command in a child process."""
-    return subprocess.run(
-        [sys.executable, COMMAND, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    child = start_cli(*args, cwd=cwd, env=env)
+    try:
+        stdout, stderr = child.communicate(timeout=timeout)
+    finally:
+        child.kill()
+    return subprocess.CompletedProcess(child.args, child.wait(), stdout, stderr)
 
 
-def start_cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    """The command in a child process that the test signals or kills."""
-    return subprocess.Popen(
-        [sys.executable, COMMAND, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def start_cli(*args: str, cwd: Path, env: dict[str, str]) -> ForkedCommand:
+    """The command in a child process that the test signals or kills (forked from a zygote that has
+    imported dlt and the connector already: tests/zygote.py)."""
+    return start_forked(*args, cwd=cwd, env=env)
 
 
 def run_main(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -147,9 +150,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def stop_and_collect(
-    victim: subprocess.Popen[str], condition, stop_signal: signal.Signals
-) -> subprocess.CompletedProcess[str]:
+def stop_and_collect(victim: ForkedCommand, condition, stop_signal: signal.Signals) -> subprocess.CompletedProcess[str]:
     """Signal the run once `condition` holds (SIGINT twice, as an impatient operator would); its outcome."""
     try:
         wait_for(condition, timeout=60)

@@ -14,6 +14,13 @@ recomputed, each only where the inputs are the same by construction:
 - **Type-hint predicates.** Every config field lookup (per provider, per section path, twice when a
   pipeline is active) asks `is_secret_hint`, `extract_inner_hint` and friends about the same
   handful of type hints. They are pure functions of their arguments, so they are memoised.
+- **JSON paths and dict validations.** dlt parses the same JSON paths (an incremental's cursor
+  path: jsonpath_ng builds its parser tables on every parse, ~10 ms) and validates the same small
+  dicts against the same TypedDicts (a stored schema each time it is loaded, the default hints and normalizer
+  config each time a Schema is built) many times per run. A path's parse is kept per path string; a validation that
+  passed is kept per spec, path, validators and exact content (plain dicts, lists, tuples, str,
+  int, float, bool and None, compared with their types); anything else, and every failing
+  validation, goes to dlt each time.
 - **TOML files.** `run_main` gives each command a fresh dlt run context, which parses
   `.dlt/config.toml` again (~30 ms with tomlkit). A file's parse is kept per path and exact content
   and handed out as a new document each time (unpickled, ~1 ms), so an edited file is parsed anew.
@@ -25,6 +32,7 @@ README-exact runs of test_defaults.py) run dlt untouched. `install()` is idempot
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import pickle
 import sys
@@ -33,7 +41,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from dlt.common import jsonpath as dlt_jsonpath
 from dlt.common import typing as dlt_typing
+from dlt.common import validation as dlt_validation
 from dlt.common.configuration.providers.toml import SettingsTomlProvider
 from dlt.common.configuration.specs import base_configuration
 from dlt.common.destination.reference import Destination
@@ -49,6 +59,8 @@ PURE_HINT_FUNCTIONS: tuple[tuple[ModuleType, str], ...] = (
     (dlt_typing, "is_union_type"),
     (dlt_typing, "is_optional_type"),
 )
+PLAIN = (str, int, float, bool, type(None))
+VALIDATIONS_KEPT = 4096  # digests of passed validations (oldest dropped first)
 _RESOLVED_CONFIG = "_tests_resolved_configuration"
 _FIRST_RESOLUTION = threading.Lock()  # dlt's load threads may ask a destination at the same time
 
@@ -70,6 +82,49 @@ def memoised(function: Callable[..., Any]) -> Callable[..., Any]:
 
     cached.__wrapped_by_tests__ = True  # type: ignore[attr-defined]
     return cached
+
+
+class Unkeyable(Exception):
+    """A value whose content cannot be compared exactly by a hashable key."""
+
+
+def content_key(value: Any) -> Any:
+    """A hashable key equal only for values of the same types and contents (a tuple is not a list)."""
+    kind = type(value)
+    if kind in PLAIN:
+        return (kind, value)
+    if kind is dict:
+        return (dict, tuple((content_key(k), content_key(v)) for k, v in value.items()))
+    if kind is list or kind is tuple:
+        return (kind, tuple(content_key(v) for v in value))
+    raise Unkeyable(kind)
+
+
+def validated_once(validate: Callable[..., None]) -> Callable[..., None]:
+    """A dlt dict validation remembering what passed; it only reads `doc`, and raises or not.
+
+    What passed is kept as a digest of the exact content (`content_key`), so a whole stored schema
+    costs 32 bytes rather than its size; an invalid doc is never kept and raises every time."""
+    passed: dict[tuple[Any, ...], None] = {}
+
+    @functools.wraps(validate)
+    def validated(spec: Any, doc: Any, path: str, *more: Any, **options: Any) -> None:
+        if any(getattr(given, "__closure__", None) for given in (*more, *options.values())):
+            validate(spec, doc, path, *more, **options)  # a validator made per call never repeats
+            return
+        try:
+            content = hashlib.blake2b(repr(content_key(doc)).encode(), digest_size=32).digest()
+        except Unkeyable:
+            validate(spec, doc, path, *more, **options)
+            return
+        key = (spec, path, more, tuple(sorted(options.items())), content)
+        if key not in passed:
+            validate(spec, doc, path, *more, **options)
+            passed[key] = None
+            if len(passed) > VALIDATIONS_KEPT:
+                del passed[next(iter(passed))]
+
+    return validated
 
 
 def rebind(module: ModuleType, name: str, replacement: Callable[..., Any]) -> None:
@@ -150,3 +205,7 @@ def install() -> None:
     SettingsTomlProvider._read_toml_file = toml_parsed_once(SettingsTomlProvider._read_toml_file)  # type: ignore[method-assign]
     for module, name in PURE_HINT_FUNCTIONS:
         rebind(module, name, memoised(getattr(module, name)))
+    rebind(dlt_jsonpath, "compile_path", memoised(dlt_jsonpath.compile_path))
+    rebind(dlt_validation, "validate_dict", validated_once(dlt_validation.validate_dict))
+    # a partial of the original validate_dict: every stored schema dlt loads goes through it
+    rebind(dlt_validation, "validate_dict_ignoring_xkeys", validated_once(dlt_validation.validate_dict_ignoring_xkeys))
