@@ -37,23 +37,24 @@ def bench(script: str, *args: str) -> str:
 
 
 def test_push_benchmark_lands_everything_once_and_counts_calls_exactly():
-    table = bench("push.py", "--responses", "1500", "--accounts", "40", "--people", "300", "--naive-responses", "150",
+    # 600 responses: just above the shipped bulk_min_rows (500), so the responses still go by Bulk
+    table = bench("push.py", "--responses", "600", "--accounts", "20", "--people", "120", "--naive-responses", "40",
                   "--people-setups", "existing-bulk")  # fmt: skip
     assert "Bulk uploads carrying the responses: 1 " in table
     assert "re-run with nothing new: 0 write calls, 0 calls in all" in table
-    assert "1,500 responses, 1,500 distinct response keys, 40 companies" in table and "(as staged)" in table
+    assert "600 responses, 600 distinct response keys, 20 companies" in table and "(as staged)" in table
     assert table.count("client call counts match the sandbox request log") == 4
     assert "0 records dead-lettered, 0 deferred" in table
-    # the CRM-synced tenant: 80% of the 299 respondents seeded, 7 in 8 of them with their association
-    assert "tenant held 240 of 299 people (210 with their Company_Person) and all 40 companies" in table
-    assert "people split: 210 exists, 30 association_added, 0 names_updated, 59 created" in table
+    # the CRM-synced tenant: 80% of the 119 respondents seeded, 7 in 8 of them with their association
+    assert "tenant held 96 of 119 people (84 with their Company_Person) and all 20 companies" in table
+    assert "people split: 84 exists, 12 association_added, 0 names_updated, 23 created" in table
     assert re.search(r"^80% exist, bulk people .+ min", table, re.MULTILINE)  # its time-to-value row
 
 
 def test_extract_benchmark_stages_every_response():
-    table = bench("extract.py", "--responses", "1500")
+    table = bench("extract.py", "--responses", "300")
     rows = dict(re.findall(r"^(ceiling|source|naive) +([\d,]+) ", table, re.MULTILINE))
-    assert rows == {"ceiling": "1,500", "source": "1,500", "naive": "1,500"}
+    assert rows == {"ceiling": "300", "source": "300", "naive": "300"}
 
 
 def test_replay_paces_each_family_in_log_order_and_runs_families_side_by_side():
