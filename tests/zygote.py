@@ -27,6 +27,7 @@ import json
 import os
 import runpy
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -124,8 +125,8 @@ class Zygote:
     _started: Zygote | None = None
 
     def __init__(self) -> None:
-        folder = Path(tempfile.mkdtemp(prefix="zygote-"))
-        self.address = str(folder / "socket")
+        self.folder = Path(tempfile.mkdtemp(prefix="zygote-"))
+        self.address = str(self.folder / "socket")
         env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.zygote", self.address],
@@ -157,6 +158,7 @@ class Zygote:
         if self.process.poll() is None and self.process.stdin is not None:
             self.process.stdin.close()
             self.process.wait(timeout=30)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def start_forked(*args: str, cwd: Path, env: dict[str, str]) -> ForkedCommand:
