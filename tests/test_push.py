@@ -173,9 +173,10 @@ def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_san
 
 def test_quota_exhaustion_defers_and_the_next_run_completes(cg_sandbox, gs_sandbox, connector_for):
     cg = cg_sandbox(responses=300, days=10, accounts=10)
-    # One Bulk upload per sandbox hour. An hour passes in a real minute, so no run (however loaded
-    # the machine) sees its window roll by itself; the loop below moves the sandbox an hour on.
-    gs = gs_sandbox(quotas=True, quota_limits={("bulk", "hour"): 1, ("sync", "minute"): 100_000}, time_scale=60.0)
+    # One Bulk upload per sandbox hour. An hour passes in six real minutes (at 60x, one minute: a run
+    # on a machine at load 15 took that long and saw its window roll by itself), so no run sees it
+    # roll; the loop below moves the sandbox an hour on. Bulk jobs still finish in 0.2 real seconds.
+    gs = gs_sandbox(quotas=True, quota_limits={("bulk", "hour"): 1, ("sync", "minute"): 100_000}, time_scale=10.0)
     connector = connector_for(cg, gs)
     options = {"bulk_min_rows": 100, "bulk_max_bytes": 30_000}  # ~300 rows need several files
 
