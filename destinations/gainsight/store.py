@@ -185,10 +185,15 @@ def _staged_columns(alias: str) -> str:
 def person_unsettled(email: str) -> str:
     """SQL: the person `email` has no ledger row yet, or a run deferred them. People are written
     last (value order), so a used-up quota, the run's time budget, a kill or a failure can leave a
-    person behind responses Gainsight already holds: `needs_retry` brings them back."""
+    person behind responses Gainsight already holds: `needs_retry` brings them back.
+
+    An uncorrelated `NOT IN`, not `NOT EXISTS (... WHERE p.email = {email})`: DuckDB runs a
+    correlated subquery as a delim join, which buffers every row of the outer query (all staged
+    columns of every response: +140 MB at 200k, growing with the backfill) before the first row
+    comes out; `IN` is a hash join on the ledger's e-mails that streams the outer rows."""
     return (
-        f"({email} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.people p "
-        f"WHERE p.email = {email} AND p.status IS DISTINCT FROM 'deferred'))"
+        f"coalesce({email} NOT IN (SELECT p.email FROM {SCHEMA}.people p "
+        f"WHERE p.status IS DISTINCT FROM 'deferred'), FALSE)"
     )
 
 
@@ -254,8 +259,9 @@ def staged_accounts(db: Connection, dataset: str) -> dict[str, str | None]:
 
 
 def _dead(table: str, key: str, condition: str) -> str:
-    """SQL: the record `key` of `table` has a dead letter (CTE `dead`) meeting `condition`."""
-    return f"EXISTS (SELECT 1 FROM dead WHERE object = '{table}' AND record_key = {key} AND {condition})"
+    """SQL: the record `key` of `table` has a dead letter (CTE `dead`) meeting `condition`
+    (uncorrelated, as in `person_unsettled`: no delim join buffering the outbox)."""
+    return f"coalesce({key} IN (SELECT record_key FROM dead WHERE object = '{table}' AND {condition}), FALSE)"
 
 
 # --- the ledger of one run ------------------------------------------------------------------------
