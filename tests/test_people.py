@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
+
+import destinations.gainsight.people as people_module
 from pipelines.errors import ExitCode
 
 PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"
@@ -102,3 +105,26 @@ def test_update_person_names_writes_only_the_persons_whose_names_differ(cg_sandb
     staged = connector.scalar("SELECT count(DISTINCT email) FROM nps.nps_responses WHERE email IS NOT NULL")
     assert len(gs.requests(path=PEOPLE_PATH)) == staged and split.created == staged - 4
     assert all(p["Name"] != "CRM Name" for p in gs.records("Person"))
+
+
+@pytest.mark.parametrize("crm_synced", [False, True], ids=["empty-tenant", "crm-synced-tenant"])
+def test_a_large_read_asks_first_whether_the_tenant_holds_any_person(cg_sandbox, gs_sandbox, connector_for, monkeypatch, crm_synced):
+    # More persons than one read takes (5,000 in production; 10 here): one read of a single Person
+    # first; on an empty tenant it is the only read before writing, on a CRM-synced one the reads follow.
+    monkeypatch.setattr(people_module, "PROBE_ABOVE", 10)
+    cg = cg_sandbox(responses=40, days=6, accounts=3)
+    emails = list(respondents(cg))
+    gs = gs_sandbox()
+    if crm_synced:
+        seed_tenant(cg, gs, emails[:6], [])
+
+    code, result = connector_for(cg, gs).run(create_missing_companies=not crm_synced)
+
+    assert code == ExitCode.OK
+    split = result.push.people
+    assert len(gs.requests(path="/v1/data/objects/query/Person")) == (2 if crm_synced else 1)
+    assert len(gs.requests(path="/v1/data/objects/query/Company_Person")) == (1 if crm_synced else 0)
+    assert split.exists == (6 if crm_synced else 0)
+    persons, _ = people_in(gs)
+    assert split.created == len(gs.requests(path=PEOPLE_PATH)) == len(persons) - split.exists
+    assert set(persons.values()) == {1}

@@ -149,6 +149,10 @@ def test_bulk_writer_dead_letters_the_persons_gainsight_names_and_lands_the_rest
     calls = gs.family_counts()
     assert push.people_bulk_calls == calls["people_async"] == -(-len(emails) // 50)
     assert calls.get("people", 0) == 0  # every failure was named by the status: no single upsert
+    # one read of the persons before writing, one of every call's persons once all are final (not one per call)
+    assert len(gs.requests(path="/v1/data/objects/query/Person")) == 2
+    assert len(gs.requests(path="/v1/data/objects/query/Company_Person")) == 1
+    assert calls["people_async_status"] >= calls["people_async"]
     assert dead_letters(connector) == {"jane.doe at acme": "GSOBJ_1008", long_name["email"].lower(): "GSOBJ_1001"}
     assert push["people"].failed == 2 and push.people.created == len(emails) - 2
     people = Counter(p["Email"].lower() for p in gs.records("Person"))

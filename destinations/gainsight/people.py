@@ -30,7 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .client import GainsightClient
+from .client import QUERY_LIMIT, GainsightClient
 from .engine import BOOKED, Action, ObjectPlan, Writer, write_isolating
 from .errors import GainsightRejected
 from .people_bulk import PeopleBulk
@@ -38,6 +38,7 @@ from .people_bulk import PeopleBulk
 log = logging.getLogger("nps.gainsight.people")
 
 LEDGER_BATCH = 200  # confirmations written per DuckDB statement; a crash re-sends at most these
+PROBE_ABOVE = QUERY_LIMIT  # persons to read before writing above which an empty tenant is probed first
 NAME_FIELDS = ("FirstName", "LastName", "Name")  # what `update_person_names` may overwrite
 
 # Where a person stood before the write (`PeopleSplit` field names).
@@ -99,6 +100,7 @@ class PersonWriter(Writer):
     _page: _Page | None = None
     _bulk: PeopleBulk | None = None
     _processing: set[str] | None = None  # e-mails of async upserts an earlier run left processing
+    _tenant_has_people: bool | None = None  # from one read, once per run (`existing`)
 
     @property
     def page(self) -> _Page:
@@ -143,7 +145,7 @@ class PersonWriter(Writer):
         if not todo:
             return
         client = self.ctx.client
-        persons = read_people(client, plan.keys_of(todo))
+        persons = self.existing(plan.keys_of(todo))
         rows = plan.rows(todo)
         exists = pa.array([p is not None for p in persons], pa.bool_())
         people = self.spec.payload(rows.append_column("exists", exists), self.settings, {})
@@ -159,6 +161,20 @@ class PersonWriter(Writer):
                 self.count(verdict)
         tally = {s: sum(1 for v in self.standings.values() if v == s) for s in (EXISTS, ASSOCIATION_ADDED, NAMES_UPDATED, CREATED)}
         log.info("gainsight: people: read %d: %s", len(todo), ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in tally.items()))
+
+    def existing(self, emails: list[str]) -> list[dict[str, Any] | None]:
+        """`read_people`, except on a tenant that holds no Person at all: when the persons of a run's
+        first large read (more than `PROBE_ABOVE`) would take several reads, one read of a single
+        Person says whether there is any (a first backfill: 1 call instead of one per 5000), and if
+        not, every person of the run is new. A person someone else creates meanwhile is upserted by
+        Email, so at worst written once more, never twice."""
+        if self._tenant_has_people is None and len(emails) > PROBE_ABOVE:
+            self._tenant_has_people = bool(self.ctx.client.query("Person", ["Gsid"], limit=1))
+            if not self._tenant_has_people:
+                log.info("gainsight: people: the tenant holds no Person yet: every person of this run is new")
+        if self._tenant_has_people is False:
+            return [None] * len(emails)
+        return read_people(self.ctx.client, emails)
 
     def count(self, verdict: str, n: int = 1) -> None:
         split = self.ctx.report.people
@@ -205,8 +221,7 @@ class PersonWriter(Writer):
             return
         sent, singly, stopped = self.bulk.send(writes)
         self.upsert_singly(singly)  # on another quota than the async calls, which Gainsight processes meanwhile
-        unnamed = [index for call in sent for index in self.bulk.finish(call)]
-        self.upsert_singly(unnamed)  # did not land and no error named: the single API names it
+        self.upsert_singly(self.bulk.finish(sent) if sent else [])  # did not land and no error named: the single API names it
         if stopped is not None:
             raise stopped  # the engine defers what is not settled
 

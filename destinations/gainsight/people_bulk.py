@@ -16,6 +16,10 @@ numbering and quota family are not, so:
 - a tenant answering 404/405 to the upsert does not have the API: the persons go through single
   upserts, and the fact is remembered in the state store so later runs do not ask again.
 
+Few calls: the calls of a page are sent first; each status is read when it is due (one poll
+interval after the call was sent, then with backoff), and the persons of every call found final are
+read back together, ≤5000 values a read, instead of two reads per call.
+
 Exactly once: every call is logged with its persons before it is sent and its statusId as soon as
 it is answered. A run killed (or out of patience) while Gainsight processes a call leaves it open;
 the next run polls it to the end before it reads or writes any person, so the persons are not sent
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -59,13 +64,16 @@ STATUS_SETTING = setting("people.bulk_status_path")
 
 @dataclass
 class Call:
-    """An async upsert sent: its persons in call order (`email`, `failed_hash`, `payload`), and the
-    plan items they are (none for a call an earlier run left open)."""
+    """An async upsert sent: its persons in call order (`email`, `failed_hash`, `payload`), the
+    plan items they are (none for a call an earlier run left open), and when its status is due."""
 
     call_id: str
     status_id: str
     persons: list[dict[str, Any]]
     indices: list[int]
+    due: float = 0.0  # scheduler clock: when its next status read is due
+    interval: float = 0.0  # the wait before the read after that (backoff)
+    state: str | None = None  # the last state read
 
 
 @dataclass
@@ -156,21 +164,23 @@ class PeopleBulk:
         report = self.ctx.report
         report.people_bulk_calls += 1
         report.people_bulk_persons += len(indices)
-        log.info("gainsight: people: async upsert of %d persons sent (statusId %s)", len(indices), status_id)
-        return Call(call_id, status_id, persons, indices)
+        log.debug("gainsight: people: async upsert of %d persons sent (statusId %s)", len(indices), status_id)
+        interval = self.writer.settings.bulk_poll_interval_seconds
+        return Call(call_id, status_id, persons, indices, self.ctx.clock() + interval, interval)
 
-    def finish(self, call: Call) -> list[int]:
-        """Poll a call of this run to the end and book its persons; returns the items for single upserts."""
+    def finish(self, calls: list[Call]) -> list[int]:
+        """Poll this run's `calls` to the end and book their persons; returns the items for single upserts."""
         writer = self.writer
-        status = self.follow(call)
-        if status is None:
+        outcomes, still = self.settle(calls)
+        unnamed: list[int] = []
+        for call, outcome in outcomes:
+            writer.land([call.indices[p] for p in outcome.landed], list(outcome.landed.values()))
+            for position, (code, message) in outcome.failed.items():
+                writer.reject(call.indices[position], code, message)
+            unnamed += [call.indices[p] for p in outcome.unknown]
+        for call in still:
             self.defer([writer.plan.keys[i] for i in call.indices])
-            return []
-        outcome = self.reconcile(call, status)
-        writer.land([call.indices[p] for p in outcome.landed], list(outcome.landed.values()))
-        for position, (code, message) in outcome.failed.items():
-            writer.reject(call.indices[position], code, message)
-        return [call.indices[p] for p in outcome.unknown]
+        return unnamed
 
     def defer(self, keys: Iterable[str]) -> None:
         """Persons of a call still being processed when the run stopped waiting: the next run polls it."""
@@ -187,62 +197,80 @@ class PeopleBulk:
         names; the persons that landed are found by the read that follows. Returns the e-mails of
         calls still being processed (not to be sent again in this run)."""
         ledger = self.ctx.ledger
-        still: set[str] = set()
+        calls = []
         for open_call in ledger.open_people_calls():
-            persons = open_call["persons"]
             if not open_call["status_id"]:  # died while sending: the read that follows decides
                 ledger.update_people_call(open_call["call_id"], status="UNKNOWN", reconciled_at=now())
                 continue
-            call = Call(open_call["call_id"], open_call["status_id"], persons, [])
-            log.info("gainsight: people: async upsert %s (%d persons) was left open by an earlier run", call.status_id, len(persons))
-            status = self.follow(call)
-            if status is None:
-                still.update(p["email"] for p in persons)
-                continue
-            outcome = self.reconcile(call, status)
+            calls.append(Call(open_call["call_id"], open_call["status_id"], open_call["persons"], [], self.ctx.clock()))
+        if not calls:
+            return set()
+        log.info("gainsight: people: %d async upsert(s) were left open by an earlier run", len(calls))
+        outcomes, still = self.settle(calls)
+        for call, outcome in outcomes:
             for position, (code, message) in outcome.failed.items():
-                person = persons[position]
+                person = call.persons[position]
                 self.writer.book.fail(person["email"], person["failed_hash"], code, message, person["payload"])
             self.ctx.report.people_bulk_recovered += 1
-        if still:
-            self.defer(still)
-        return still
+        processing = {person["email"] for call in still for person in call.persons}
+        if processing:
+            self.defer(processing)
+        return processing
 
     # --- polling and reconciling ---------------------------------------------------------------------
 
-    def follow(self, call: Call) -> dict[str, Any] | None:
-        """Poll with backoff until the call is final; None when the run stops waiting (its patience,
-        `bulk_poll_timeout_seconds`, is shared by every call of the run, or a quota ran out)."""
+    def settle(self, calls: list[Call]) -> tuple[list[tuple[Call, Outcome]], list[Call]]:
+        """Poll `calls` until each is final, then read what landed for all of them together.
+        Returns each final call's outcome, and the calls still processing when the run stopped waiting."""
+        final, still = self.poll(calls)
+        outcomes = self.reconcile(final) if final else []
+        if still:
+            log.warning("gainsight: people: %d async upsert(s) still processing; the next run polls them", len(still))
+        return outcomes, still
+
+    def poll(self, calls: list[Call]) -> tuple[list[tuple[Call, dict[str, Any]]], list[Call]]:
+        """Read each call's status when it is due, with backoff, until every call is final. Returns
+        the final calls with their status, and those the run stopped waiting for: its patience
+        (`bulk_poll_timeout_seconds`, shared by every call of the run) ran out, or a quota did."""
         settings = self.writer.settings
         STOP.enter("the push: people (async upsert polling)")
-        interval = settings.bulk_poll_interval_seconds
         if self.deadline is None:
             self.deadline = self.ctx.clock() + settings.bulk_poll_timeout_seconds
-        last = None
-        while True:
+        pending = sorted(calls, key=lambda call: call.due)
+        final: list[tuple[Call, dict[str, Any]]] = []
+        while pending:
+            clock = self.ctx.clock()
+            if pending[0].due > clock:
+                if pending[0].due > self.deadline:
+                    log.warning(
+                        "gainsight: people: %d async upsert(s) still processing after %.0f s; the next run polls them",
+                        len(pending),
+                        settings.bulk_poll_timeout_seconds,
+                    )
+                    break
+                self.ctx.pause(pending[0].due - clock)  # other objects' calls go on meanwhile (scheduler.py)
+                continue
+            call = pending.pop(0)
             try:
                 status = self.status(call.status_id)
             except QuotaExhausted as exhausted:  # a quota window, or the run's time budget
                 self.ctx.report.defer(exhausted.family, exhausted.window, exhausted.resume_at, exhausted.reason)
-                return None
+                pending.insert(0, call)
+                break
             state = state_of(status)
-            if state != last:
+            if state != call.state:
                 self.ctx.ledger.update_people_call(call.call_id, status=state or "UNKNOWN")
-                log.info("gainsight: people: async upsert %s: %s", call.status_id, state or "unknown")
-                last = state
+                log.debug("gainsight: people: async upsert %s: %s", call.status_id, state or "unknown")
+                call.state = state
             if state not in WORKING:
                 self.ctx.ledger.update_people_call(call.call_id, finished_at=now())
-                return status
-            if self.ctx.clock() + interval > self.deadline:
-                log.warning(
-                    "gainsight: people: async upsert %s still %s after %.0f s; the next run polls it",
-                    call.status_id,
-                    state,
-                    settings.bulk_poll_timeout_seconds,
-                )
-                return None
-            self.ctx.pause(interval)  # other objects' calls go on meanwhile (scheduler.py)
-            interval = min(interval * 1.5, 30.0)
+                final.append((call, status))
+                continue
+            call.interval = min(max(call.interval, settings.bulk_poll_interval_seconds) * 1.5, 30.0)
+            call.due = self.ctx.clock() + call.interval
+            pending.append(call)
+            pending.sort(key=lambda waiting: waiting.due)
+        return final, pending
 
     def status(self, status_id: str) -> dict[str, Any]:
         """One status read at the path that answers: the configured one, else (on 404/405) each
@@ -270,28 +298,38 @@ class PeopleBulk:
         )
         return {}
 
-    def reconcile(self, call: Call, status: dict[str, Any]) -> Outcome:
-        """Read what landed (Person by Email, Company_Person by person and Company): a person landed
-        when Gainsight holds what was sent. The others get the error the status names, if any."""
+    def reconcile(self, final: list[tuple[Call, dict[str, Any]]]) -> list[tuple[Call, Outcome]]:
+        """Read what landed (Person by Email, Company_Person by person and Company), for the persons
+        of every final call at once: a person landed when Gainsight holds what was sent. The others
+        get the error their call's status names, if any."""
         from .people import EXISTS, read_people, standings_of
 
         client = self.ctx.client
-        payloads = [person["payload"] for person in call.persons]
-        persons = read_people(client, [person["email"] for person in call.persons])
-        standings = standings_of(client, payloads, persons)
-        landed = {p: (persons[p] or {}).get("Gsid") for p, verdict in enumerate(standings) if verdict == EXISTS}
-        missing = [p for p in range(len(payloads)) if p not in landed]
-        named = name_errors(errors_of(status), [person["email"] for person in call.persons], missing)
-        outcome = Outcome(landed, named, [p for p in missing if p not in named])
-        self.ctx.ledger.update_people_call(call.call_id, landed=len(landed), failed=len(missing), reconciled_at=now())
+        everyone = [person for call, _ in final for person in call.persons]
+        found = read_people(client, [person["email"] for person in everyone])
+        standings = standings_of(client, [person["payload"] for person in everyone], found)
+        outcomes: list[tuple[Call, Outcome]] = []
+        start = 0
+        for call, status in final:
+            end = start + len(call.persons)
+            persons, verdicts = found[start:end], standings[start:end]
+            start = end
+            landed = {p: (persons[p] or {}).get("Gsid") for p, verdict in enumerate(verdicts) if verdict == EXISTS}
+            missing = [p for p in range(len(call.persons)) if p not in landed]
+            named = name_errors(errors_of(status), [person["email"] for person in call.persons], missing)
+            outcomes.append((call, Outcome(landed, named, [p for p in missing if p not in named])))
+            self.ctx.ledger.update_people_call(call.call_id, landed=len(landed), failed=len(missing), reconciled_at=now())
+        tally: Counter[str] = Counter()
+        for _, outcome in outcomes:
+            tally.update(landed=len(outcome.landed), rejected=len(outcome.failed), unknown=len(outcome.unknown))
         log.info(
-            "gainsight: people: async upsert %s: %d landed, %d rejected, %d to send singly",
-            call.status_id,
-            len(landed),
-            len(named),
-            len(outcome.unknown),
+            "gainsight: people: %d async upsert(s) final: %d persons landed, %d rejected, %d to send singly",
+            len(outcomes),
+            tally["landed"],
+            tally["rejected"],
+            tally["unknown"],
         )
-        return outcome
+        return outcomes
 
 
 # --- reading the status answer (every spelling plausible, none load-bearing) -------------------------
