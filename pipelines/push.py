@@ -76,6 +76,7 @@ def run_push(
             _load(pipeline)
         outbox = _Outbox(store, settings.dataset_name, gainsight_settings)
         pipeline.extract(dlt.resource(outbox.batches(), name="outbox"))
+        store.release_memory()  # the scan of every staged response filled DuckDB's block cache: not needed again
         _load(pipeline)
         report = pusher.finish()
     except StopRequested as stop:

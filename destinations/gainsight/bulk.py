@@ -22,9 +22,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from connector_common.memory import return_freed_memory
 from connector_common.stop import STOP
 
 from .answers import epoch_ms
+from .client import QUERY_LIMIT
 from .engine import Book, PushContext, with_company_gsids
 from .errors import MaybeApplied, QuotaExhausted
 from .multipart import BulkFile
@@ -36,9 +38,10 @@ log = logging.getLogger("nps.gainsight.bulk")
 BULK = next(spec for spec in SPECS if spec.bulk)  # the object the Bulk job writes
 
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "FAILED_WITH_ERRORS", "ABORTED", "CANCELLED"})
-# Keys per query-back: below the 5000-row page on purpose. Each chunk is held as Python dicts
-# twice (sent and stored); 2000 keeps that near 10 MB for 50 queries per 100k rows instead of 20.
-RECONCILE_KEYS = 2000
+# Keys per query-back: a whole query page (20 queries per 100k rows). What Gainsight answers is
+# held as Python dicts (~12 MB for 5000 rows); what was sent is compared `COMPARE_ROWS` at a time.
+RECONCILE_KEYS = QUERY_LIMIT
+COMPARE_ROWS = 500
 
 # Rows written into a Bulk file at a time (the file grows by appends; each is checked against the limit).
 APPEND_ROWS = 5_000
@@ -232,12 +235,12 @@ def reconcile(book: Book, upload_id: str, not_landed: Callable[[pa.Table], None]
     while hashes := ctx.ledger.upload_rows(upload_id, after, RECONCILE_KEYS):
         after = max(hashes)
         rows, records = rebuild(ctx, hashes)
-        sent = records.to_pylist()
-        ids = [str(record[key]) for record in sent]
+        ids = [str(rid) for rid in records[key].to_pylist()]
         before = ctx.ledger.state(spec.name, ids, ["gsid"])
         stored = ctx.client.find_by_key(spec.object_name(settings), key, ids, list(records.column_names))
         landed: dict[str, list[dict[str, Any]]] = {"created": [], "updated": []}
         missed: list[int] = []
+        sent = (record for start in range(0, records.num_rows, COMPARE_ROWS) for record in records.slice(start, COMPARE_ROWS).to_pylist())
         for offset, (record, rid) in enumerate(zip(sent, ids, strict=True)):
             found = stored.get(rid)
             if found is not None and holds_as_sent(record, found, datetime_fields):
@@ -260,6 +263,8 @@ def reconcile(book: Book, upload_id: str, not_landed: Callable[[pa.Table], None]
         missed_total += len(missed)
         if missed and not_landed is not None:
             not_landed(rows.take(pa.array(missed, pa.int64())))
+        del rows, records, stored, before, landed
+        return_freed_memory()  # a chunk's Python and Arrow objects, before the next one is built
     ctx.ledger.update_upload(upload_id, landed=landed_total, not_landed=missed_total, reconciled_at=now())
     log.info("gainsight: bulk upload reconciled: %d landed, %d did not", landed_total, missed_total)
 

@@ -40,6 +40,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connector_common.memory import return_freed_memory
 from connector_common.stop import STOP
 
 from .client import GainsightClient
@@ -185,21 +186,26 @@ class Book:
         self.spec = spec
         self.counts = ctx.report[spec.name]
         self.settled: set[str] = set()  # of the page being written
+        self.page: frozenset[str] = frozenset()  # its keys
         self.confirmed: dict[str, str | None] = {}  # key -> Gainsight id (referenced objects only)
         self.keeps_ids = spec.name in REFERENCED
 
-    def next_page(self) -> None:
+    def next_page(self, keys: Iterable[str] = ()) -> None:
         self.settled.clear()
+        self.page = frozenset(keys)
 
     def confirm(self, rows: list[dict[str, Any]], outcome: str, counted: bool = True) -> None:
         """Record confirmed writes (ledger rows with key, ids, hashes and status). `outcome`:
-        created / updated / unchanged, for the report."""
+        created / updated / unchanged, for the report. Only the current page's keys are kept as
+        settled: a Bulk file's reconciliation confirms every row of the upload (200k keys held
+        until the end of the object otherwise, growing with the backfill)."""
         if not rows:
             return
         self.ctx.ledger.confirm(self.spec.name, rows)
         for row in rows:
             key = str(row[self.spec.key])
-            self.settled.add(key)
+            if key in self.page:
+                self.settled.add(key)
             if self.keeps_ids:
                 self.confirmed[key] = row.get("gsid")
         if counted:
@@ -244,7 +250,11 @@ class Writer:
     def take(self, plan: ObjectPlan) -> None:
         """The next page to resolve and write (state of the previous page is dropped)."""
         self._plan = plan
-        self.book.next_page()
+        self.book.next_page(plan.keys)
+
+    def put_down(self) -> None:
+        """The page is planned and written: drop it before the next one is read."""
+        self._plan = None
 
     def resolve(self) -> None:
         """Reads only (the dry run calls it too): what Gainsight holds that the ledger does not say."""
@@ -400,6 +410,9 @@ class Engine:
             planned.update(plan.actions)
             if spec.name in REFERENCED:
                 confirmed.update(writer.confirmed())
+            writer.put_down()
+            del page, plan  # one page in memory at a time, not this one under the next one's read
+            return_freed_memory()
         if not ctx.dry_run:
             with contextlib.suppress(QuotaExhausted):  # the writer deferred what it held
                 writer.finish(stopped)
