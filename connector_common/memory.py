@@ -18,6 +18,9 @@ import ctypes
 import ctypes.util
 import logging
 from functools import cache
+from typing import Any
+
+import duckdb
 
 log = logging.getLogger("nps.memory")
 
@@ -47,3 +50,34 @@ def return_freed_memory() -> None:
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+RELEASE_LIMIT = "16MB"  # DuckDB's memory limit for the instant `empty_duckdb_cache` empties its cache
+
+
+def empty_duckdb_cache(connection: Any) -> None:
+    """Fold DuckDB's write-ahead log into the file, empty its block cache and hand freed pages back.
+
+    DuckDB keeps every block it read or wrote cached up to its `memory_limit` (128 MB by default
+    here): the stage's merges, and in the push the scans of the staged responses (each Bulk
+    reconciliation chunk rebuilds what it sent from them) and the ledger's new rows, ~1.5 MB more
+    per 5,000-key chunk until the limit. Lowering the limit for an instant evicts every unpinned
+    block; a block still needed is read back from the file (the OS page cache) when next used.
+
+    DuckDB refuses a CHECKPOINT while another transaction on the file has made a catalog change or
+    an update (in `serve`, a webhook being spooled at that instant): folding the log is then left to
+    DuckDB's own checkpoint at the next commit, and only what can be evicted is.
+    """
+    (limit,) = connection.execute("SELECT current_setting('memory_limit')").fetchone() or ("",)
+    try:
+        connection.execute("CHECKPOINT")
+    except duckdb.TransactionException as exc:
+        log.debug("DuckDB did not checkpoint now: %s", exc)
+    try:
+        connection.execute(f"SET memory_limit = '{RELEASE_LIMIT}'")
+    except duckdb.Error as exc:  # something still pinned: keep the cache rather than fail the run
+        log.debug("DuckDB kept its buffers: %s", exc)
+    finally:
+        if limit:
+            connection.execute(f"SET memory_limit = '{limit}'")
+    return_freed_memory()

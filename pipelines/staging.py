@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from connector_common.memory import return_freed_memory
+from connector_common.memory import empty_duckdb_cache
 from connector_common.sql import one_row
 
 from .errors import ConfigError, StagingFailed, StagingLocked
@@ -102,7 +102,6 @@ class ChangeCounts:
 # folded in at close, in one checkpoint that was the run's memory peak (+30 MB at 100k responses).
 # Small checkpoints along the way cost no measurable time.
 CHECKPOINT_THRESHOLD = "4MB"
-RELEASE_LIMIT = "16MB"  # DuckDB's memory limit for the instant `release_memory` empties its cache
 
 
 # While a run holds the file, everything the process creates is private to its user: the DuckDB
@@ -203,24 +202,8 @@ class StagingStore:
     def release_memory(self) -> None:
         """Fold the write-ahead log into the file, empty DuckDB's buffer pool and hand the freed
         pages back (connector_common.memory): what a load cached would otherwise sit under the next
-        part's extract and under the whole push (about 110 MB after a 100k-row part).
-
-        DuckDB refuses a CHECKPOINT while another transaction on the file has made a catalog change
-        or an update: in `serve`, a webhook being spooled (its sequence) at that instant. Folding
-        the log is then left to DuckDB's own checkpoint at the next commit; failing the batch for
-        it held its events back half a minute (the spool's retry delay)."""
-        try:
-            self.connection.execute("CHECKPOINT")
-        except duckdb.TransactionException as exc:
-            log.debug("DuckDB did not checkpoint now: %s", exc)
-        try:
-            # Lowering the limit evicts every unpinned buffer (persistent blocks are simply dropped).
-            self.connection.execute(f"SET memory_limit = '{RELEASE_LIMIT}'")
-        except duckdb.Error as exc:  # something still pinned: keep the cache rather than fail the run
-            log.debug("DuckDB kept its buffers: %s", exc)
-        finally:
-            self.connection.execute(f"SET memory_limit = '{self.memory_limit}'")
-        return_freed_memory()
+        part's extract and under the whole push (about 110 MB after a 100k-row part)."""
+        empty_duckdb_cache(self.connection)
 
     def table_exists(self, table: str) -> bool:
         found = one_row(

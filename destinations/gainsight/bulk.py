@@ -22,7 +22,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from connector_common.memory import return_freed_memory
 from connector_common.stop import STOP
 
 from .answers import epoch_ms
@@ -264,7 +263,7 @@ def reconcile(book: Book, upload_id: str, not_landed: Callable[[pa.Table], None]
         if missed and not_landed is not None:
             not_landed(rows.take(pa.array(missed, pa.int64())))
         del rows, records, stored, before, landed
-        return_freed_memory()  # a chunk's Python and Arrow objects, before the next one is built
+        ctx.ledger.release_cache()  # the chunk's objects, and the blocks its rebuild scanned, before the next
     ctx.ledger.update_upload(upload_id, landed=landed_total, not_landed=missed_total, reconciled_at=now())
     log.info("gainsight: bulk upload reconciled: %d landed, %d did not", landed_total, missed_total)
 

@@ -40,7 +40,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connector_common.memory import return_freed_memory
 from connector_common.stop import STOP
 
 from .client import GainsightClient
@@ -412,7 +411,7 @@ class Engine:
                 confirmed.update(writer.confirmed())
             writer.put_down()
             del page, plan  # one page in memory at a time, not this one under the next one's read
-            return_freed_memory()
+            ctx.ledger.release_cache()
         if not ctx.dry_run:
             with contextlib.suppress(QuotaExhausted):  # the writer deferred what it held
                 writer.finish(stopped)

@@ -31,6 +31,7 @@ from typing import Any, TypeVar, cast
 import duckdb
 import pyarrow as pa
 
+from connector_common.memory import empty_duckdb_cache
 from connector_common.schema import OUTBOX_COLUMNS
 from connector_common.sql import one_row, table_exists
 
@@ -300,6 +301,11 @@ class Ledger:
 
     def close(self) -> None:
         self._db.close()
+
+    def release_cache(self) -> None:
+        """Between pages and Bulk reconciliation chunks: DuckDB's cached blocks and freed memory
+        back to the system (`connector_common.memory.empty_duckdb_cache`)."""
+        empty_duckdb_cache(self._db)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
