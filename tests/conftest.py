@@ -46,6 +46,8 @@ from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
 
 from .dlt_cache import install as keep_dlt_configuration_per_run
 
+pytest_plugins = ("tests.staged",)  # staged once, copied per test (staged.py)
+
 keep_dlt_configuration_per_run()  # dlt resolves each run's configuration once, not ~200 times (dlt_cache.py)
 
 MEMORY_TMP = Path("/dev/shm")  # tmpfs on Linux

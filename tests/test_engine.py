@@ -17,6 +17,7 @@ from destinations.gainsight.specs import KEYS, OBJECTS, SPECS
 from pipelines.errors import ExitCode
 
 from .conftest import RESPONSE_OBJECT
+from .staged import push_only
 
 PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"
 
@@ -77,26 +78,24 @@ def _exactly_once(connector, staged: int) -> None:
     assert set(people.values()) == {1}
 
 
-def test_a_person_refused_for_a_reason_not_about_the_record_fails_the_run_like_any_object(
-    cg_sandbox, gs_sandbox, connector_for
-):
+def test_a_person_refused_for_a_reason_not_about_the_record_fails_the_run_like_any_object(gs_sandbox, staged_connector):
     # Before: people dead-lettered any refusal, so a 409 (or a misconfiguration) became a dead
     # letter per person while the other objects failed the run.
-    cg = cg_sandbox(responses=20, days=5, accounts=2)
     gs = gs_sandbox()
     gs.add_fault(path=PEOPLE_PATH, status=409, times=1)
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs)  # 40 responses staged
+    connector = push_only(connector)
 
     code, _ = connector.run()
 
     assert code == ExitCode.GAINSIGHT_API_ERROR
     assert connector.scalar("SELECT count(*) FROM gainsight.dead_letters") == 0
-    assert gs.count_records(RESPONSE_OBJECT) == 20  # written before the people, where the run stopped
+    assert gs.count_records(RESPONSE_OBJECT) == 40  # written before the people, where the run stopped
 
     code, result = connector.run()
 
     assert code == ExitCode.OK and result.push["people"].failed == 0
-    _exactly_once(connector, 20)
+    _exactly_once(connector, 40)
 
 
 # --- the dry run: the same plan, no side effect ------------------------------------------------------
@@ -122,11 +121,10 @@ def _fingerprint(connector) -> dict[str, str]:
     return prints
 
 
-def test_a_dry_run_fetches_and_plans_but_changes_no_staging_ledger_or_cursor(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=60, days=5, accounts=3)
+def test_a_dry_run_fetches_and_plans_but_changes_no_staging_ledger_or_cursor(gs_sandbox, staged_connector):
     gs = gs_sandbox()
-    connector = connector_for(cg, gs)
-    assert connector.run()[0] == ExitCode.OK
+    cg, connector = staged_connector(gs)  # staged by an earlier run
+    assert push_only(connector).run()[0] == ExitCode.OK
     edited = int(connector.scalar("SELECT max(response_id) FROM nps.nps_responses"))
     cg.edit_response(edited, comment="changed")
     new_ids = cg.add_responses(4)
@@ -161,26 +159,27 @@ def _pending_push_packages(connector) -> int:
     return len(pipeline.list_normalized_load_packages())
 
 
-def test_a_config_error_in_the_push_is_terminal_for_dlt_and_the_next_run_finishes_once(
-    cg_sandbox, gs_sandbox, connector_for, caplog
-):
-    cg = cg_sandbox(responses=30, days=5, accounts=2)
+def test_a_config_error_in_the_push_is_terminal_for_dlt_and_the_next_run_finishes_once(gs_sandbox, staged_connector, caplog):
     gs = gs_sandbox()
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs)  # 40 responses staged
+    connector = push_only(connector)
 
-    code, _ = connector.run(timeline_author_email="left.the.company@example.com")
+    code, _ = connector.run(timeline_author_email="left.the.company@example.com")  # no such user
 
     # Before: dlt recorded the package as loaded although the push had failed.
     assert code == ExitCode.CONFIG_ERROR
     assert _pending_push_packages(connector) == 1
     assert gs.family_counts().get("timeline") == 1  # refused once; dlt did not retry the job on its own
+    # The run stops instead of dead-lettering every activity; the responses before it are in, and in the ledger.
+    assert connector.scalar("SELECT count(*) FROM gainsight.dead_letters") == 0
+    assert len(connector.records()) == 40
 
-    code, result = connector.run()
+    code, result = connector.run()  # the setting fixed: the activities follow
 
     assert code == ExitCode.OK
     assert "re-delivering 1 package(s)" in caplog.text
     assert _pending_push_packages(connector) == 0
-    assert gs.count_records("activity_timeline") == 30
+    assert gs.count_records("activity_timeline") == 40
     assert Counter(a["ExternalId"] for a in gs.records("activity_timeline")).most_common(1)[0][1] == 1
-    _exactly_once(connector, 30)
+    _exactly_once(connector, 40)
     assert result.push["responses"].created == 0  # the first run had landed them

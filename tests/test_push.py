@@ -15,6 +15,7 @@ from pipelines.errors import ExitCode
 from sandbox.gainsight import Variants
 
 from .conftest import ACCESS_KEY, AUTHOR, GS_CLIENT_ID, GS_CLIENT_SECRET, RESPONSE_OBJECT
+from .staged import push_only
 
 WRITE_FAMILIES = ("people", "timeline", "bulk")
 
@@ -76,41 +77,20 @@ def test_first_sync_then_incremental(cg_sandbox, gs_sandbox, connector_for):
     assert set(map(str, new_ids)) <= set(by_key(connector.records()))
 
 
-def test_edited_response_updates_its_record(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=60, days=10, accounts=5)
-    gs = gs_sandbox()
-    connector = connector_for(cg, gs)
-    assert connector.run()[0] == ExitCode.OK
-    response_id = connector.scalar("SELECT max(response_id) FROM nps.nps_responses WHERE responded_at >= now() - INTERVAL 2 DAY")
-    cg.edit_response(int(response_id), comment="Edited: the CSM called back, all sorted.")
-
-    code, result = connector.run()
-
-    assert code == ExitCode.OK
-    assert result.push["responses"].updated == 1 and result.push["responses"].created == 0
-    records = connector.records()
-    assert len(records) == 60
-    edited = [r for r in records if r["ResponseId__gc"] == response_id]
-    assert len(edited) == 1 and edited[0]["Comment__gc"] == "Edited: the CSM called back, all sorted."
-    # the activity made on the first run stays the only one
-    assert Counter(a["ExternalId"] for a in gs.records("activity_timeline"))[f"cg-nps-{response_id}"] == 1
-
-
-def test_rerun_with_nothing_new_makes_no_write_calls(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=80, days=10, accounts=8)
+def test_rerun_with_nothing_new_makes_no_write_calls(gs_sandbox, staged_connector):
     gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
-    connector = connector_for(cg, gs)
-    assert connector.run(bulk_min_rows=50)[0] == ExitCode.OK
+    _, connector = staged_connector(gs)
+    assert push_only(connector).run(bulk_min_rows=20)[0] == ExitCode.OK
     gs.clear_log()
     # dlt's working folder is disposable: the ledger lives in the DuckDB file
     shutil.rmtree(connector.staging.settings.pipelines_dir)
 
-    code, result = connector.run(bulk_min_rows=50)
+    code, result = connector.run(bulk_min_rows=20)  # stages (nothing new), then pushes
 
     assert code == ExitCode.OK
     assert write_calls(gs) == 0
     assert len(gs.requests()) == 0  # not even a query: the ledger knows everything is there
-    assert result.push["responses"].unchanged == 80
+    assert result.push["responses"].unchanged == 40
 
 
 def test_one_invalid_record_in_a_sync_batch_is_the_only_dead_letter(cg_sandbox, gs_sandbox, connector_for):
@@ -171,14 +151,14 @@ def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_san
     assert upload == [(150, 5, 145, 5)]
 
 
-def test_quota_exhaustion_defers_and_the_next_run_completes(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=300, days=10, accounts=10)
+def test_quota_exhaustion_defers_and_the_next_run_completes(gs_sandbox, staged_connector):
     # One Bulk upload per sandbox hour. An hour passes in six real minutes (at 60x, one minute: a run
     # on a machine at load 15 took that long and saw its window roll by itself), so no run sees it
     # roll; the loop below moves the sandbox an hour on. Bulk jobs still finish in 0.2 real seconds.
     gs = gs_sandbox(quotas=True, quota_limits={("bulk", "hour"): 1, ("sync", "minute"): 100_000}, time_scale=10.0)
-    connector = connector_for(cg, gs)
-    options = {"bulk_min_rows": 100, "bulk_max_bytes": 30_000}  # ~300 rows need several files
+    _, connector = staged_connector(gs, responses=150, days=20, accounts=10)
+    connector = push_only(connector)
+    options = {"bulk_min_rows": 50, "bulk_max_bytes": 45_000}  # 150 rows need two files
 
     code, result = connector.run(**options)
 
@@ -187,7 +167,7 @@ def test_quota_exhaustion_defers_and_the_next_run_completes(cg_sandbox, gs_sandb
     assert push.bulk_uploads == 1 and push["responses"].deferred > 0
     assert [d.family for d in push.deferrals] == ["bulk"]
     first = len(connector.records())
-    assert 0 < first < 300
+    assert 0 < first < 150
 
     finished = False
     for _ in range(20):  # each run uploads what the window allows
@@ -199,11 +179,10 @@ def test_quota_exhaustion_defers_and_the_next_run_completes(cg_sandbox, gs_sandb
             break
     assert finished
     keys = by_key(connector.records())
-    assert len(keys) == 300 and set(keys.values()) == {1}
+    assert len(keys) == 150 and set(keys.values()) == {1}
 
 
-def test_rate_limits_and_server_errors_are_ridden_out(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=120, days=5, accounts=4)
+def test_rate_limits_and_server_errors_are_ridden_out(gs_sandbox, staged_connector):
     gs = gs_sandbox()
     # Gainsight sends no Retry-After; without one the client waits for the next minute window,
     # which a test cannot afford. Sent here, it is honoured.
@@ -212,43 +191,41 @@ def test_rate_limits_and_server_errors_are_ridden_out(cg_sandbox, gs_sandbox, co
     gs.add_fault(path="/v1/peoplemgmt/", status=500, times=2)
     gs.add_fault(path="/v1/ant/es/activity", status=429, times=1, retry_after=0.2)
     gs.add_fault(path="/v1/ant/es/activity", kind="drop", times=1)
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs)
 
-    code, result = connector.run()
+    code, result = push_only(connector).run()
 
     assert code == ExitCode.OK
     assert gs.pending_faults() == []
     assert result.push.retries >= 5
     keys = by_key(connector.records())
-    assert len(keys) == 120 and set(keys.values()) == {1}
+    assert len(keys) == 40 and set(keys.values()) == {1}
     assert set(Counter(a["ExternalId"] for a in gs.records("activity_timeline")).values()) == {1}
 
 
 @pytest.mark.parametrize("auth", ["access_key", "oauth"])
-def test_both_auth_modes(cg_sandbox, gs_sandbox, connector_for, auth):
-    cg = cg_sandbox(responses=30, days=5, accounts=3)
+def test_both_auth_modes(gs_sandbox, staged_connector, auth):
     gs = gs_sandbox(token_lifetime=5.0)
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs)
     if auth == "oauth":
         credentials = {"access_key": None, "client_id": GS_CLIENT_ID, "client_secret": GS_CLIENT_SECRET}
         credentials["bulk_access_key"] = ACCESS_KEY
     else:
         credentials = {}
 
-    code, result = connector.run(**credentials)
+    code, result = push_only(connector).run(**credentials)
 
     assert code == ExitCode.OK
-    assert len(connector.records()) == 30
+    assert len(connector.records()) == 40
     assert (result.push.token_grants > 0) == (auth == "oauth")
     assert (gs.family_counts().get("token", 0) > 0) == (auth == "oauth")
 
 
-def test_rejected_gainsight_credentials_exit_7_and_push_nothing(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=10, days=5, accounts=2)
+def test_rejected_gainsight_credentials_exit_7_and_push_nothing(gs_sandbox, staged_connector):
     gs = gs_sandbox()
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs)
 
-    code, _ = connector.run(access_key="wrong-key-3c1f9e")
+    code, _ = push_only(connector).run(access_key="wrong-key-3c1f9e")
 
     assert code == ExitCode.GAINSIGHT_CREDENTIALS_REJECTED
     assert gs.count_records(RESPONSE_OBJECT) == 0
@@ -310,26 +287,11 @@ def test_stage_only_then_push_only(cg_sandbox, gs_sandbox, staging_for, connecto
     assert len(connector.records()) == 40 and result.push["responses"].created == 40
 
 
-def test_unknown_timeline_author_stops_the_run_instead_of_dead_lettering_everything(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=30, days=5, accounts=2)
+def test_a_field_map_naming_a_missing_field_is_a_config_error_not_dead_letters(gs_sandbox, staged_connector):
     gs = gs_sandbox()
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs)
 
-    code, _ = connector.run(timeline_author_email="left.the.company@example.com")
-
-    assert code == ExitCode.CONFIG_ERROR
-    assert len(connector.records()) == 30  # the responses before it are in, and in the ledger
-    assert connector.scalar("SELECT count(*) FROM gainsight.dead_letters") == 0
-    assert connector.run()[0] == ExitCode.OK  # fixed setting: the activities follow
-    assert gs.count_records("activity_timeline") == 30
-
-
-def test_a_field_map_naming_a_missing_field_is_a_config_error_not_dead_letters(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=20, days=5, accounts=2)
-    gs = gs_sandbox()
-    connector = connector_for(cg, gs)
-
-    code, _ = connector.run(response_fields={"touchpoint": "Touch_Point__gc"})  # not a field of the object
+    code, _ = push_only(connector).run(response_fields={"touchpoint": "Touch_Point__gc"})  # not a field of the object
 
     assert code == ExitCode.CONFIG_ERROR
     assert connector.scalar("SELECT count(*) FROM gainsight.dead_letters") == 0
@@ -337,11 +299,11 @@ def test_a_field_map_naming_a_missing_field_is_a_config_error_not_dead_letters(c
 
 
 def test_a_bulk_file_that_cannot_be_written_stops_with_exit_6_and_the_next_run_finishes(
-    cg_sandbox, gs_sandbox, connector_for, monkeypatch, caplog
+    gs_sandbox, staged_connector, monkeypatch, caplog
 ):
-    cg = cg_sandbox(responses=200, days=10, accounts=5)
     gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs, responses=150, days=20, accounts=10)
+    connector = push_only(connector)
     real_temporary_file = tempfile.TemporaryFile
 
     def disk_full_for_bulk_files(*args, **kwargs):
@@ -356,14 +318,15 @@ def test_a_bulk_file_that_cannot_be_written_stops_with_exit_6_and_the_next_run_f
     assert code == ExitCode.STAGING_ERROR and result is None
     assert "cannot create the Bulk file in" in caplog.text and "nothing is lost" in caplog.text
     assert gs.family_counts().get("bulk", 0) == 0 and connector.records() == []
-    assert gs.count_records("Company") == 5  # the steps before the Bulk file are booked in the ledger
+    accounts = connector.scalar("SELECT count(DISTINCT account_id) FROM nps.nps_responses")
+    assert gs.count_records("Company") == accounts  # the steps before the Bulk file are booked in the ledger
 
     monkeypatch.undo()
     gs.clear_log()
     code, result = connector.run(bulk_min_rows=100)
 
     assert code == ExitCode.OK and result.push.bulk_uploads == 1
-    assert len(connector.records()) == 200 and set(by_key(connector.records()).values()) == {1}
+    assert len(connector.records()) == 150 and set(by_key(connector.records()).values()) == {1}
     assert gs.family_counts().get("company", 0) == 0  # companies were not sent twice
 
 
@@ -399,56 +362,48 @@ def assert_one_record_and_one_activity_each(connector, gs, count: int) -> None:
     assert connector.scalar("SELECT count(*) FROM gainsight.response_status WHERE gainsight_status <> 'in gainsight'") == 0
 
 
-def lose_timeline_bookings(connector, count: int) -> None:
+def lose_timeline_bookings(connector, count: int, keep: str) -> None:
     """What a crash between a Timeline call and its ledger write leaves: activities the ledger forgot."""
     with duckdb.connect(str(connector.staging.settings.duckdb_path)) as db:
         db.execute(
             "DELETE FROM gainsight.activities WHERE response_id IN "
-            "(SELECT response_id FROM gainsight.activities ORDER BY response_id DESC LIMIT ?)",
-            [count],
+            "(SELECT response_id FROM gainsight.activities WHERE response_id <> ? ORDER BY response_id DESC LIMIT ?)",
+            [keep, count],
         )
 
 
 @pytest.mark.parametrize("variant", list(ANSWER_VARIANTS))
-def test_push_converges_under_every_answer_variant(cg_sandbox, gs_sandbox, connector_for, variant):
-    cg = cg_sandbox(responses=40, days=5, accounts=3)
+def test_push_converges_under_every_answer_variant(gs_sandbox, staged_connector, variant):
     gs = gs_sandbox(variants=Variants(**ANSWER_VARIANTS[variant]), time_scale=30.0)  # Bulk phases pass fast
-    connector = connector_for(cg, gs)
+    cg, connector = staged_connector(gs, responses=40, days=5, accounts=3)  # 40 responses staged, none pushed
     options = {"bulk_min_rows": 20, "timeline_records_per_call": 25}
 
-    code, result = connector.run(**options)  # Bulk for the responses (status read in this spelling)
+    code, result = push_only(connector).run(**options)  # Bulk for the responses (status read in this spelling)
 
     assert code == ExitCode.OK
     assert result.push.bulk_uploads == 1 and result.push["activities"].created == 40
     assert_one_record_and_one_activity_each(connector, gs, 40)
 
-    gs.clear_log()
-    code, result = connector.run(**options)
-    assert code == ExitCode.OK and len(gs.requests()) == 0  # no write, not even a query
-
+    # One response edited; bookings lost after the calls, plus new responses: re-sends and new
+    # inserts share a call, the edit is an update; nothing the Bulk upload landed is sent again.
     edited = connector.scalar("SELECT max(response_id) FROM nps.nps_responses WHERE responded_at >= now() - INTERVAL 2 DAY")
     cg.edit_response(int(edited), nps=2, comment="Edited: still waiting for the fix.")
-    code, result = connector.run(**options)
-
-    assert code == ExitCode.OK
-    activities = result.push["activities"]
-    assert (activities.updated, activities.created, activities.failed) == (1, 0, 0)
-    (activity,) = [a for a in gs.records("activity_timeline") if a["ExternalId"] == f"cg-nps-{edited}"]
-    assert activity["Subject"].startswith("NPS 2 (Detractor) from ")
-    assert activity["Notes"] == "Edited: still waiting for the fix."
-    assert_one_record_and_one_activity_each(connector, gs, 40)
-
-    # Bookings lost after the calls, plus new responses: re-sends and new inserts share a call.
-    lose_timeline_bookings(connector, 15)
+    lose_timeline_bookings(connector, 15, keep=edited)
     cg.add_responses(5)
     code, result = connector.run(**options)
 
     assert code == ExitCode.OK
+    assert (result.push["responses"].created, result.push["responses"].updated) == (5, 1)
     activities = result.push["activities"]
-    assert activities.created + activities.unchanged == 20 and activities.failed == 0
+    assert (activities.updated, activities.failed) == (1, 0) and activities.created + activities.unchanged == 20
+    (activity,) = [a for a in gs.records("activity_timeline") if a["ExternalId"] == f"cg-nps-{edited}"]
+    assert activity["Subject"].startswith("NPS 2 (Detractor) from ")
+    assert activity["Notes"] == "Edited: still waiting for the fix."
+    (record,) = [r for r in connector.records() if r["ResponseId__gc"] == edited]  # updated in place
+    assert record["Comment__gc"] == "Edited: still waiting for the fix."
     assert_one_record_and_one_activity_each(connector, gs, 45)
     gs.clear_log()
-    assert connector.run(**options)[0] == ExitCode.OK and len(gs.requests()) == 0
+    assert push_only(connector).run(**options)[0] == ExitCode.OK and len(gs.requests()) == 0  # no write, not even a query
 
 
 def test_a_valid_response_edited_into_an_invalid_one_keeps_its_last_valid_version(cg_sandbox, gs_sandbox, connector_for):
