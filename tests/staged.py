@@ -34,8 +34,8 @@ from .conftest import CLIENT_ID, CLIENT_SECRET, REPO, Connector, Staging
 SEED_END = datetime.now(timezone.utc).date() - timedelta(days=1)
 
 
-def seed(responses: int, days: int, accounts: int, invalid: int = 0) -> SeedSpec:
-    return SeedSpec(responses=responses, days=days, accounts=accounts, invalid=invalid, seed=11, end=SEED_END)
+def seed(responses: int, days: int, accounts: int, invalid: int = 0, people: int | None = None) -> SeedSpec:
+    return SeedSpec(responses=responses, days=days, accounts=accounts, invalid=invalid, seed=11, end=SEED_END, people=people)
 
 
 class Templates:
@@ -77,6 +77,21 @@ def _start(spec: SeedSpec, started: list[CustomerGaugeSandbox], **kwargs: Any) -
     return sandbox
 
 
+def _staged_copy(templates: Templates, staging: Staging, spec: SeedSpec, tmp_path: Path) -> None:
+    """Copy the template staged for `spec` under `staging`'s file names into `tmp_path`."""
+
+    def stage(sandbox: CustomerGaugeSandbox, folder: Path) -> ExitCode:
+        settings = staging.settings
+        in_folder = replace(
+            settings, duckdb_path=folder / settings.duckdb_path.name,
+            pipelines_dir=str(folder / Path(settings.pipelines_dir).name), stage_only=True,
+        )  # fmt: skip
+        return Staging(in_folder, sandbox, staging.initial_days).run()[0]
+
+    layout = f"{staging.settings.duckdb_path.name}:{staging.settings.pipeline_name}"
+    shutil.copytree(templates.folder(spec, layout, stage), tmp_path, dirs_exist_ok=True)
+
+
 @pytest.fixture
 def staged_connector(staged_templates: Templates, started_sandboxes, connector_for, tmp_path: Path):
     """Factory: (sandbox, connector) whose staging file already holds the sandbox's responses,
@@ -84,18 +99,24 @@ def staged_connector(staged_templates: Templates, started_sandboxes, connector_f
 
     def make(gs: Any, responses: int = 40, days: int = 5, accounts: int = 3, invalid: int = 0):
         spec = seed(responses, days, accounts, invalid)
-
-        def stage(sandbox: CustomerGaugeSandbox, folder: Path) -> ExitCode:
-            settings = connector_for(sandbox, gs).staging.settings
-            in_folder = replace(
-                settings, duckdb_path=folder / settings.duckdb_path.name,
-                pipelines_dir=str(folder / Path(settings.pipelines_dir).name), stage_only=True,
-            )  # fmt: skip
-            return Staging(in_folder, sandbox, initial_days=40).run()[0]
-
-        shutil.copytree(staged_templates.folder(spec, "connector", stage), tmp_path, dirs_exist_ok=True)
         cg = _start(spec, started_sandboxes)
-        return cg, connector_for(cg, gs)
+        connector = connector_for(cg, gs)
+        _staged_copy(staged_templates, connector.staging, spec, tmp_path)
+        return cg, connector
+
+    return make
+
+
+@pytest.fixture
+def staged_staging(staged_templates: Templates, started_sandboxes, staging_for, tmp_path: Path):
+    """Factory: (sandbox, stage-only Staging) whose file already holds the sandbox's responses."""
+
+    def make(responses: int = 40, days: int = 5, accounts: int = 3):
+        spec = seed(responses, days, accounts)
+        cg = _start(spec, started_sandboxes)
+        staging = staging_for(cg)
+        _staged_copy(staged_templates, staging, spec, tmp_path)
+        return cg, staging
 
     return make
 
@@ -110,8 +131,8 @@ def push_only(connector: Connector) -> Connector:
 def staged_project(staged_templates: Templates, started_sandboxes, project: Path):
     """Factory: a CustomerGauge sandbox and `project` holding what `--stage-only` left there for it."""
 
-    def make(responses: int = 150, days: int = 20, accounts: int = 10) -> CustomerGaugeSandbox:
-        spec = seed(responses, days, accounts)
+    def make(responses: int = 150, days: int = 19, accounts: int = 10, people: int | None = None) -> CustomerGaugeSandbox:
+        spec = seed(responses, days, accounts, people=people)
 
         def stage(sandbox: CustomerGaugeSandbox, folder: Path) -> ExitCode:
             (folder / ".dlt").mkdir()
