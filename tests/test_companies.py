@@ -20,6 +20,7 @@ from destinations.gainsight.store import staged_accounts
 from pipelines.errors import ExitCode
 
 from .conftest import ACCESS_KEY
+from .staged import push_only
 
 COMPANY_QUERY = "/v1/data/objects/query/Company"
 KEY = "CG_Account_Id__gc"
@@ -43,16 +44,16 @@ def pushed_ids(connector) -> set[str]:
     return {r["ResponseId__gc"] for r in connector.records()}
 
 
-def test_key_only_waits_for_unmatched_accounts_then_picks_them_up(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=60, days=8, accounts=4)
+def test_key_only_waits_for_unmatched_accounts_then_picks_them_up(gs_sandbox, staged_connector):
+    gs = gs_sandbox()
+    cg, connector = staged_connector(gs, responses=40, days=5, accounts=4)  # staged, nothing pushed
     accounts = cg.accounts()
     keyed, by_name, absent, late = list(accounts)
-    gs = gs_sandbox()
     keyed_gsid = gs.add_record("Company", {"Name": "Keyed Co (CRM name)", KEY: keyed})
     gs.add_record("Company", {"Name": accounts[by_name]})  # the CRM's, without the key
-    connector = connector_for(cg, gs)
 
     code, result = connector.run(dry_run=True, create_missing_companies=False)
+    connector = push_only(connector)
     # The dry run asks Gainsight: the keyed Company is found as it should be, the others wait (not promised)
     plan = result.push["companies"]
     assert (plan.created, plan.unchanged, plan.deferred) == (0, 1, 3)
@@ -95,15 +96,14 @@ def test_key_only_waits_for_unmatched_accounts_then_picks_them_up(cg_sandbox, gs
     assert {row[0] for row in connector.query("SELECT account_id FROM gainsight.accounts_waiting")} == {by_name, absent}
 
 
-def test_key_then_name_stamps_the_key_so_the_next_run_matches_by_key(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=40, days=6, accounts=3)
-    accounts = cg.accounts()
+def test_key_then_name_stamps_the_key_so_the_next_run_matches_by_key(gs_sandbox, staged_connector, connector_for):
     gs = gs_sandbox()
+    cg, connector = staged_connector(gs)  # 40 responses of 3 accounts staged, nothing pushed
+    accounts = cg.accounts()
     # The CRM's spelling: other case and spacing, no key.
     crm = {account: gs.add_record("Company", {"Name": f"  {name.upper().replace(' ', '   ')} "}) for account, name in accounts.items()}
-    connector = connector_for(cg, gs)
 
-    code, result = connector.run(company_match="key_then_name", create_missing_companies=False)
+    code, result = push_only(connector).run(company_match="key_then_name", create_missing_companies=False)
 
     assert code == ExitCode.OK
     stored = companies(gs)
@@ -124,16 +124,15 @@ def test_key_then_name_stamps_the_key_so_the_next_run_matches_by_key(cg_sandbox,
     assert len(gs.records("Company")) == len(accounts)
 
 
-def test_an_ambiguous_name_is_never_guessed(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=40, days=6, accounts=2)
-    (single, twice), names = list(cg.accounts()), cg.accounts()
+def test_an_ambiguous_name_is_never_guessed(gs_sandbox, staged_connector):
     gs = gs_sandbox()
+    cg, connector = staged_connector(gs, accounts=2)  # 40 responses staged, nothing pushed
+    (single, twice), names = list(cg.accounts()), cg.accounts()
     gs.add_record("Company", {"Name": names[single]})
     duplicates = [gs.add_record("Company", {"Name": names[twice]}), gs.add_record("Company", {"Name": names[twice].lower()})]
-    connector = connector_for(cg, gs)
 
     # Even with creation switched on: a name several Companies share means one exists, which one is unknown.
-    code, result = connector.run(company_match="key_then_name", create_missing_companies=True)
+    code, result = push_only(connector).run(company_match="key_then_name", create_missing_companies=True)
 
     assert code == ExitCode.DEFERRED
     assert len(gs.records("Company")) == 3
@@ -149,15 +148,14 @@ def test_an_ambiguous_name_is_never_guessed(cg_sandbox, gs_sandbox, connector_fo
     assert pushed_ids(connector) == responses_of(connector, [single])
 
 
-def test_create_and_rename_are_each_an_opt_in(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=40, days=6, accounts=2)
+def test_create_and_rename_are_each_an_opt_in(gs_sandbox, staged_connector):
+    gs = gs_sandbox()
+    cg, connector = staged_connector(gs, accounts=2)  # 40 responses staged, nothing pushed
     accounts = cg.accounts()
     keyed, missing = list(accounts)
-    gs = gs_sandbox()
     gs.add_record("Company", {"Name": "CRM name", KEY: keyed})
-    connector = connector_for(cg, gs)
 
-    code, result = connector.run(create_missing_companies=True, rename_companies=False)
+    code, result = push_only(connector).run(create_missing_companies=True, rename_companies=False)
 
     assert code == ExitCode.OK
     stored = companies(gs)
@@ -182,15 +180,14 @@ def test_create_and_rename_are_each_an_opt_in(cg_sandbox, gs_sandbox, connector_
 
 
 @pytest.mark.parametrize("update_names", [False, True], ids=["names-kept", "names-updated"])
-def test_existing_people_keep_their_crm_names_unless_asked(cg_sandbox, gs_sandbox, connector_for, update_names):
-    cg = cg_sandbox(responses=40, days=6, accounts=2)
+def test_existing_people_keep_their_crm_names_unless_asked(gs_sandbox, staged_connector, update_names):
+    gs = gs_sandbox()
+    cg, connector = staged_connector(gs, accounts=2)  # 40 responses staged, nothing pushed
     respondent = next(r for r in cg.records if r.get("email") and "nps" in r)
     email = respondent["email"].lower()
-    gs = gs_sandbox()
     gs.add_record("Person", {"Email": email, "FirstName": "Bob", "LastName": "CRM", "Name": "Bob CRM"})
-    connector = connector_for(cg, gs)
 
-    code, result = connector.run(update_person_names=update_names)
+    code, result = push_only(connector).run(update_person_names=update_names)
 
     assert code == ExitCode.OK
     people = {p["Email"].lower(): p for p in gs.records("Person")}
@@ -211,8 +208,8 @@ def test_existing_people_keep_their_crm_names_unless_asked(cg_sandbox, gs_sandbo
     assert result.push["people"].created == len(others) and result.push["people"].updated == 1
 
 
-def test_check_counts_matches_without_writing(cg_sandbox, gs_sandbox, staging_for):
-    cg = cg_sandbox(responses=60, days=8, accounts=4)
+def test_check_counts_matches_without_writing(gs_sandbox, staged_staging):
+    cg, staging = staged_staging(responses=40, days=5, accounts=4)  # staged by an earlier run
     by_key, by_name, ambiguous, none = list(cg.accounts())
     names = cg.accounts()
     gs = gs_sandbox()
@@ -220,8 +217,6 @@ def test_check_counts_matches_without_writing(cg_sandbox, gs_sandbox, staging_fo
     gs.add_record("Company", {"Name": names[by_name]})
     gs.add_record("Company", {"Name": names[ambiguous]})
     gs.add_record("Company", {"Name": f" {names[ambiguous]}"})
-    staging = staging_for(cg)
-    assert staging.run()[0] == ExitCode.OK
     settings = load_settings({"base_url": gs.base_url, "access_key": ACCESS_KEY, "timeline_max_age_days": 0})
 
     with duckdb.connect(str(staging.settings.duckdb_path), read_only=True) as db:

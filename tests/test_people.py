@@ -15,6 +15,8 @@ import pytest
 import destinations.gainsight.people as people_module
 from pipelines.errors import ExitCode
 
+from .staged import push_only
+
 PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"
 KEY = "CG_Account_Id__gc"
 
@@ -50,14 +52,14 @@ def people_in(gs) -> tuple[Counter[str], Counter[tuple[str, str]]]:
     return Counter(email_of.values()), links
 
 
-def test_read_before_write_sends_only_missing_persons_and_associations(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=40, days=6, accounts=3)
+def test_read_before_write_sends_only_missing_persons_and_associations(gs_sandbox, staged_connector):
+    gs = gs_sandbox()
+    cg, connector = staged_connector(gs)  # 40 responses of 3 accounts staged, nothing pushed
+    connector = push_only(connector)
     emails = list(respondents(cg))
     assert len(emails) >= 12
     right, unlinked = emails[:6], emails[6:9]
-    gs = gs_sandbox()
     companies = seed_tenant(cg, gs, right, unlinked)
-    connector = connector_for(cg, gs)
 
     code, result = connector.run(create_missing_companies=False)
 
@@ -89,15 +91,13 @@ def test_read_before_write_sends_only_missing_persons_and_associations(cg_sandbo
     assert result.push.people.total == 0
 
 
-def test_update_person_names_writes_only_the_persons_whose_names_differ(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=40, days=6, accounts=3)
-    emails = list(respondents(cg))
-    right = emails[:4]
+def test_update_person_names_writes_only_the_persons_whose_names_differ(gs_sandbox, staged_connector):
     gs = gs_sandbox()
+    cg, connector = staged_connector(gs)
+    right = list(respondents(cg))[:4]
     seed_tenant(cg, gs, right, [])
-    connector = connector_for(cg, gs)
 
-    code, result = connector.run(create_missing_companies=False, update_person_names=True)
+    code, result = push_only(connector).run(create_missing_companies=False, update_person_names=True)
 
     assert code == ExitCode.OK
     split = result.push.people
@@ -108,17 +108,16 @@ def test_update_person_names_writes_only_the_persons_whose_names_differ(cg_sandb
 
 
 @pytest.mark.parametrize("crm_synced", [False, True], ids=["empty-tenant", "crm-synced-tenant"])
-def test_a_large_read_asks_first_whether_the_tenant_holds_any_person(cg_sandbox, gs_sandbox, connector_for, monkeypatch, crm_synced):
+def test_a_large_read_asks_first_whether_the_tenant_holds_any_person(gs_sandbox, staged_connector, monkeypatch, crm_synced):
     # More persons than one read takes (5,000 in production; 10 here): one read of a single Person
     # first; on an empty tenant it is the only read before writing, on a CRM-synced one the reads follow.
     monkeypatch.setattr(people_module, "PROBE_ABOVE", 10)
-    cg = cg_sandbox(responses=40, days=6, accounts=3)
-    emails = list(respondents(cg))
     gs = gs_sandbox()
+    cg, connector = staged_connector(gs)
     if crm_synced:
-        seed_tenant(cg, gs, emails[:6], [])
+        seed_tenant(cg, gs, list(respondents(cg))[:6], [])
 
-    code, result = connector_for(cg, gs).run(create_missing_companies=not crm_synced)
+    code, result = push_only(connector).run(create_missing_companies=not crm_synced)
 
     assert code == ExitCode.OK
     split = result.push.people

@@ -25,6 +25,7 @@ from sandbox.gainsight import Variants
 
 from .cli import push_env, run_main, start_cli, stop_and_collect
 from .conftest import ACCESS_KEY
+from .staged import push_only
 
 ASYNC_PATH = "/v1/peoplemgmt/v1.0/people/async"
 PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"
@@ -164,14 +165,11 @@ def test_bulk_writer_dead_letters_the_persons_gainsight_names_and_lands_the_rest
 
 
 @pytest.mark.parametrize("tenant", ["not_found", "method_not_allowed"])
-def test_a_tenant_without_the_async_api_gets_single_upserts_and_is_not_asked_again(
-    cg_sandbox, gs_sandbox, connector_for, tenant
-):
-    cg = cg_sandbox(responses=30, days=5, accounts=3)
+def test_a_tenant_without_the_async_api_gets_single_upserts_and_is_not_asked_again(gs_sandbox, staged_connector, tenant):
     gs = gs_sandbox(variants=Variants(people_async=tenant))
-    connector = connector_for(cg, gs)
+    cg, connector = staged_connector(gs)  # 40 responses staged, nothing pushed
 
-    code, result = connector.run(people={"writer": "bulk"})
+    code, result = push_only(connector).run(people={"writer": "bulk"})
 
     assert code == ExitCode.OK
     emails = staged_emails(connector)
@@ -189,13 +187,12 @@ def test_a_tenant_without_the_async_api_gets_single_upserts_and_is_not_asked_aga
     assert gs.family_counts().get("people_async", 0) == 0 and gs.family_counts()["people"] == 1
 
 
-def test_auto_writes_in_bulk_while_the_window_has_room_and_singly_after(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=120, days=6, accounts=3)
+def test_auto_writes_in_bulk_while_the_window_has_room_and_singly_after(gs_sandbox, staged_connector):
     gs = gs_sandbox(people_async_seconds=0.05)
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs, responses=150, days=20, accounts=10)  # staged, nothing pushed
     quotas = {**connector.gs_options()["quotas"], "bulk_per_hour": 2}  # Bulk responses stay under 500 rows: sync
 
-    code, result = connector.run(people={"writer": "auto"}, quotas=quotas)
+    code, result = push_only(connector).run(people={"writer": "auto"}, quotas=quotas)
 
     assert code == ExitCode.OK
     emails = staged_emails(connector)
@@ -205,15 +202,15 @@ def test_auto_writes_in_bulk_while_the_window_has_room_and_singly_after(cg_sandb
     assert set(Counter(p["Email"].lower() for p in gs.records("Person")).values()) == {1}
 
 
-def test_kill_9_while_polling_an_async_upsert_resumes_polling_and_sends_no_person_twice(cg_sandbox, gs_sandbox, project):
-    cg = cg_sandbox(responses=60, days=10, accounts=4)
+def test_kill_9_while_polling_an_async_upsert_resumes_polling_and_sends_no_person_twice(staged_project, gs_sandbox, project):
+    cg = staged_project(responses=150, days=19, accounts=10, people=20)  # staged by `--stage-only`, as test_push_command's
     gs = gs_sandbox(time_scale=0, people_async_seconds=60)  # frozen: processing waits for the test
     env = push_env(
         cg, gs, project,
         DESTINATION__GAINSIGHT__PEOPLE__WRITER="bulk",
         DESTINATION__GAINSIGHT__BULK_MIN_ROWS="100000",  # responses through the sync API (no Bulk job to wait for)
     )  # fmt: skip
-    victim = start_cli(cwd=project, env=env)
+    victim = start_cli("--push-only", cwd=project, env=env)
     stop_and_collect(victim, lambda: gs.family_counts().get("people_async_status", 0) >= 1, signal.SIGKILL)
     submitted = gs.family_counts()["people_async"]
     assert submitted >= 1 and gs.count_records("Person") == 0

@@ -18,6 +18,7 @@ from pipelines.errors import ExitCode
 from pipelines.runner import execute
 
 from .conftest import NO_CLIENT_QUOTAS
+from .staged import push_only
 from .test_gainsight_units import FakeClock
 
 MINUTE = 1_800_000_000.0  # a minute boundary
@@ -167,12 +168,11 @@ def write_families(gs) -> list[str]:
     return families
 
 
-def test_responses_and_activities_are_all_written_before_any_person(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=40, days=10, accounts=4)
+def test_responses_and_activities_are_all_written_before_any_person(gs_sandbox, staged_connector):
     gs = gs_sandbox()
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs)  # 40 responses staged, nothing pushed
 
-    code, result = connector.run()
+    code, result = push_only(connector).run()
 
     assert code == ExitCode.OK
     order = write_families(gs)
@@ -182,10 +182,10 @@ def test_responses_and_activities_are_all_written_before_any_person(cg_sandbox, 
     assert result.push["people"].created == gs.count_records("Person") > 0
 
 
-def test_while_the_sync_window_is_full_timeline_calls_go_on(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=30, days=5, accounts=3)
+def test_while_the_sync_window_is_full_timeline_calls_go_on(gs_sandbox, staged_connector):
     gs = gs_sandbox()
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs)  # 40 responses staged, nothing pushed
+    connector = push_only(connector)
     clock = FakeClock(MINUTE)
     quotas = {**NO_CLIENT_QUOTAS, "sync_per_minute": 3}
 
@@ -204,10 +204,10 @@ def test_while_the_sync_window_is_full_timeline_calls_go_on(cg_sandbox, gs_sandb
     assert set(Counter(r["ResponseId__gc"] for r in connector.records()).values()) == {1}
 
 
-def test_a_run_budget_stop_defers_and_the_next_run_finishes_exactly_once(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=60, days=5, accounts=4)
+def test_a_run_budget_stop_defers_and_the_next_run_finishes_exactly_once(gs_sandbox, staged_connector):
     gs = gs_sandbox()
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs)  # 40 responses staged, nothing pushed
+    connector = push_only(connector)
     clock = FakeClock(MINUTE)
     quotas = {**NO_CLIENT_QUOTAS, "sync_per_minute": 4}
     settings = replace(connector.staging.settings, max_run_minutes=3)
@@ -237,14 +237,14 @@ def test_a_run_budget_stop_defers_and_the_next_run_finishes_exactly_once(cg_sand
 
 
 def test_small_pages_push_every_object_exactly_once_and_the_responses_in_one_bulk_upload(
-    cg_sandbox, gs_sandbox, connector_for, monkeypatch
+    gs_sandbox, staged_connector, monkeypatch
 ):
     from destinations.gainsight import engine
 
     monkeypatch.setattr(engine, "PAGE_ROWS", 7)  # 60 responses, a dozen accounts and people: many pages each
-    cg = cg_sandbox(responses=60, days=10, accounts=12)
     gs = gs_sandbox()
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs, responses=60, days=10, accounts=12)  # staged, nothing pushed
+    connector = push_only(connector)
 
     code, result = connector.run(bulk_min_rows=20)
 
