@@ -32,7 +32,11 @@ log = logging.getLogger("nps.demo")
 DEMO_DIR = Path(".demo")
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret-not-for-production"
-SEED = SeedSpec(responses=3000, days=45, accounts=40, invalid=4, seed=20261128)
+# A quarter of a programme: 1,000 responses from 300 respondents who answer again, as real ones do.
+# Every step still shows (the responses go by Bulk job above bulk_min_rows, Timeline entries for the
+# last 30 days); a larger seed only adds single person and Timeline calls (3,000 responses with a
+# respondent each took 20 CPU-s, this 6).
+SEED = SeedSpec(responses=1000, days=90, accounts=40, invalid=4, seed=20261128, people=300)
 DEMO_ACCESS_KEY = "demo-gainsight-access-key"
 DEMO_BULK_JOB = "demo-nps-responses-upsert"
 DEMO_AUTHOR = "nps.connector@example.com"
