@@ -24,8 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from dlt.common.configuration.container import Container
-from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 
 from pipelines import nps_to_gainsight
 
@@ -122,6 +120,9 @@ def run_main(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Completed
 
 def _drop_dlt_run_context() -> None:
     """The next dlt lookup builds a fresh run context from the current folder and environment."""
+    from dlt.common.configuration.container import Container  # dlt only where a command runs
+    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+
     container = Container()
     if PluggableRunContext in container:
         del container[PluggableRunContext]

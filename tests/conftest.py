@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pytest
@@ -39,25 +39,31 @@ import pytest
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
 from pipelines.errors import ExitCode
-from pipelines.runner import execute
-from pipelines.settings import RunSettings
-from pipelines.stage import StageResult
 from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
-
-from .dlt_cache import install as keep_dlt_configuration_per_run
 
 pytest_plugins = ("tests.staged",)  # staged once, copied per test (staged.py)
 
-keep_dlt_configuration_per_run()  # dlt resolves each run's configuration once, not ~200 times (dlt_cache.py)
+if TYPE_CHECKING:  # dlt comes with these: imported where a test process runs, not in xdist's controller
+    from pipelines.settings import RunSettings
+    from pipelines.stage import StageResult
 
 MEMORY_TMP = Path("/dev/shm")  # tmpfs on Linux
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Temp folders in memory where the machine has a tmpfs: every DuckDB commit syncs its WAL,
-    which on this machine's disk takes about twice the wall time it takes in memory, and the
-    suite commits thousands of times (nothing here survives a power cut either way). Runs before
-    xdist starts its workers, which inherit TMPDIR; `--basetemp` or TMPDIR given by the caller win."""
+    """Temp folders in memory, and dlt's configuration kept per run in a process that runs tests.
+
+    Temp folders: where the machine has a tmpfs, since every DuckDB commit syncs its WAL, which on
+    this machine's disk takes about twice the wall time it takes in memory, and the suite commits
+    thousands of times (nothing here survives a power cut either way). Runs before xdist starts its
+    workers, which inherit TMPDIR; `--basetemp` or TMPDIR given by the caller win.
+
+    dlt: each run resolves its configuration once, not ~200 times (dlt_cache.py). xdist's
+    controller runs no test, so it imports no dlt at all (~1.5 CPU-s before the workers start)."""
+    if not (config.getoption("numprocesses", None) and not hasattr(config, "workerinput")):
+        from .dlt_cache import install as keep_dlt_configuration_per_run
+
+        keep_dlt_configuration_per_run()
     if config.option.basetemp or "TMPDIR" in os.environ or not os.access(MEMORY_TMP, os.W_OK):
         return
     if shutil.disk_usage(MEMORY_TMP).free > 2 * 1024**3:
@@ -141,6 +147,8 @@ class Staging:
         }
 
     def run(self, **overrides: Any) -> tuple[ExitCode, StageResult | None]:
+        from pipelines.runner import execute
+
         return execute(self.settings, self.options(**overrides))
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
@@ -160,6 +168,8 @@ def staging_for(tmp_path: Path):
     """Factory: a Staging bound to a sandbox, with files under this test's temp folder."""
 
     def make(sandbox: CustomerGaugeSandbox, initial_days: int = 40, name: str = "nps", **settings_overrides: Any) -> Staging:
+        from pipelines.settings import RunSettings
+
         settings = RunSettings(
             duckdb_path=tmp_path / f"staging_{name}.duckdb",
             pipeline_name=f"test_{name}",
@@ -232,6 +242,8 @@ class Connector:
         }
 
     def run(self, dry_run: bool = False, cg: dict[str, Any] | None = None, **gs: Any) -> tuple[ExitCode, StageResult | None]:
+        from pipelines.runner import execute
+
         return execute(self.staging.settings, self.staging.options(**(cg or {})), self.gs_options(**gs), dry_run)
 
     def records(self, obj: str = RESPONSE_OBJECT) -> list[dict[str, Any]]:
