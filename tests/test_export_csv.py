@@ -43,6 +43,10 @@ from .conftest import (
     Staging,
 )
 
+# The module's staged world is built once per process that runs its tests: keep them on one xdist
+# worker, or each worker stages it again (~3 s each).
+pytestmark = pytest.mark.xdist_group("export_csv")
+
 # The documented header (README "Survey CSV export"), in its documented order.
 HEADER = [
     "response_id", "company_gsid", "account_id", "account_name", "email", "first_name", "last_name", "score",

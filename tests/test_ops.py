@@ -163,7 +163,7 @@ def test_version_is_the_package_version(tmp_path):
 
 def test_quarantined_by_a_failed_run_is_still_new_to_the_next_run_that_sees_it(cg_sandbox, staging_for):
     """A run that fails reported nothing: what it quarantined alerts when a completed run meets it."""
-    sandbox = cg_sandbox(responses=2400, days=3, invalid=12)
+    sandbox = cg_sandbox(responses=1500, days=3, invalid=12)  # two parts of rows_per_load (its minimum, 1000)
     staging = staging_for(sandbox)
     sandbox.add_fault(kind="status", status=503, path="/v7/rest/sync/responses", skip=1, times=100)
 
