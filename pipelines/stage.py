@@ -17,10 +17,12 @@ from typing import Any
 import dlt
 import duckdb
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.destination import Destination
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources import DltSource
 
+from connector_common.dlt_destination import resolved_once
 from connector_common.memory import return_freed_memory
 from connector_common.stop import STOP, StopRequested
 from destinations.gainsight import PushReport
@@ -55,11 +57,17 @@ def make_pipeline(settings: RunSettings, store: StagingStore) -> dlt.Pipeline:
     """A dlt pipeline writing through the store's (locked) connection."""
     pipeline = dlt.pipeline(
         pipeline_name=settings.pipeline_name,
-        destination=dlt.destinations.duckdb(store.connection),
+        destination=staging_destination(store),
         dataset_name=settings.dataset_name,
         pipelines_dir=settings.pipelines_dir,
     )
     return without_dlt_signal_handlers(pipeline)
+
+
+def staging_destination(store: StagingStore) -> Destination[Any, Any]:
+    """dlt's DuckDB destination on the store's connection, its configuration resolved once per
+    run rather than for each of dlt's ~25 capability lookups (connector_common.dlt_destination)."""
+    return resolved_once(dlt.destinations.duckdb(store.connection))
 
 
 def without_dlt_signal_handlers(pipeline: dlt.Pipeline) -> dlt.Pipeline:
@@ -217,7 +225,7 @@ def preview_stage(
     pipeline = without_dlt_signal_handlers(
         dlt.pipeline(
             pipeline_name=settings.pipeline_name,
-            destination=dlt.destinations.duckdb(store.connection),
+            destination=staging_destination(store),
             dataset_name=settings.dataset_name,
             pipelines_dir=str(scratch),
         )

@@ -24,6 +24,8 @@ from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.common.schema import TTableSchema
 
+from connector_common.dlt_destination import resolved_once
+
 from .push import Pusher
 
 # The push this process is running. The sink is a module-level function so that dlt can re-create
@@ -33,9 +35,10 @@ _active: dict[str, Pusher] = {}
 
 
 def gainsight(pusher: Pusher) -> Destination:
-    """A dlt destination delivering into Gainsight through `pusher` (the run's one push)."""
+    """A dlt destination delivering into Gainsight through `pusher` (the run's one push); its
+    configuration resolved once, not for each of dlt's capability lookups (connector_common.dlt_destination)."""
     _active["pusher"] = pusher
-    return gainsight_outbox()
+    return resolved_once(gainsight_outbox())
 
 
 @dlt.destination(
