@@ -20,10 +20,17 @@ def one_row(connection: duckdb.DuckDBPyConnection, sql: str, params: Sequence[An
 
 
 def table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    """Whether `schema.table` (or a view of that name) exists; works on read-only connections."""
-    row = one_row(
-        connection,
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    )
-    return bool(row and row[0])
+    """Whether `schema.table` (or a view of that name) exists; works on read-only connections.
+
+    A run asks this ~15 times. A catalog lookup of the table (`connection.table`, which binds the
+    name and runs nothing) answers in ~20 µs where a query of `information_schema.tables` took
+    3-4 ms of CPU; only a name that is no table costs a query, for views. (DuckDB would also bind
+    the name as `<database>.main.<table>` if no schema of that name existed; the connector creates
+    nothing in `main`.)
+    """
+    try:
+        connection.table(f'"{schema}"."{table}"')
+        return True
+    except duckdb.CatalogException:
+        row = one_row(connection, "SELECT count(*) FROM duckdb_views() WHERE schema_name = ? AND view_name = ?", [schema, table])
+        return bool(row and row[0])

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from connector_common.memory import empty_duckdb_cache
-from connector_common.sql import one_row
+from connector_common.sql import one_row, table_exists
 
 from .errors import ConfigError, StagingFailed, StagingLocked
 
@@ -206,12 +206,7 @@ class StagingStore:
         empty_duckdb_cache(self.connection)
 
     def table_exists(self, table: str) -> bool:
-        found = one_row(
-            self.connection,
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [self.dataset, table],
-        )
-        return bool(found and found[0])
+        return table_exists(self.connection, self.dataset, table)
 
     def count(self, table: str) -> int:
         if not self.table_exists(table):
