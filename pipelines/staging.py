@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from connector_common.memory import empty_duckdb_cache
-from connector_common.sql import one_row, table_exists
+from connector_common.sql import ensure_views, one_row, table_exists
 
 from .errors import ConfigError, StagingFailed, StagingLocked
 
@@ -30,7 +30,7 @@ RESPONSES = "nps_responses"
 DEFAULT_MEMORY_LIMIT = "128MB"
 QUARANTINE = "quarantine"
 
-# Views are recreated after every run; they are plain SQL so anyone can read and change them.
+# Views are recreated when their statement changes (a run checks); plain SQL so anyone can read them.
 NPS_DAILY_VIEW = """
 CREATE OR REPLACE VIEW {ds}.nps_daily AS
 SELECT
@@ -241,7 +241,8 @@ class StagingStore:
         return ChangeCounts(new=int(new), updated=int(updated))
 
     def ensure_views(self) -> None:
-        """(Re)create the inspection views once the responses table exists.
+        """Create the inspection views once the responses table exists, again when their
+        statement changes (`connector_common.sql.ensure_views`).
 
         The quarantine table gains a date column per feed that ever quarantined something
         (`responded_at`, `sent_at`); the view shows both, null where a feed has none yet.
@@ -249,20 +250,13 @@ class StagingStore:
         if not self.table_exists(RESPONSES):
             return
         ds = f'"{self.dataset}"'
-        self.connection.execute(NPS_DAILY_VIEW.format(ds=ds))
-        if not self.table_exists(QUARANTINE):
-            self.connection.execute(EMPTY_QUARANTINE_VIEW.format(ds=ds))
-            return
-        columns = self.columns(QUARANTINE)
-        dates = {name: f"q.{name}" if name in columns else "NULL::TIMESTAMPTZ" for name in ("responded_at", "sent_at")}
-        self.connection.execute(QUARANTINE_VIEW.format(ds=ds, fixed_in=RESPONSES, **dates))
-
-    def columns(self, table: str) -> set[str]:
-        rows = self.connection.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-            [self.dataset, table],
-        ).fetchall()
-        return {row[0] for row in rows}
+        if self.table_exists(QUARANTINE):
+            columns = set(self.connection.table(f'{ds}."{QUARANTINE}"').columns)
+            dates = {name: f"q.{name}" if name in columns else "NULL::TIMESTAMPTZ" for name in ("responded_at", "sent_at")}
+            quarantine = QUARANTINE_VIEW.format(ds=ds, fixed_in=RESPONSES, **dates)
+        else:
+            quarantine = EMPTY_QUARANTINE_VIEW.format(ds=ds)
+        ensure_views(self.connection, self.dataset, {"nps_daily": NPS_DAILY_VIEW.format(ds=ds), "quarantine_report": quarantine})
 
 
 def _connect(path: Path, memory_limit: str, verb: str) -> duckdb.DuckDBPyConnection:

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from connector_common.sql import table_exists
+from connector_common.sql import table_exists, view_exists
 from destinations.gainsight import GainsightSettingError, load_settings
 from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.settings import GainsightSettings
@@ -76,7 +76,7 @@ def _count(db: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
 
 
 def _quarantine(db: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, int]:
-    if not table_exists(db, dataset, "quarantine_report"):
+    if not view_exists(db, dataset, "quarantine_report"):
         return {"records": _count(db, dataset, QUARANTINE), "fixed_upstream": 0}
     total, fixed = db.execute(
         f'SELECT count(*), count(*) FILTER (WHERE fixed_upstream) FROM "{dataset}".quarantine_report'

@@ -33,7 +33,8 @@ import pyarrow as pa
 
 from connector_common.memory import empty_duckdb_cache
 from connector_common.schema import OUTBOX_COLUMNS
-from connector_common.sql import one_row, table_exists
+from connector_common.sql import ensure_views as shared_ensure_views
+from connector_common.sql import one_row, table_exists, view_exists
 
 from .errors import LocalWriteFailed
 from .settings import GainsightSettings
@@ -767,7 +768,7 @@ def _quota_counts(db: Connection, since: float) -> dict[tuple[str, str, int], in
 
 # --- inspection views -----------------------------------------------------------------------------
 #
-# Recreated after every push. `gainsight.response_status` answers "did Jane's detractor response
+# Recreated when their statement changes (checked after every push). `gainsight.response_status` answers "did Jane's detractor response
 # reach Gainsight?" in one query; `gainsight.dead_letter_report` lists what Gainsight rejected, why,
 # and whether it is still retried; `gainsight.accounts_waiting` lists the accounts that have no
 # Company to reference yet, and why.
@@ -825,13 +826,18 @@ ORDER BY d.last_failed_at DESC
 
 
 def ensure_views(db: Connection, dataset: str, settings: GainsightSettings) -> None:
+    """The inspection views for these settings, created where missing or different
+    (`connector_common.sql.ensure_views`)."""
     max_attempts = int(settings.max_attempts)
     names = {"schema": SCHEMA, "dataset": f'"{dataset}"', "max_attempts": max_attempts}
-    db.execute(RESPONSE_STATUS_VIEW.format(**names))
     since = f"now() - INTERVAL {max(int(settings.timeline_max_age_days), 0)} DAY"
     retry = retry_sql(str(names["dataset"]), str(max_attempts), str(bool(settings.timeline_enabled)).upper(), since)
-    db.execute(DEAD_LETTER_VIEW.format(retry=retry, **names))
-    db.execute(ACCOUNTS_WAITING_VIEW.format(**names))
+    statements = {
+        "response_status": RESPONSE_STATUS_VIEW.format(**names),
+        "dead_letter_report": DEAD_LETTER_VIEW.format(retry=retry, **names),
+        "accounts_waiting": ACCOUNTS_WAITING_VIEW.format(**names),
+    }
+    shared_ensure_views(db, SCHEMA, statements)
 
 
 # --- run history ----------------------------------------------------------------------------------
@@ -1034,7 +1040,7 @@ def dead_letter_counts(db: Connection) -> dict[str, dict[str, int | None]]:
     push recreates from the one retry rule the push itself follows (so status cannot disagree)."""
     if not table_exists(db, SCHEMA, "dead_letters"):
         return {}
-    if table_exists(db, SCHEMA, "dead_letter_report"):
+    if view_exists(db, SCHEMA, "dead_letter_report"):
         source, retry = f"{SCHEMA}.dead_letter_report", "count(*) FILTER (WHERE will_retry)"
     else:  # the push never finished with a view yet: whether they retry is not known
         source, retry = f"{SCHEMA}.dead_letters", "NULL"
