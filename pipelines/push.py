@@ -16,6 +16,7 @@ import dlt
 import pyarrow as pa
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from connector_common.memory import evict_duckdb_cache
 from connector_common.pii import KEEP
 from connector_common.stop import StopRequested
 from destinations.gainsight import (
@@ -164,11 +165,15 @@ class _Outbox:
         return first if first is not None else next(self._batches)
 
     def _read(self) -> Iterator[pa.Table]:
+        """The outbox a batch at a time. DuckDB's cache is evicted after each batch: the scan reads
+        every staged response once, and DuckDB would keep each block it passed, up to its memory
+        limit (+110 MB at 1M responses, under everything the process already holds)."""
         cursor = self._store.connection.cursor()
         try:
             for batch in read_outbox(cursor, self._dataset, self._settings):
                 self.rows += batch.num_rows
                 self.needs_response += sum(1 for value in batch.column("needs_response").to_pylist() if value)
                 yield pa.Table.from_batches([batch])
+                evict_duckdb_cache(self._store.connection)
         finally:
             cursor.close()
