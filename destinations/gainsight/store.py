@@ -31,7 +31,7 @@ from typing import Any, TypeVar, cast
 import duckdb
 import pyarrow as pa
 
-from connector_common.memory import empty_duckdb_cache
+from connector_common.memory import empty_duckdb_cache, read_once
 from connector_common.schema import OUTBOX_COLUMNS
 from connector_common.sql import ensure_views as shared_ensure_views
 from connector_common.sql import one_row, table_exists, view_exists
@@ -469,11 +469,10 @@ class Ledger:
         """Staged rows of `hashes`' response ids whose content still has that hash (Bulk recovery)."""
         self._db.register("_uploaded", pa.table({"response_id": list(hashes), "content_hash": list(hashes.values())}))
         try:
-            return self._db.sql(
-                f"""SELECT {_staged_columns('r')}, TRUE AS needs_response,
-                           FALSE AS needs_activity, FALSE AS needs_retry
-                    FROM "{dataset}".nps_responses r JOIN _uploaded u USING (response_id, content_hash)"""
-            ).to_arrow_table()
+            sql = f"""SELECT {_staged_columns('r')}, TRUE AS needs_response, FALSE AS needs_activity, FALSE AS needs_retry
+                      FROM "{dataset}".nps_responses r JOIN _uploaded u USING (response_id, content_hash)"""
+            # The join reads every staged response: not worth caching (`read_once`).
+            return read_once(self._db, lambda: self._db.sql(sql).to_arrow_table())
         finally:
             self._db.unregister("_uploaded")
 
