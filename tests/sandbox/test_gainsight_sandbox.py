@@ -889,8 +889,8 @@ def test_quotas_off_and_scaled_time(http: requests.Session) -> None:
             ok_data(query(gs, http, "Company", select=["Name"]))
         assert gs.quota_state()["sync"]["minute"]["used"] == 0
     with GainsightSandbox(KEY, time_scale=600, quota_limits={("sync", "minute"): 1}) as gs:
-        ok_data(query(gs, http, "Company", select=["Name"]))
-        started = gs.clock.now()
+        started = gs.clock.now()  # read before the call that uses the quota: a sandbox minute is 0.1 s
+        ok_data(query(gs, http, "Company", select=["Name"]))  # here, so reading it after may be a window late
         for _ in range(1000):  # a sandbox minute is a tenth of a real second here: a few polls suffice
             if query(gs, http, "Company", select=["Name"]).status_code != 429:
                 break
