@@ -261,7 +261,7 @@ def test_a_quota_used_up_between_steps_counts_every_row_left_behind(gs_sandbox, 
     assert push["companies"].created == 3 and push["responses"].created == 0
     assert push["responses"].deferred == 40 and push["people"].deferred == emails > 0
     assert push["activities"].created == recent and push["activities"].deferred == 0
-    assert connector.scalar("SELECT count(*) FROM gainsight.response_status WHERE gainsight_status = 'deferred (quota)'") == 40
+    assert connector.scalar("SELECT count(*) FROM gainsight.response_status WHERE gainsight_status = 'deferred to next run'") == 40
 
     code, result = connector.run()
 

@@ -27,7 +27,7 @@ from connector_common.stop import STOP
 from .answers import epoch_ms
 from .client import QUERY_LIMIT
 from .engine import Book, PushContext, with_company_gsids
-from .errors import MaybeApplied, QuotaExhausted
+from .errors import MaybeApplied, QuotaExhausted, UploadUnsettled
 from .multipart import BulkFile
 from .specs import SPECS
 from .store import now
@@ -149,9 +149,8 @@ def _defer_upload(book: Book, upload_id: str, reason: str) -> None:
     """The rows of an upload whose outcome this run cannot learn wait for the next run, which
     reconciles (or re-sends) them: deferred work, so the run exits with the deferral code."""
     keys = book.ctx.ledger.unsettled_upload_keys(upload_id)
+    book.defer(keys, UploadUnsettled(reason))  # booked 'deferred' in the ledger, as the summary counts them
     book.settled.update(keys)  # not to be written again in this run
-    book.ctx.report.defer_records(book.spec.name, keys)
-    book.ctx.report.defer("bulk", "upload", None, reason)
 
 
 def recover_uploads(ctx: PushContext) -> int:

@@ -84,6 +84,17 @@ class RunBudgetReached(QuotaExhausted):
         super().__init__("run", "budget", None)
         self.args = (f"the run's time budget of {minutes:g} minutes is reached (max_run_minutes)",)
 
+
+class UploadUnsettled(QuotaExhausted):
+    """A Bulk upload whose outcome this run cannot learn (still processing when the run stopped
+    waiting, or no answer to the upload): its rows wait for the next run, which reconciles or
+    re-sends them. Deferred like quota work, so the ledger and the summary say the same."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("bulk", "upload", None)
+        self.reason = reason
+        self.args = (reason,)
+
     def __str__(self) -> str:
         return str(self.args[0])
 

@@ -783,7 +783,7 @@ SELECT
         WHEN l.status = 'failed' THEN 'rejected (will retry)'
         WHEN l.pushed_hash IS NOT NULL THEN 'older version in gainsight'
         WHEN w.account_id IS NOT NULL THEN 'waiting for its company'
-        WHEN l.status = 'deferred' THEN 'deferred (quota)'
+        WHEN l.status = 'deferred' THEN 'deferred to next run'
         ELSE 'not pushed yet'
     END AS gainsight_status,
     l.gsid AS gainsight_gsid, l.via, l.updated_at AS pushed_at,
