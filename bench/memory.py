@@ -81,9 +81,13 @@ def sandbox_process(*args: str) -> Iterator[str]:
         if "http://" not in line:
             raise SystemExit(f"sandbox did not start: {line!r}")
         yield "http://" + line.split("http://", 1)[1].split()[0]
-    finally:
+    finally:  # stopped whatever happened, so a failed benchmark (or test) leaves no process behind
         proc.terminate()
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def gainsight_process() -> Any:

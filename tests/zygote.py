@@ -183,13 +183,16 @@ def serve(address: str) -> None:
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, the requester's connection)
+    # The test process ending closes stdin; its pidfd says so too when something else holds that
+    # pipe open (a child it left behind), so no zygote outlives the tests that started it.
+    test_process = os.pidfd_open(os.getppid())
     while True:
-        readable = select.select([sys.stdin, listener, *children], [], [])[0]
-        if sys.stdin in readable and not sys.stdin.buffer.read1(1):
+        readable = select.select([sys.stdin, test_process, listener, *children], [], [])[0]
+        if test_process in readable or (sys.stdin in readable and not sys.stdin.buffer.read1(1)):
             for pid, _ in children.values():
                 os.kill(pid, signal.SIGKILL)
             return
-        for pidfd in [fd for fd in readable if isinstance(fd, int)]:
+        for pidfd in [fd for fd in readable if isinstance(fd, int) and fd in children]:
             pid, connection = children.pop(pidfd)
             status = os.waitpid(pid, 0)[1]
             os.close(pidfd)
@@ -197,13 +200,13 @@ def serve(address: str) -> None:
             connection.close()
         if listener in readable:
             connection, _ = listener.accept()
-            pid = fork_child(connection, listener, children)
+            pid = fork_child(connection, listener, children, test_process)
             children[os.pidfd_open(pid)] = (pid, connection)
             connection.sendall(f"{pid}\n".encode())
 
 
 def fork_child(
-    connection: socket.socket, listener: socket.socket, children: dict[int, tuple[int, socket.socket]]
+    connection: socket.socket, listener: socket.socket, children: dict[int, tuple[int, socket.socket]], test_process: int
 ) -> int:
     message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
     while not message.endswith(b"\n"):
@@ -219,6 +222,7 @@ def fork_child(
     # now write to it), folder and environment; SIGINT raising KeyboardInterrupt as in any interpreter.
     listener.close()
     connection.close()
+    os.close(test_process)
     for pidfd, (_, other) in children.items():
         os.close(pidfd)
         other.close()
