@@ -14,6 +14,9 @@ The same for the command: `staged_project` copies what `--stage-only` left in a 
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
@@ -39,7 +42,10 @@ def seed(responses: int, days: int, accounts: int, invalid: int = 0, people: int
 
 
 class Templates:
-    """Staged folders built on first use, one per (seed, layout), kept for the session."""
+    """Staged folders built on first use, one per (seed, layout), kept for the session and shared
+    by its xdist workers: the first worker to need one builds it under a file lock, the others wait
+    for it and copy it (xdist deals a module's tests out one at a time, so with four workers each
+    built most templates itself: up to four stage runs where one does)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -48,18 +54,30 @@ class Templates:
     def folder(self, spec: SeedSpec, layout: str, stage: Any) -> Path:
         key = (spec, layout)
         if key not in self.built:
-            folder = self.root / f"template{len(self.built)}"
-            folder.mkdir()
-            with CustomerGaugeSandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, seed=spec) as sandbox:
-                code = stage(sandbox, folder)
-            assert code in (ExitCode.OK, ExitCode.QUARANTINED), f"staging the template failed: exit {code}"
+            folder = self.root / hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+            with (self.root / f"{folder.name}.lock").open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+                if not (folder / BUILT).exists():
+                    shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half-way
+                    folder.mkdir()
+                    with CustomerGaugeSandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, seed=spec) as sandbox:
+                        code = stage(sandbox, folder)
+                    assert code in (ExitCode.OK, ExitCode.QUARANTINED), f"staging the template failed: exit {code}"
+                    (folder / BUILT).touch()
             self.built[key] = folder
         return self.built[key]
 
 
+BUILT = ".built"  # written last in a template folder, left out of the copies
+
+
 @pytest.fixture(scope="session")
 def staged_templates(tmp_path_factory: pytest.TempPathFactory) -> Templates:
-    return Templates(tmp_path_factory.mktemp("staged"))
+    """Under the session's temp root: one per run of pytest, common to its xdist workers."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "staged"
+    root.mkdir(exist_ok=True)
+    return Templates(root)
 
 
 @pytest.fixture
@@ -89,7 +107,7 @@ def _staged_copy(templates: Templates, staging: Staging, spec: SeedSpec, tmp_pat
         return Staging(in_folder, sandbox, staging.initial_days).run()[0]
 
     layout = f"{staging.settings.duckdb_path.name}:{staging.settings.pipeline_name}"
-    shutil.copytree(templates.folder(spec, layout, stage), tmp_path, dirs_exist_ok=True)
+    shutil.copytree(templates.folder(spec, layout, stage), tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(BUILT))
 
 
 @pytest.fixture

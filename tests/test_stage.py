@@ -20,6 +20,8 @@ from pipelines.staging import StagingStore
 from sources.customergauge import ExtractReport, customergauge
 
 RESPONSES = "/v7/rest/sync/responses"
+# The seed of the tests that begin after a first stage: staged once (tests/staged.py), copied per test.
+STAGED = {"responses": 300, "days": 20, "accounts": 12}
 
 
 def sandbox_ids(sandbox) -> set[str]:
@@ -72,10 +74,8 @@ def test_staged_row_matches_the_sandbox_record(cg_sandbox, staging_for):
     assert account_id == props.get("Account Number")
 
 
-def test_second_run_fetches_only_the_lookback_window_plus_new(cg_sandbox, staging_for):
-    sandbox = cg_sandbox(responses=600, days=30)
-    staging = staging_for(sandbox)
-    staging.run()
+def test_second_run_fetches_only_the_lookback_window_plus_new(staged_staging):
+    sandbox, staging = staged_staging(**STAGED)  # its first run staged the 300 responses
     last_seen = staging.scalar("SELECT max(responded_at) FROM nps.nps_responses")
     sandbox.clear_log()
     new_ids = sandbox.add_responses(5)
@@ -91,17 +91,15 @@ def test_second_run_fetches_only_the_lookback_window_plus_new(cg_sandbox, stagin
         r for r in sandbox.records if datetime.fromisoformat(r["date_survey_response"]).date() >= window_start
     ]
     feed = result.report.feeds["nps_responses"]
-    assert feed.fetched == len(in_window) < 600 / 2
+    assert feed.fetched == len(in_window) < 300 / 2
     assert result.changes.new == 5 and result.changes.updated == 0
-    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 605
+    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 305
     assert set(map(str, new_ids)) <= set(staged_ids(staging))
     assert feed.cursor_before is not None and feed.cursor_after > feed.cursor_before
 
 
-def test_edited_response_updates_in_place(cg_sandbox, staging_for):
-    sandbox = cg_sandbox(responses=300, days=10)
-    staging = staging_for(sandbox)
-    staging.run()
+def test_edited_response_updates_in_place(staged_staging):
+    sandbox, staging = staged_staging(**STAGED)
     recent = sandbox.records[-3]
     cgid = recent["number_customergauge"]
     new_score = 2 if recent["nps"] > 6 else 10
@@ -116,10 +114,8 @@ def test_edited_response_updates_in_place(cg_sandbox, staging_for):
     assert result.changes.updated == 1 and result.changes.new == 0
 
 
-def test_late_response_inside_lookback_is_caught_outside_is_left_to_backfill(cg_sandbox, staging_for):
-    sandbox = cg_sandbox(responses=300, days=20)
-    staging = staging_for(sandbox)
-    staging.run()
+def test_late_response_inside_lookback_is_caught_outside_is_left_to_backfill(staged_staging):
+    sandbox, staging = staged_staging(**STAGED)
     now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     [inside] = sandbox.add_responses(1, responded_at=now - timedelta(days=2))
     [outside] = sandbox.add_responses(1, responded_at=now - timedelta(days=12))
@@ -258,10 +254,8 @@ def test_429_5xx_and_dropped_connections_are_retried(cg_sandbox, staging_for):
     assert staging.scalar("SELECT count(DISTINCT response_id) FROM nps.nps_responses") == 2500
 
 
-def test_exhausted_retries_fail_clearly_and_commit_nothing(cg_sandbox, staging_for, caplog):
-    sandbox = cg_sandbox(responses=300)  # every request fails: one page is as good as three
-    staging = staging_for(sandbox)
-    staging.run()
+def test_exhausted_retries_fail_clearly_and_commit_nothing(staged_staging, caplog):
+    sandbox, staging = staged_staging(**STAGED)  # every request fails: one page is as good as three
     sandbox.add_responses(3)
     sandbox.add_fault(kind="status", status=503, path=RESPONSES, skip=0, times=50)
 
@@ -327,10 +321,8 @@ def crash_after_normalize(staging, run_id: str) -> None:
     store.close()
 
 
-def test_run_killed_between_extract_and_load_is_finished_by_the_next_run(cg_sandbox, staging_for):
-    sandbox = cg_sandbox(responses=1500, days=20)
-    staging = staging_for(sandbox)
-    staging.run()
+def test_run_killed_between_extract_and_load_is_finished_by_the_next_run(staged_staging):
+    sandbox, staging = staged_staging(**STAGED)
     added = sandbox.add_responses(7)
     crash_after_normalize(staging, "crashed")  # data and the advanced cursor sit in a pending package
 
@@ -338,8 +330,8 @@ def test_run_killed_between_extract_and_load_is_finished_by_the_next_run(cg_sand
 
     assert code == ExitCode.OK
     assert result.finished_pending == 1
-    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 1507
-    assert staging.scalar("SELECT count(DISTINCT response_id) FROM nps.nps_responses") == 1507
+    assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 307
+    assert staging.scalar("SELECT count(DISTINCT response_id) FROM nps.nps_responses") == 307
     assert set(map(str, added)) <= set(staged_ids(staging))
     # the pending package carried the cursor: this run's window starts from it
     assert result.report.feeds["nps_responses"].cursor_before == staging.scalar(
@@ -363,10 +355,8 @@ def test_first_run_killed_before_any_load_starts_over_cleanly(cg_sandbox, stagin
     assert staging.scalar("SELECT count(*) FROM nps.nps_responses") == 1500
 
 
-def test_second_process_fails_fast_on_the_lock(cg_sandbox, staging_for):
-    sandbox = cg_sandbox(responses=50)
-    staging = staging_for(sandbox)
-    staging.run()
+def test_second_process_fails_fast_on_the_lock(staged_staging):
+    sandbox, staging = staged_staging(**STAGED)
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -383,7 +373,7 @@ def test_second_process_fails_fast_on_the_lock(cg_sandbox, staging_for):
         code, result = staging.run()
         assert code == ExitCode.LOCKED and result is None
         assert time.monotonic() - started < 10
-        assert sandbox.count(path=RESPONSES) == 2  # nothing fetched by the locked-out run
+        assert sandbox.count(path=RESPONSES) == 0  # nothing fetched by the locked-out run
     finally:
         holder.kill()
         holder.wait()
