@@ -2,7 +2,7 @@
 
 A test that kills or signals the command, or runs a second process on a locked file, needs the
 process boundary: its own PID, its own file locks, the kernel's kill -9. What it does not need is a
-fresh interpreter importing the same modules again. So each test process starts one *zygote*
+fresh interpreter importing the same modules again. So each test session (all its xdist workers) has one *zygote*
 (`python -m tests.zygote`) that imports what it can once, before any thread, DuckDB connection or
 socket to a sandbox exists, and then forks a child per command (measured: ~1.5 CPU-s per child
 instead of ~2.9 for a fresh `python`). The child is a new process like any other: it changes to
@@ -21,7 +21,7 @@ thread after its imports and refuses to serve otherwise. The README's own comman
 
 from __future__ import annotations
 
-import atexit
+import fcntl
 import io
 import json
 import os
@@ -120,32 +120,50 @@ class ForkedCommand:
 
 
 class Zygote:
-    """One per test process, started on first use; it ends when this process closes its stdin."""
+    """One per test session, shared by its xdist workers: the first test process that needs it
+    starts it, the others find its socket (each zygote costs ~1.7 CPU-s of imports). It ends when
+    the session's own process does (xdist's controller, or pytest itself without workers)."""
 
     _started: Zygote | None = None
 
-    def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="zygote-"))
-        self.address = str(self.folder / "socket")
-        env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.zygote", self.address],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        ready = self.process.stdout.readline()
-        if ready.strip() != b"ready":
-            raise RuntimeError(f"the zygote did not start: {ready!r}")
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.address = str(folder / "socket")
 
     @classmethod
     def get(cls) -> Zygote:
-        if cls._started is None or cls._started.process.poll() is not None:
-            cls._started = cls()
-            atexit.register(cls._started.close)
+        if cls._started is None or not cls._started.alive():
+            # xdist's workers are children of the controller, which outlives them all
+            session = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+            folder = Path(tempfile.gettempdir()) / f"zygote-{session}"
+            folder.mkdir(exist_ok=True)
+            zygote = cls(folder)
+            with (folder / "lock").open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # one worker starts it, the others wait for it
+                if not zygote.alive():
+                    zygote.start(session)
+            cls._started = zygote
         return cls._started
+
+    def alive(self) -> bool:
+        try:
+            os.kill(int((self.folder / "pid").read_text()), 0)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def start(self, session: int) -> None:
+        env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.zygote", self.address, str(session)],
+            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdout is not None
+        ready = process.stdout.readline()
+        if ready.strip() != b"ready":
+            process.kill()
+            raise RuntimeError(f"the zygote did not start: {ready!r}")
+        (self.folder / "pid").write_text(str(process.pid))
 
     def fork(self, request: dict[str, Any], fds: list[int]) -> io.TextIOWrapper:
         """Send one command; the answer is a line channel: the child's PID, later its exit status."""
@@ -153,12 +171,6 @@ class Zygote:
         connection.connect(self.address)
         socket.send_fds(connection, [json.dumps(request).encode() + b"\n"], fds)
         return connection.makefile("r", encoding="ascii")
-
-    def close(self) -> None:
-        if self.process.poll() is None and self.process.stdin is not None:
-            self.process.stdin.close()
-            self.process.wait(timeout=30)
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def start_forked(*args: str, cwd: Path, env: dict[str, str]) -> ForkedCommand:
@@ -168,8 +180,8 @@ def start_forked(*args: str, cwd: Path, env: dict[str, str]) -> ForkedCommand:
 # --- the zygote side ----------------------------------------------------------------------------
 
 
-def serve(address: str) -> None:
-    """Import, check for a lone thread, then fork one child per request until stdin closes."""
+def serve(address: str, session: int) -> None:
+    """Import, check for a lone thread, then fork one child per request until the session ends."""
     import importlib
 
     for module in PRELOADED:
@@ -183,14 +195,15 @@ def serve(address: str) -> None:
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, the requester's connection)
-    # The test process ending closes stdin; its pidfd says so too when something else holds that
-    # pipe open (a child it left behind), so no zygote outlives the tests that started it.
-    test_process = os.pidfd_open(os.getppid())
+    # The session's process ending (however it ends) ends the zygote and what it still runs, so
+    # no process outlives the tests that started it.
+    test_process = os.pidfd_open(session)
     while True:
-        readable = select.select([sys.stdin, test_process, listener, *children], [], [])[0]
-        if test_process in readable or (sys.stdin in readable and not sys.stdin.buffer.read1(1)):
+        readable = select.select([test_process, listener, *children], [], [])[0]
+        if test_process in readable:
             for pid, _ in children.values():
                 os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(Path(address).parent, ignore_errors=True)
             return
         for pidfd in [fd for fd in readable if isinstance(fd, int) and fd in children]:
             pid, connection = children.pop(pidfd)
@@ -243,4 +256,4 @@ def fork_child(
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C of the test run is for the tests, not the zygote
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]))
