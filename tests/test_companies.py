@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import duckdb
 import pytest
 
 from destinations.gainsight import GainsightSettingError, load_settings
@@ -19,7 +18,7 @@ from destinations.gainsight.quota import QuotaLimiter
 from destinations.gainsight.store import staged_accounts
 from pipelines.errors import ExitCode
 
-from .conftest import ACCESS_KEY
+from .conftest import ACCESS_KEY, read_only
 from .staged import push_only
 
 COMPANY_QUERY = "/v1/data/objects/query/Company"
@@ -219,7 +218,7 @@ def test_check_counts_matches_without_writing(gs_sandbox, staged_staging):
     gs.add_record("Company", {"Name": f" {names[ambiguous]}"})
     settings = load_settings({"base_url": gs.base_url, "access_key": ACCESS_KEY, "timeline_max_age_days": 0})
 
-    with duckdb.connect(str(staging.settings.duckdb_path), read_only=True) as db:
+    with read_only(staging.settings.duckdb_path) as db:
         limiter = QuotaLimiter(settings.quotas, None, settings.max_rate_limit_wait_seconds)
         client = GainsightClient(settings, limiter)
         try:

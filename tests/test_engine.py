@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-import duckdb
 
 from destinations.gainsight.engine import Action, plan_actions
 from destinations.gainsight.report import PushReport
 from destinations.gainsight.specs import KEYS, OBJECTS, SPECS
 from pipelines.errors import ExitCode
 
-from .conftest import RESPONSE_OBJECT
+from .conftest import RESPONSE_OBJECT, read_only
 from .staged import push_only
 
 PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"
@@ -104,7 +103,7 @@ def test_a_person_refused_for_a_reason_not_about_the_record_fails_the_run_like_a
 def _fingerprint(connector) -> dict[str, str]:
     """A hash of the staging table, of every ledger table and of dlt's state, in DuckDB and on disk."""
     prints = {}
-    with duckdb.connect(str(connector.staging.settings.duckdb_path), read_only=True) as db:
+    with read_only(connector.staging.settings.duckdb_path) as db:
         tables = db.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_schema IN ('nps', 'gainsight') AND table_type = 'BASE TABLE' ORDER BY ALL"

@@ -11,7 +11,6 @@ import signal
 from collections import Counter
 from typing import Any
 
-import duckdb
 import pytest
 import requests
 
@@ -24,7 +23,7 @@ from pipelines.errors import ExitCode
 from sandbox.gainsight import Variants
 
 from .cli import push_env, run_main, start_cli, stop_and_collect
-from .conftest import ACCESS_KEY
+from .conftest import ACCESS_KEY, read_only
 from .staged import push_only
 
 ASYNC_PATH = "/v1/peoplemgmt/v1.0/people/async"
@@ -221,7 +220,7 @@ def test_kill_9_while_polling_an_async_upsert_resumes_polling_and_sends_no_perso
     assert result.returncode == 0, result.stderr
     assert gs.family_counts()["people_async"] == submitted  # polled, not sent again
     assert gs.family_counts().get("people", 0) == 0
-    with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
+    with read_only(project / "staging.duckdb") as conn:
         emails = {row[0] for row in conn.execute("SELECT DISTINCT lower(email) FROM nps.nps_responses WHERE email IS NOT NULL").fetchall()}
         open_calls = conn.execute("SELECT count(*) FROM gainsight.people_bulk_calls WHERE reconciled_at IS NULL").fetchone()
         booked = conn.execute("SELECT count(*) FROM gainsight.people WHERE status IN ('synced', 'exists')").fetchone()

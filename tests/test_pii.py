@@ -21,7 +21,7 @@ from pipelines.errors import ExitCode
 from pipelines.serve.spool import Event, Spool
 
 from .cli import cli_env, push_env, run_main
-from .conftest import RESPONSE_OBJECT
+from .conftest import RESPONSE_OBJECT, read_only
 
 SALT = "test-salt-3b9d1e7f5a2c"
 
@@ -38,7 +38,7 @@ def found_in_tables(path: Path, needles: set[str]) -> dict[str, int]:
     table in the file, cast to text."""
     hits: dict[str, int] = {}
     lowered = [needle.lower() for needle in needles]
-    with duckdb.connect(str(path), read_only=True) as conn:
+    with read_only(path) as conn:
         columns = conn.execute(
             """SELECT c.table_schema, c.table_name, c.column_name FROM information_schema.columns c
                JOIN information_schema.tables t USING (table_schema, table_name) WHERE t.table_type = 'BASE TABLE'"""

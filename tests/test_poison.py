@@ -14,7 +14,7 @@ import pytest
 from pipelines.errors import ExitCode
 
 from .cli import push_env, run_main, start_cli, wait_for
-from .conftest import NO_CLIENT_QUOTAS
+from .conftest import NO_CLIENT_QUOTAS, read_only
 from .staged import push_only
 from .test_push_command import assert_exactly_once
 
@@ -200,42 +200,42 @@ def test_a_dead_lettered_company_is_retried_and_its_responses_follow(cg_sandbox,
 def test_a_lost_bulk_upload_defers_its_rows_and_the_next_run_lands_them_once(gs_sandbox, staged_connector, fault, options):
     gs = gs_sandbox()
     gs.add_fault(path=BULK_PATH, times=1, **fault)
-    _, connector = staged_connector(gs, responses=150, days=20, accounts=10)
+    _, connector = staged_connector(gs)  # 40 responses staged, nothing pushed
     connector = push_only(connector)
 
-    code, result = connector.run(bulk_min_rows=100, **options)
+    code, result = connector.run(bulk_min_rows=20, **options)
 
     # Before: exit 0 "completed" with every row of the upload left behind.
     assert code == ExitCode.DEFERRED
-    assert result.push["responses"].deferred == 150 and result.push.bulk_uploads == 0
+    assert result.push["responses"].deferred == 40 and result.push.bulk_uploads == 0
     assert [d.reason for d in result.push.deferrals] == ["a Bulk upload got no answer (5xx or a lost connection)"]
 
-    code, result = connector.run(bulk_min_rows=100)
+    code, result = connector.run(bulk_min_rows=20)
 
     assert code == ExitCode.OK and result.push["responses"].deferred == 0
-    _exactly_once(connector, 150)
+    _exactly_once(connector, 40)
 
 
 def test_a_bulk_upload_still_processing_when_polling_times_out_is_deferred_and_reconciled_next_run(
     gs_sandbox, staged_connector
 ):
     gs = gs_sandbox(time_scale=0)  # the sandbox clock stands still: the job stays INIT
-    _, connector = staged_connector(gs, responses=150, days=20, accounts=10)
+    _, connector = staged_connector(gs)  # 40 responses staged, nothing pushed
     connector = push_only(connector)
 
-    code, result = connector.run(bulk_min_rows=100, bulk_poll_timeout_seconds=0.3)
+    code, result = connector.run(bulk_min_rows=20, bulk_poll_timeout_seconds=0.3)
 
     assert code == ExitCode.DEFERRED
-    assert result.push["responses"].deferred == 150 and result.push.bulk_uploads == 1
+    assert result.push["responses"].deferred == 40 and result.push.bulk_uploads == 1
     assert "still processing" in result.push.deferrals[0].reason
 
     gs.advance(10)  # Gainsight finishes the job
     gs.clear_log()
-    code, result = connector.run(bulk_min_rows=100)
+    code, result = connector.run(bulk_min_rows=20)
 
     assert code == ExitCode.OK and result.push.recovered_uploads == 1
     assert gs.family_counts().get("bulk", 0) == 0  # reconciled, not uploaded again
-    _exactly_once(connector, 150)
+    _exactly_once(connector, 40)
 
 
 # --- (f) deferred counts: a quota that runs out between steps ---------------------------------------
@@ -299,7 +299,7 @@ def test_records_deferred_by_a_redelivered_package_and_the_fresh_outbox_count_on
     assert "re-delivering 1 package(s) an interrupted run left pending" in result.stderr
     # Where the kill landed decides what is left (people go last, and run while the Bulk job is
     # processing); the ledger says what this run deferred, each record once.
-    with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
+    with read_only(project / "staging.duckdb") as conn:
         left = {
             name: conn.execute(f"SELECT count(*) FROM gainsight.{name} WHERE status = 'deferred'").fetchone()[0]
             for name in ("responses", "activities", "people")

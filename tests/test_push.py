@@ -38,12 +38,12 @@ def by_key(records, key="ResponseId__gc"):
 
 
 def test_first_sync_then_incremental(cg_sandbox, gs_sandbox, connector_for):
-    seeded = 150  # above bulk_min_rows: the first run's responses go in one Bulk upload
-    cg = cg_sandbox(responses=seeded, days=20, accounts=12)
+    seeded = 40  # above bulk_min_rows (20 here): the first run's responses go in one Bulk upload
+    cg = cg_sandbox(responses=seeded, days=20, accounts=4)  # some older than the Timeline's 14 days
     gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
     connector = connector_for(cg, gs)
 
-    code, result = connector.run(bulk_min_rows=100)
+    code, result = connector.run(bulk_min_rows=20)
 
     assert code == ExitCode.OK
     staged = connector.scalar("SELECT count(*) FROM nps.nps_responses")
@@ -68,7 +68,7 @@ def test_first_sync_then_incremental(cg_sandbox, gs_sandbox, connector_for):
 
     new_ids = cg.add_responses(7)
     gs.clear_log()
-    code, result = connector.run(bulk_min_rows=100)
+    code, result = connector.run(bulk_min_rows=20)
 
     assert code == ExitCode.OK
     assert result.push["responses"].created == 7
@@ -129,7 +129,7 @@ def test_one_invalid_record_in_a_sync_batch_is_the_only_dead_letter(cg_sandbox, 
 
 
 def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=150, days=10, accounts=10)
+    cg = cg_sandbox(responses=40, days=5, accounts=3)
     valid = [r["number_customergauge"] for r in cg.records if r.get("email")]
     bad = valid[:2]
     for cgid in bad:
@@ -140,7 +140,7 @@ def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_san
     gs.fail_bulk_rows(flaky, reason="Lookup failed (emulated)")
     connector = connector_for(cg, gs)
 
-    code, result = connector.run(bulk_min_rows=100)
+    code, result = connector.run(bulk_min_rows=20)
 
     assert code == ExitCode.DEAD_LETTERED
     push = result.push
@@ -148,9 +148,9 @@ def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_san
     dead = dict(connector.query("SELECT record_key, error_code FROM gainsight.dead_letters WHERE object = 'responses'"))
     assert dead == {str(cgid): "GSOBJ_1008" for cgid in bad}
     keys = by_key(connector.records())
-    assert len(keys) == 148 and set(keys.values()) == {1} and set(flaky) <= set(keys)
+    assert len(keys) == 38 and set(keys.values()) == {1} and set(flaky) <= set(keys)
     upload = connector.query("SELECT rows, failure_count, landed, not_landed FROM gainsight.bulk_uploads")
-    assert upload == [(150, 5, 145, 5)]
+    assert upload == [(40, 5, 35, 5)]
 
 
 def test_quota_exhaustion_defers_and_the_next_run_completes(gs_sandbox, staged_connector):
@@ -158,9 +158,9 @@ def test_quota_exhaustion_defers_and_the_next_run_completes(gs_sandbox, staged_c
     # on a machine at load 15 took that long and saw its window roll by itself), so no run sees it
     # roll; the loop below moves the sandbox an hour on. Bulk jobs still finish in 0.2 real seconds.
     gs = gs_sandbox(quotas=True, quota_limits={("bulk", "hour"): 1, ("sync", "minute"): 100_000}, time_scale=10.0)
-    _, connector = staged_connector(gs, responses=150, days=20, accounts=10)
+    _, connector = staged_connector(gs)  # 40 responses staged, nothing pushed
     connector = push_only(connector)
-    options = {"bulk_min_rows": 50, "bulk_max_bytes": 45_000}  # 150 rows need two files
+    options = {"bulk_min_rows": 20, "bulk_max_bytes": 12_000}  # 40 rows need two files
 
     code, result = connector.run(**options)
 
@@ -169,7 +169,7 @@ def test_quota_exhaustion_defers_and_the_next_run_completes(gs_sandbox, staged_c
     assert push.bulk_uploads == 1 and push["responses"].deferred > 0
     assert [d.family for d in push.deferrals] == ["bulk"]
     first = len(connector.records())
-    assert 0 < first < 150
+    assert 0 < first < 40
 
     finished = False
     for _ in range(20):  # each run uploads what the window allows
@@ -181,7 +181,7 @@ def test_quota_exhaustion_defers_and_the_next_run_completes(gs_sandbox, staged_c
             break
     assert finished
     keys = by_key(connector.records())
-    assert len(keys) == 150 and set(keys.values()) == {1}
+    assert len(keys) == 40 and set(keys.values()) == {1}
 
 
 def test_rate_limits_and_server_errors_are_ridden_out(gs_sandbox, staged_connector):
@@ -256,17 +256,17 @@ def test_dry_run_plans_without_writing(cg_sandbox, gs_sandbox, connector_for):
     assert result.push["companies"].unchanged == 1 and result.push["companies"].created == 0
 
 
-def test_old_responses_get_no_timeline_entry(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=100, days=30, accounts=5)
+def test_old_responses_get_no_timeline_entry(gs_sandbox, staged_connector):
     gs = gs_sandbox()
-    connector = connector_for(cg, gs)
+    _, connector = staged_connector(gs)  # 40 responses of the last 5 days staged, nothing pushed
 
-    assert connector.run(timeline_max_age_days=3)[0] == ExitCode.OK
+    assert push_only(connector).run(timeline_max_age_days=3)[0] == ExitCode.OK
 
     since = datetime.now(timezone.utc) - timedelta(days=3)
     expected = connector.scalar(
         "SELECT count(*) FROM nps.nps_responses WHERE responded_at >= ? AND account_id IS NOT NULL", [since]
     )
+    assert connector.scalar("SELECT count(*) FROM nps.nps_responses WHERE responded_at < ?", [since]) > 0
     assert 0 < len(gs.records("activity_timeline")) <= expected
     activity = gs.records("activity_timeline")[0]
     assert activity["Subject"].startswith("NPS ") and "from " in activity["Subject"]
@@ -304,7 +304,7 @@ def test_a_bulk_file_that_cannot_be_written_stops_with_exit_6_and_the_next_run_f
     gs_sandbox, staged_connector, monkeypatch, caplog
 ):
     gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
-    _, connector = staged_connector(gs, responses=150, days=20, accounts=10)
+    _, connector = staged_connector(gs)  # 40 responses staged, nothing pushed
     connector = push_only(connector)
     real_temporary_file = tempfile.TemporaryFile
 
@@ -315,7 +315,7 @@ def test_a_bulk_file_that_cannot_be_written_stops_with_exit_6_and_the_next_run_f
 
     monkeypatch.setattr(tempfile, "TemporaryFile", disk_full_for_bulk_files)
 
-    code, result = connector.run(bulk_min_rows=100)
+    code, result = connector.run(bulk_min_rows=20)
 
     assert code == ExitCode.STAGING_ERROR and result is None
     assert "cannot create the Bulk file in" in caplog.text and "nothing is lost" in caplog.text
@@ -325,10 +325,10 @@ def test_a_bulk_file_that_cannot_be_written_stops_with_exit_6_and_the_next_run_f
 
     monkeypatch.undo()
     gs.clear_log()
-    code, result = connector.run(bulk_min_rows=100)
+    code, result = connector.run(bulk_min_rows=20)
 
     assert code == ExitCode.OK and result.push.bulk_uploads == 1
-    assert len(connector.records()) == 150 and set(by_key(connector.records()).values()) == {1}
+    assert len(connector.records()) == 40 and set(by_key(connector.records()).values()) == {1}
     assert gs.family_counts().get("company", 0) == 0  # companies were not sent twice
 
 

@@ -7,11 +7,10 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from .cli import assert_stopped_cleanly, cli_env, push_env, run_main, start_cli, stop_and_collect
-from .conftest import ACCESS_KEY, CLIENT_SECRET, RESPONSE_OBJECT
+from .conftest import ACCESS_KEY, CLIENT_SECRET, RESPONSE_OBJECT, read_only
 
 BULK_PATH = "/v1.0/admin/connector/job/bulkimport"
 PEOPLE_PATH = "/v1/peoplemgmt/v1.0/people"
@@ -20,7 +19,7 @@ STATUS_PATH = "/v1.0/admin/connector/job/bulkimport/status/"
 
 
 def assert_exactly_once(project: Path, gs) -> None:
-    with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
+    with read_only(project / "staging.duckdb") as conn:
         staged = {row[0] for row in conn.execute("SELECT response_id FROM nps.nps_responses").fetchall()}
         eligible = {
             row[0]
@@ -115,7 +114,7 @@ def test_killed_push_is_finished_by_the_next_run_exactly_once(
         assert "finished 1 Bulk upload(s) left open by an earlier run" in result.stderr
         assert gs.family_counts().get("bulk") == 1
     if path == BULK_PATH and stop_signal == signal.SIGKILL:  # the upload whose answer was lost is on record, and was sent again
-        with duckdb.connect(str(project / "staging.duckdb"), read_only=True) as conn:
+        with read_only(project / "staging.duckdb") as conn:
             states = [row[0] for row in conn.execute("SELECT status FROM gainsight.bulk_uploads ORDER BY uploaded_at").fetchall()]
         assert states[0] == "UNKNOWN" and states[-1] == "COMPLETED"
 
