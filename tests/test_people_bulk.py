@@ -202,7 +202,7 @@ def test_auto_writes_in_bulk_while_the_window_has_room_and_singly_after(gs_sandb
 
 
 def test_kill_9_while_polling_an_async_upsert_resumes_polling_and_sends_no_person_twice(staged_project, gs_sandbox, project):
-    cg = staged_project(responses=150, days=19, accounts=10, people=20)  # staged by `--stage-only`, as test_push_command's
+    cg = staged_project(responses=60, days=19, accounts=10, people=20)  # staged by `--stage-only`, as test_push_command's
     gs = gs_sandbox(time_scale=0, people_async_seconds=60)  # frozen: processing waits for the test
     env = push_env(
         cg, gs, project,
