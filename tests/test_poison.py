@@ -280,11 +280,11 @@ def _summary_row(stdout: str, name: str) -> dict[str, int]:
 
 
 def test_records_deferred_by_a_redelivered_package_and_the_fresh_outbox_count_once(cg_sandbox, gs_sandbox, project):
-    staged = 150  # above BULK_MIN_ROWS: the responses go in one Bulk upload
+    staged = 60  # above BULK_MIN_ROWS (50 here): the responses go in one Bulk upload
     cg = cg_sandbox(responses=staged, days=20, accounts=10)
     gs = gs_sandbox()
     gs.add_fault(path=PEOPLE_PATH, kind="delay", delay=0.05, times=10_000)
-    env = push_env(cg, gs, project)
+    env = push_env(cg, gs, project, DESTINATION__GAINSIGHT__BULK_MIN_ROWS="50")
     victim = start_cli(cwd=project, env=env)
     try:  # killed inside dlt's load step: its package stays pending
         wait_for(lambda: gs.count(path=PEOPLE_PATH) >= 25, timeout=60)

@@ -234,7 +234,7 @@ def test_rejected_gainsight_credentials_exit_7_and_push_nothing(gs_sandbox, stag
 
 
 def test_dry_run_plans_without_writing(cg_sandbox, gs_sandbox, connector_for):
-    cg = cg_sandbox(responses=80, days=5, accounts=4)
+    cg = cg_sandbox(responses=40, days=5, accounts=4)
     gs = gs_sandbox()
     connector = connector_for(cg, gs)
 
@@ -244,7 +244,7 @@ def test_dry_run_plans_without_writing(cg_sandbox, gs_sandbox, connector_for):
     assert write_calls(gs) == 0  # Gainsight is only read (which Companies and records exist)
     assert gs.count_records(RESPONSE_OBJECT) == gs.count_records("Company") == 0
     plan = result.push
-    assert plan.dry_run and plan["responses"].created == 80 and plan["companies"].created == 4
+    assert plan.dry_run and plan["responses"].created == 40 and plan["companies"].created == 4
 
     assert connector.run()[0] == ExitCode.OK  # the dry run staged nothing: this run stages and pushes
     assert plan["activities"].created == connector.scalar(
