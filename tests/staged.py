@@ -2,12 +2,13 @@
 
 Many push tests begin the same way: seed a CustomerGauge sandbox, stage its responses, then push.
 Their point is what the push does, not the stage, yet that first stage cost each of them a dlt
-extract-normalize-load run (~0.7 CPU-s). Here it runs once per seed and process: `staged_connector`
-starts a fresh sandbox seeded exactly like the template's (a fixed `end` day makes the seed
-deterministic: the sandbox's default ends "now", so two sandboxes a second apart differ) and copies
-the template's staging file and working folder into the test's temp folder. The test then holds a
-real staging file a real stage run wrote, against a sandbox serving the same records, and pushes it
-with `push_only` (or stages edits with a full run: the cursor and ledger are the template's).
+extract-normalize-load run (~0.7 CPU-s). Here it runs once per seed and session (its xdist workers
+share it): `staged_connector` starts a fresh sandbox seeded exactly like the template's (a fixed
+`end` day makes the seed deterministic: the sandbox's default ends "now", so two sandboxes a second
+apart differ) and copies the template's staging file and working folder into the test's temp folder.
+The test then holds a real staging file a real stage run wrote, against a sandbox serving the same
+records, and pushes it with `push_only` (or stages edits with a full run: the cursor and ledger are
+the template's).
 
 The same for the command: `staged_project` copies what `--stage-only` left in a project folder.
 """
@@ -107,7 +108,8 @@ def _staged_copy(templates: Templates, staging: Staging, spec: SeedSpec, tmp_pat
         return Staging(in_folder, sandbox, staging.initial_days).run()[0]
 
     layout = f"{staging.settings.duckdb_path.name}:{staging.settings.pipeline_name}"
-    shutil.copytree(templates.folder(spec, layout, stage), tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(BUILT))
+    template = templates.folder(spec, layout, stage)
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(BUILT))
 
 
 @pytest.fixture
