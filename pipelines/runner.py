@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from connector_common import no_pandas
 from connector_common.memory import limit_arenas
 from connector_common.stop import StopRequested, stop_on_signals
 from destinations.gainsight import GainsightSettingError, load_settings
@@ -73,6 +74,7 @@ def execute(
     `scheduler` runs the push and owns its clock (a test passes one with a fake clock); the run's
     time budget (`max_run_minutes`) counts from the start, by that clock.
     """
+    no_pandas.install()  # DuckDB and dlt look for pandas ~150 times per run (connector_common/no_pandas.py)
     scheduler = scheduler or Scheduler()
     budget = RunBudget(scheduler.clock() + settings.max_run_minutes * 60, settings.max_run_minutes)
     with stop_on_signals():
