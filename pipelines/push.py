@@ -55,6 +55,20 @@ def run_push(
         log.info("push: nothing staged yet; no call made, so %s", UNTRIED)
         return PushReport()
     log.info("push: to Gainsight at %s", gainsight_settings.base_url)
+    with store.one_thread():
+        return _push(settings, store, run_id, gainsight_settings, staged, scheduler, budget)
+
+
+def _push(
+    settings: RunSettings,
+    store: StagingStore,
+    run_id: str,
+    gainsight_settings: GainsightSettings,
+    staged: int,
+    scheduler: Scheduler | None,
+    budget: RunBudget | None,
+) -> PushReport:
+    """The push, with DuckDB on one thread (`run_push`)."""
     pusher = Pusher(gainsight_settings, store.connection, settings.dataset_name, run_id, scheduler=scheduler, budget=budget)
     resent = resend_for_new_rules(store.connection, gainsight_settings.pii.fingerprint(), KEEP.fingerprint())
     if any(resent):
