@@ -60,8 +60,15 @@ def rebuild(ctx: PushContext, hashes: dict[str, str]) -> tuple[pa.Table, pa.Tabl
 
 class BulkBatcher:
     """Packs the pages of responses it is given into Bulk files up to the size limit, uploading and
-    reconciling each file as it fills and the last one at `finish`: a 100k-row backfill is one
-    upload, while the run holds one page of rows at a time (the file itself is on disk)."""
+    reconciling each file once it is full and the last one at `finish`: a 100k-row backfill is one
+    upload, while the run holds one page of rows at a time (the file itself is on disk).
+
+    A full file is uploaded and reconciled between pages (`flush_full`, which the engine calls
+    after it dropped the page), not while the page that filled it is held: the upload, Gainsight's
+    processing and the reconciliation of 260k rows take minutes, and the page (its items, their
+    payload and the copy of what it wrote, ~20k responses with their comments) sat under all of
+    it. Only the rows that did not fit are kept, copied out of the page, for the next file.
+    """
 
     def __init__(self, ctx: PushContext, book: Book, not_landed: Callable[[pa.Table], None]) -> None:
         self.ctx, self.book, self.not_landed = ctx, book, not_landed
@@ -70,9 +77,11 @@ class BulkBatcher:
         self.file: BulkFile | None = None
         self.upload_id = ""
         self.number = 0
+        self.rest: tuple[pa.Table, pa.Table] | None = None  # what did not fit in the full file: (rows, records)
 
     def add(self, rows: pa.Table, records: pa.Table) -> None:
-        """Append `records` (of the items `rows`) to the open file, uploading it whenever it is full."""
+        """Append `records` (of the items `rows`: their key and `content_hash`) to the open file;
+        when it is full, keep the rest for `flush_full`."""
         start = 0
         while start < records.num_rows:
             file = self.file or self._open()
@@ -80,16 +89,35 @@ class BulkBatcher:
             if not length:
                 if not file.rows:
                     raise ValueError(f"one response is larger than the Bulk file limit of {self.max_bytes} bytes")
-                self.flush()
-                continue
+                rest = pa.array(range(start, records.num_rows), pa.int64())
+                self.rest = (rows.take(rest), records.take(rest))  # copies: the page itself can go
+                return
             chunk = rows.slice(start, length)
             self.ctx.ledger.add_upload_rows(self.upload_id, chunk.select([self.book.spec.key, "content_hash"]))
             start += length
 
+    def flush_full(self) -> None:
+        """Between pages: upload and reconcile the file `add` filled, then start the next one
+        with what did not fit. Raises `QuotaExhausted` after deferring the file's rows and the rest."""
+        while self.rest is not None:
+            rows, records = self.rest
+            self.rest = None
+            try:
+                self.flush()
+            except QuotaExhausted as exhausted:
+                self.book.defer(rows.column(self.book.spec.key).to_pylist(), exhausted)
+                raise
+            self.add(rows, records)
+
     def finish(self, stopped: QuotaExhausted | None) -> None:
         if stopped is None:
+            self.flush_full()
             self.flush()
-        elif self.file is not None:  # the run stops: nothing of this file was sent
+            return
+        if self.rest is not None:  # the run stops: what did not fit in a file was never sent
+            self.book.defer(self.rest[0].column(self.book.spec.key).to_pylist(), stopped)
+            self.rest = None
+        if self.file is not None:  # nothing of this file was sent
             self.file.close()
             self.file = None
             self.ctx.ledger.update_upload(self.upload_id, status="NOT_SENT", reconciled_at=now())

@@ -255,6 +255,11 @@ class Writer:
         """The page is planned and written: drop it before the next one is read."""
         self._plan = None
 
+    def between_pages(self) -> None:
+        """After a page is dropped, before the next is read: long work the page is not needed
+        for (a full Bulk file's upload and reconciliation). Raises `QuotaExhausted` after
+        deferring what it held."""
+
     def resolve(self) -> None:
         """Reads only (the dry run calls it too): what Gainsight holds that the ledger does not say."""
 
@@ -384,7 +389,9 @@ class Engine:
             if not page.num_rows:
                 return
             after = page["_position"][-1].as_py()
-            yield page.drop_columns(["_position"])
+            handed = [page.drop_columns(["_position"])]
+            del page  # held by this frame, the page would outlive the engine's `del` until the next read
+            yield handed.pop()
 
     def run_object(self, spec: ObjectSpec, parents: Mapping[str, str | None]) -> dict[str, str | None]:
         """Plan and write every page of one object; returns the ids a dependent may reference."""
@@ -412,6 +419,11 @@ class Engine:
             writer.put_down()
             del page, plan  # one page in memory at a time, not this one under the next one's read
             ctx.ledger.release_cache()
+            if stopped is None and not ctx.dry_run:
+                try:
+                    writer.between_pages()
+                except QuotaExhausted as exhausted:
+                    stopped = exhausted  # every later page waits for a later run
         if not ctx.dry_run:
             with contextlib.suppress(QuotaExhausted):  # the writer deferred what it held
                 writer.finish(stopped)

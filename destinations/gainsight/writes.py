@@ -107,10 +107,16 @@ class SyncWriter(Writer):
 
                 self._bulk = BulkBatcher(self.ctx, self.book, self.write_not_landed)
             todo = updates + creates
-            self._bulk.add(self.plan.rows(todo), self.records(todo))
+            sent = self.plan.items.select([self.spec.key, "content_hash"]).take(pa.array(todo, pa.int64()))
+            self._bulk.add(sent, self.records(todo))
             return
         self.write_all("update", updates, [self.key_field])
         self.write_all("insert", creates, [])
+
+    def between_pages(self) -> None:
+        """Upload and reconcile a Bulk file the last page filled, now that the page is dropped."""
+        if self._bulk is not None:
+            self._bulk.flush_full()
 
     def finish(self, stopped: QuotaExhausted | None = None) -> None:
         """Upload the Bulk file still open (or, when the run stopped, defer its rows)."""
