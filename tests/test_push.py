@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 import pytest
 
+from destinations.gainsight import engine
 from pipelines.errors import ExitCode
 from sandbox.gainsight import Variants
 
@@ -153,14 +154,20 @@ def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_san
     assert upload == [(40, 5, 35, 5)]
 
 
-def test_quota_exhaustion_defers_and_the_next_run_completes(gs_sandbox, staged_connector):
+@pytest.mark.parametrize(("page_rows", "file_bytes"), [(None, 12_000), (10, 8_000)])
+def test_quota_exhaustion_defers_and_the_next_run_completes(gs_sandbox, staged_connector, monkeypatch, page_rows, file_bytes):
+    # With 10-row pages and three files, a full file is uploaded between pages (BulkBatcher.flush_full),
+    # after the page that filled it is dropped; the second finds the quota used up, and the rows that
+    # did not fit in it are deferred with the file's and every later page's.
     # One Bulk upload per sandbox hour. An hour passes in six real minutes (at 60x, one minute: a run
     # on a machine at load 15 took that long and saw its window roll by itself), so no run sees it
     # roll; the loop below moves the sandbox an hour on. Bulk jobs still finish in 0.2 real seconds.
     gs = gs_sandbox(quotas=True, quota_limits={("bulk", "hour"): 1, ("sync", "minute"): 100_000}, time_scale=10.0)
     _, connector = staged_connector(gs)  # 40 responses staged, nothing pushed
     connector = push_only(connector)
-    options = {"bulk_min_rows": 20, "bulk_max_bytes": 12_000}  # 40 rows need two files
+    options = {"bulk_min_rows": 20, "bulk_max_bytes": file_bytes}  # 40 rows need two files (three)
+    if page_rows:
+        monkeypatch.setattr(engine, "PAGE_ROWS", page_rows)
 
     code, result = connector.run(**options)
 
