@@ -9,6 +9,8 @@ import pytest
 from connector_common.memory import evict_duckdb_cache, read_once
 
 MB = 1 << 20
+# Both tests on one worker, so the 60 MB table (~1.5 CPU-s to build) is built once, not once per worker.
+pytestmark = pytest.mark.xdist_group("memory")
 
 
 def cached_table_bytes(db: duckdb.DuckDBPyConnection) -> int:
