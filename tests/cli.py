@@ -2,7 +2,8 @@
 
 Two ways, one result type (`subprocess.CompletedProcess`):
 
-- `run_cli`/`start_cli` run `pipelines/nps_to_gainsight.py` in a child process, forked from a zygote
+- `run_cli`/`start_cli` run `pipelines/nps_to_gainsight.py` (`run_cli(script=)`: another Python
+  script) in a child process, forked from a zygote
   that imported dlt and the connector once (tests/zygote.py). Kept for what only a process
   boundary shows: signals, kill -9, exit codes of the interpreter, two processes on one file.
 - `run_main` calls the same entry function, `nps_to_gainsight.main(argv)`, in this process with the
@@ -76,9 +77,11 @@ def push_env(cg, gs, project: Path, **extra: str) -> dict[str, str]:
     return cli_env(cg, project, **{**settings, **extra})
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The command in a child process."""
-    child = start_cli(*args, cwd=cwd, env=env)
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str], timeout: float = 120, script: str = COMMAND
+) -> subprocess.CompletedProcess[str]:
+    """The command (or another Python script, as `python <script> <args>`) in a child process."""
+    child = start_forked(*args, cwd=cwd, env=env, script=script)
     try:
         stdout, stderr = child.communicate(timeout=timeout)
     finally:

@@ -26,6 +26,7 @@ How to write a fast test here (the default suite must stay under 2 minutes on 2 
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -83,6 +84,15 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if shutil.disk_usage(MEMORY_TMP).free > 2 * 1024**3:
         os.environ["TMPDIR"] = tempfile.tempdir = str(MEMORY_TMP)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything imported so far (dlt, DuckDB, pyarrow, the connector, the test modules) is moved
+    out of the garbage collector's reach (`gc.freeze`): it lives as long as the process, yet each
+    full collection walked all of it again. Measured on test_stage.py with `-n 0`: the collector's
+    CPU 1.18 -> 0.52 s; garbage made by the tests is collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:

@@ -15,13 +15,16 @@ part of `subprocess.Popen` the tests use (`pid`, `send_signal`, `kill`, `poll`, 
 
 Why fork is safe here: the zygote holds nothing that a fork would copy half-done. It imports only
 modules that start no thread (not DuckDB nor pyarrow, see PRELOADED), checks that it runs a single
-thread after its imports and refuses to serve otherwise. The README's own commands
-(tests/test_defaults.py) still start a fresh `python pipelines/nps_to_gainsight.py`.
+thread after its imports and refuses to serve otherwise. Another Python script runs the same way
+(`script=`: the benchmarks' contenders, dlt's `dlt` command, README's attach recipe). The first run
+of the shipped config (tests/test_defaults.py) still starts a fresh `python pipelines/nps_to_gainsight.py`,
+exactly as README tells a new operator.
 """
 
 from __future__ import annotations
 
 import fcntl
+import gc
 import io
 import json
 import os
@@ -55,14 +58,14 @@ PRELOADED = (
 class ForkedCommand:
     """A command the zygote forked: the `subprocess.Popen` surface the tests use, for a child of the zygote."""
 
-    def __init__(self, zygote: Zygote, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.args = [sys.executable, COMMAND, *args]
+    def __init__(self, zygote: Zygote, args: list[str], cwd: Path, env: dict[str, str], script: str = COMMAND) -> None:
+        self.args = [sys.executable, script, *args]
         self.returncode: int | None = None
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         with open(os.devnull, "rb") as devnull:
             self._channel = zygote.fork(
-                {"argv": args, "cwd": str(cwd), "env": env}, [devnull.fileno(), out_write, err_write]
+                {"script": script, "argv": args, "cwd": str(cwd), "env": env}, [devnull.fileno(), out_write, err_write]
             )
         os.close(out_write)
         os.close(err_write)
@@ -173,8 +176,9 @@ class Zygote:
         return connection.makefile("r", encoding="ascii")
 
 
-def start_forked(*args: str, cwd: Path, env: dict[str, str]) -> ForkedCommand:
-    return ForkedCommand(Zygote.get(), list(args), cwd, env)
+def start_forked(*args: str, cwd: Path, env: dict[str, str], script: str = COMMAND) -> ForkedCommand:
+    """`python <script> <args>` (the command by default) as a child of the zygote."""
+    return ForkedCommand(Zygote.get(), list(args), cwd, env, script)
 
 
 # --- the zygote side ----------------------------------------------------------------------------
@@ -186,6 +190,10 @@ def serve(address: str, session: int) -> None:
 
     for module in PRELOADED:
         importlib.import_module(module)
+    # What the imports built lives as long as each child: out of every child's full garbage
+    # collections (`gc.freeze`, as tests/conftest.py does in the test processes).
+    gc.collect()
+    gc.freeze()
     threads = len(os.listdir("/proc/self/task"))
     if threads != 1:
         raise SystemExit(f"zygote: {threads} threads after the imports; forking would copy them half-done")
@@ -246,11 +254,14 @@ def fork_child(
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    sys.argv = [COMMAND, *request["argv"]]
-    sys.path[0] = str(Path(COMMAND).parent)
+    script = request["script"]
+    sys.argv = [script, *request["argv"]]
+    sys.path[0] = str(Path(script).parent)
+    # PYTHONPATH next, as a fresh interpreter would put it (a dlt tool run with this checkout first)
+    sys.path[1:1] = [entry for entry in request["env"].get("PYTHONPATH", "").split(os.pathsep) if entry]
     # The script as `__main__`; its sys.exit, an uncaught exception or KeyboardInterrupt leaves
     # through the interpreter's own exit (non-daemon threads joined, atexit run, streams flushed).
-    runpy.run_path(COMMAND, run_name="__main__")
+    runpy.run_path(script, run_name="__main__")
     raise SystemExit(0)
 
 
