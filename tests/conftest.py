@@ -13,8 +13,9 @@ How to write a fast test here (the default suite must stay under 2 minutes on 2 
   a second process on a locked file, the README-exact commands of test_defaults.py.
 - **Sandbox clocks, never sleeps.** Both sandboxes read `sandbox.clock`: `time_scale=0` freezes it
   (a `delay` fault then holds its answer until `sandbox.advance(s)`), `clock.wait_for_sleepers(n)`
-  tells that a request is held, and a large `time_scale` lets Gainsight Bulk jobs (2 sandbox seconds)
-  and quota windows pass at once. Assert counts and order, never durations.
+  tells that a request is held, and a large `time_scale` lets quota windows pass at once; a
+  Gainsight Bulk upload is processed in 2 x `bulk_phase_seconds` (0.02 s in `gs_sandbox`). Assert
+  counts and order, never durations.
 - **Read files through `read_only(path)`** (as `Staging.query` does), not `duckdb.connect(path,
   read_only=True)`: each connect builds a DuckDB instance first (~25 ms of CPU), attaching the file
   to the one kept instance does not.
@@ -253,6 +254,8 @@ BULK_JOB = "job-nps-responses-upsert"
 AUTHOR = "nps.connector@example.com"
 RESPONSE_OBJECT = "CG_NPS_Response__gc"
 
+TEST_BULK_PHASE_SECONDS = 0.02  # sandbox seconds a test's Bulk upload stays INIT, and IN_PROGRESS (gs_sandbox)
+
 # Tests of behaviour other than quotas run without them; quota tests switch them on.
 NO_CLIENT_QUOTAS = {
     "sync_per_minute": 10**6, "sync_per_day": 10**7, "bulk_per_hour": 1000, "bulk_per_day": 1000, "timeline_per_minute": 10**6
@@ -261,7 +264,12 @@ NO_CLIENT_QUOTAS = {
 
 @pytest.fixture
 def gs_sandbox() -> Iterator[Any]:
-    """Factory: a Gainsight sandbox with the NPS Upsert Bulk job seeded; stopped after the test."""
+    """Factory: a Gainsight sandbox with the NPS Upsert Bulk job seeded; stopped after the test.
+
+    Its Bulk uploads stay INIT and IN_PROGRESS for TEST_BULK_PHASE_SECONDS each, not the sandbox's
+    1 s: a push still polls (it finds INIT first), but does not wait ~2.5 s of real time per upload
+    (the polls back off from 0.05 s by 1.5x). A test whose point is a job still processing freezes
+    the clock (`time_scale=0`) or passes its own `bulk_phase_seconds`."""
     from sandbox.gainsight import BulkJob, GainsightSandbox
 
     started: list[Any] = []
@@ -269,6 +277,7 @@ def gs_sandbox() -> Iterator[Any]:
     def start(**kwargs: Any) -> Any:
         kwargs.setdefault("bulk_jobs", [BulkJob(BULK_JOB, RESPONSE_OBJECT, "UPSERT", keys=("ResponseId__gc",))])
         kwargs.setdefault("quotas", False)
+        kwargs.setdefault("bulk_phase_seconds", TEST_BULK_PHASE_SECONDS)
         sandbox = GainsightSandbox(ACCESS_KEY, GS_CLIENT_ID, GS_CLIENT_SECRET, **kwargs)
         sandbox.start()
         started.append(sandbox)

@@ -150,7 +150,8 @@ def test_query_answers_read_alike_in_every_variant(gs_sandbox, variant):
 
 @pytest.mark.parametrize("spelling", ["jobStatus", "status", "state"])
 def test_bulk_status_reads_alike_in_every_spelling(gs_sandbox, spelling):
-    gs = gs_sandbox(variants=Variants(bulk_status_fields=spelling), time_scale=0)
+    # the sandbox's own phases (1 s each) on a frozen clock: the test steps through them
+    gs = gs_sandbox(variants=Variants(bulk_status_fields=spelling), time_scale=0, bulk_phase_seconds=1.0)
     client = client_for(gs)
     rows = pa.table({"ResponseId__gc": ["r-1", "r-2", "r-3"], "Score__gc": [9, 3, 7]})
     gs.fail_bulk_rows(["r-2"], reason="emulated")

@@ -41,7 +41,7 @@ def by_key(records, key="ResponseId__gc"):
 def test_first_sync_then_incremental(cg_sandbox, gs_sandbox, connector_for):
     seeded = 40  # above bulk_min_rows (20 here): the first run's responses go in one Bulk upload
     cg = cg_sandbox(responses=seeded, days=20, accounts=4)  # some older than the Timeline's 14 days
-    gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
+    gs = gs_sandbox()
     connector = connector_for(cg, gs)
 
     code, result = connector.run(bulk_min_rows=20)
@@ -79,7 +79,7 @@ def test_first_sync_then_incremental(cg_sandbox, gs_sandbox, connector_for):
 
 
 def test_rerun_with_nothing_new_makes_no_write_calls(gs_sandbox, staged_connector):
-    gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
+    gs = gs_sandbox()
     _, connector = staged_connector(gs)
     assert push_only(connector).run(bulk_min_rows=20)[0] == ExitCode.OK
     gs.clear_log()
@@ -135,7 +135,7 @@ def test_bulk_job_with_failed_rows_dead_letters_exactly_those(cg_sandbox, gs_san
     bad = valid[:2]
     for cgid in bad:
         cg.edit_response(cgid, email="not-an-address")
-    gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
+    gs = gs_sandbox()
     # Gainsight also fails rows for reasons the data does not show (emulated): those land on the sync retry.
     flaky = [str(cgid) for cgid in valid[10:13]]
     gs.fail_bulk_rows(flaky, reason="Lookup failed (emulated)")
@@ -310,7 +310,7 @@ def test_a_field_map_naming_a_missing_field_is_a_config_error_not_dead_letters(g
 def test_a_bulk_file_that_cannot_be_written_stops_with_exit_6_and_the_next_run_finishes(
     gs_sandbox, staged_connector, monkeypatch, caplog
 ):
-    gs = gs_sandbox(time_scale=30.0)  # the Bulk job's phases pass at once
+    gs = gs_sandbox()
     _, connector = staged_connector(gs)  # 40 responses staged, nothing pushed
     connector = push_only(connector)
     real_temporary_file = tempfile.TemporaryFile
@@ -383,7 +383,7 @@ def lose_timeline_bookings(connector, count: int, keep: str) -> None:
 
 @pytest.mark.parametrize("variant", list(ANSWER_VARIANTS))
 def test_push_converges_under_every_answer_variant(gs_sandbox, staged_connector, variant):
-    gs = gs_sandbox(variants=Variants(**ANSWER_VARIANTS[variant]), time_scale=30.0)  # Bulk phases pass fast
+    gs = gs_sandbox(variants=Variants(**ANSWER_VARIANTS[variant]))
     cg, connector = staged_connector(gs, responses=40, days=5, accounts=3)  # 40 responses staged, none pushed
     options = {"bulk_min_rows": 20, "timeline_records_per_call": 25}
 

@@ -5,7 +5,8 @@ mapping, lookups), so the sandbox seeds them (emulator-only). An upload is check
 access key, size, CSV shape) and refused with 400 if that fails; accepted, its rows are processed
 in a background thread, each row validated with the data API's value rules: a bad row is counted
 as a failure and not written, the others are. Status walks INIT -> IN_PROGRESS -> COMPLETED on the
-sandbox clock, each phase lasting at least ``PHASE_SECONDS``, so a client must poll.
+sandbox clock, each phase lasting at least ``phase_seconds`` (``DEFAULT_PHASE_SECONDS`` unless the sandbox
+is told otherwise), so a client must poll.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sandbox.gainsight.variants import Variants
 
 Operation = Literal["INSERT", "UPDATE", "UPSERT"]
 OPERATIONS = ("INSERT", "UPDATE", "UPSERT")
-PHASE_SECONDS = 1.0  # sandbox seconds an execution stays at least in INIT, and in IN_PROGRESS [assumed]
+DEFAULT_PHASE_SECONDS = 1.0  # sandbox seconds an execution stays at least in INIT, and in IN_PROGRESS [assumed]
 DEFAULT_MAX_BYTES = 80 * 1024 * 1024  # [assumed] from production scripts splitting below 79,999,500 bytes
 _CHUNK_ROWS = 2000  # rows written per lock hold, so API calls interleave with a large import
 
@@ -75,8 +76,8 @@ class _Execution:
     failures: list[dict[str, Any]] = field(default_factory=list)
     cancelled: bool = False
 
-    def status(self, now: float) -> str:
-        if now < self.created + PHASE_SECONDS:
+    def status(self, now: float, phase: float) -> str:
+        if now < self.created + phase:
             return "INIT"
         if self.ended is None or now < self.ended:
             return "IN_PROGRESS"
@@ -99,6 +100,7 @@ class BulkService:
         access_key: str,
         max_bytes: int,
         variants: Variants,
+        phase_seconds: float = DEFAULT_PHASE_SECONDS,
     ) -> None:
         self._store = store
         self._variants = variants
@@ -107,6 +109,7 @@ class BulkService:
         self._lock = lock
         self._access_key = access_key
         self.max_bytes = max_bytes
+        self.phase_seconds = phase_seconds
         self._jobs: dict[str, _Compiled] = {}
         self._executions: dict[str, _Execution] = {}
         self._forced: dict[str, str] = {}
@@ -198,9 +201,8 @@ class BulkService:
 
     # -- processing -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _status_data(execution: _Execution, now: float) -> dict[str, Any]:
-        status = execution.status(now)
+    def _status_data(self, execution: _Execution, now: float) -> dict[str, Any]:
+        status = execution.status(now, self.phase_seconds)
         done = status == "COMPLETED"
         return {
             "statusId": execution.status_id,
@@ -233,7 +235,7 @@ class BulkService:
         return names
 
     def _run(self, execution: _Execution) -> None:
-        start = execution.created + PHASE_SECONDS
+        start = execution.created + self.phase_seconds
         while not execution.cancelled and self._clock.now() < start:
             time.sleep(min(0.02, self._clock.real_seconds(start - self._clock.now())))
         identity = execution.compiled.job.keys[0] if execution.compiled.job.keys else execution.names[0]
@@ -250,7 +252,7 @@ class BulkService:
                     else:
                         execution.failures.append({"row": number, "key": record.get(identity), "reason": reason})
         with self._lock:
-            execution.ended = max(self._clock.now(), execution.created + 2 * PHASE_SECONDS)
+            execution.ended = max(self._clock.now(), execution.created + 2 * self.phase_seconds)
 
     def _apply(self, compiled: _Compiled, record: dict[str, str]) -> str | None:
         """Write one row per the job's operation; the failure reason, or ``None`` when written."""

@@ -21,6 +21,7 @@ from sandbox.common.server import Request, Response, SandboxServer, json_respons
 from sandbox.common.tokens import TokenIssuer
 from sandbox.gainsight.auth import Authenticator, unauthorized
 from sandbox.gainsight.bulk import DEFAULT_MAX_BYTES, BulkJob, BulkService
+from sandbox.gainsight.bulk import DEFAULT_PHASE_SECONDS as DEFAULT_BULK_PHASE_SECONDS
 from sandbox.gainsight.data_api import DataApi
 from sandbox.gainsight.envelope import DESCRIPTIONS, GainsightError, ObjectNotFound, envelope
 from sandbox.gainsight.metadata import MetadataApi
@@ -98,6 +99,7 @@ class GainsightSandbox(SandboxServer):
         bulk_max_bytes: int = DEFAULT_MAX_BYTES,
         variants: Variants | None = None,
         people_async_seconds: float = DEFAULT_PHASE_SECONDS,
+        bulk_phase_seconds: float = DEFAULT_BULK_PHASE_SECONDS,
     ) -> None:
         super().__init__(port, SandboxClock(time_scale))
         #: Emulator-only answer variants (``sandbox/gainsight/variants.py``); changeable while running.
@@ -115,8 +117,9 @@ class GainsightSandbox(SandboxServer):
         #: The async People API; ``people_async_seconds`` sandbox seconds in INIT, as long in INPROGRESS.
         self.people_async = PeopleAsyncApi(self._people, self.clock, self.variants, people_async_seconds)
         self._timeline = TimelineApi(self._store, self._preparer, self.schema, timeline_records_per_call, self.variants)
+        #: Bulk uploads stay ``bulk_phase_seconds`` sandbox seconds in INIT, at least as long in IN_PROGRESS.
         self._bulk = BulkService(
-            self._store, self._preparer, self.clock, self._lock, access_key, bulk_max_bytes, self.variants
+            self._store, self._preparer, self.clock, self._lock, access_key, bulk_max_bytes, self.variants, bulk_phase_seconds
         )
         self._metadata = MetadataApi(self.schema)
         for email, name in self.schema.users:
