@@ -154,17 +154,42 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def stop_and_collect(victim: ForkedCommand, condition, stop_signal: signal.Signals) -> subprocess.CompletedProcess[str]:
-    """Signal the run once `condition` holds (SIGINT twice, as an impatient operator would); its outcome."""
+def stop_and_collect(
+    victim: ForkedCommand, condition, stop_signal: signal.Signals, delivered: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Signal the run once `condition` holds (SIGINT twice, as an impatient operator would); its outcome.
+
+    `delivered` runs once the process has taken the signal (e.g. a sandbox releasing the answer the
+    run was waiting for, so the stop is known to have come while that answer was in flight)."""
     try:
         wait_for(condition, timeout=60)
     finally:
         victim.send_signal(stop_signal)
         if stop_signal == signal.SIGINT:
-            time.sleep(0.3)  # a separate second press, not one the handler sees once
+            wait_for_delivery(victim, stop_signal)  # a separate second press, not one the handler sees once
             victim.send_signal(stop_signal)
+        if stop_signal != signal.SIGKILL:
+            wait_for_delivery(victim, stop_signal)
+        if delivered is not None:
+            delivered()
         stdout, stderr = victim.communicate(timeout=120)
     return subprocess.CompletedProcess(victim.args, victim.returncode, stdout, stderr)
+
+
+def wait_for_delivery(victim: ForkedCommand, number: signal.Signals) -> None:
+    """Until the kernel has handed a signal sent to the process to one of its threads (its handler
+    has been entered), read from the process-wide pending set in /proc (Linux); at once if it ended."""
+    bit = 1 << (number - 1)
+
+    def taken() -> bool:
+        try:
+            status = Path(f"/proc/{victim.pid}/status").read_text()
+        except OSError:  # gone
+            return True
+        pending = next(line.split()[1] for line in status.splitlines() if line.startswith("ShdPnd:"))
+        return not int(pending, 16) & bit
+
+    wait_for(lambda: victim.poll() is not None or taken(), timeout=30)
 
 
 def assert_stopped_cleanly(stopped: subprocess.CompletedProcess[str], stop_signal: signal.Signals) -> None:

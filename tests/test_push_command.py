@@ -44,33 +44,44 @@ def bulk_received(gs) -> bool:
     return len(gs.bulk_executions()) >= 1
 
 
-def upload_answered(gs) -> bool:
-    """The client booked the statusId: its first status poll has arrived and is held on the sandbox clock."""
+def answer_held(gs) -> bool:
+    """The answer to the upload, or to its first status poll, is read and held on the sandbox clock."""
     gs.clock.wait_for_sleepers(1, timeout=60)
     return True
 
 
-HANG = 3.0  # a SIGTERM/SIGINT run waits for the answer in flight: long enough to signal it, short to wait
+HOLD = 30.0  # sandbox seconds a delayed answer is held: released by the test once a stop signal is taken
+PROCESSING = 3600.0  # sandbox seconds the upload stays INIT where the run must stop while Gainsight processes it
 
 
 @pytest.mark.parametrize(
-    "path, fault, killed_when, stop_signal",
+    "path, fault, killed_when, stop_signal, processing",
     [
         # Gainsight answered with a statusId and is processing; the run dies while polling.
-        (STATUS_PATH, {"kind": "delay", "delay": 30.0, "times": 1}, upload_answered, signal.SIGKILL),
-        (STATUS_PATH, {"kind": "delay", "delay": HANG, "times": 1}, upload_answered, signal.SIGTERM),
+        (STATUS_PATH, {"kind": "delay", "delay": HOLD, "times": 1}, answer_held, signal.SIGKILL, True),
+        (STATUS_PATH, {"kind": "delay", "delay": HOLD, "times": 1}, answer_held, signal.SIGTERM, True),
         # Gainsight has the file and is processing it; the answer with the statusId never arrives.
-        (BULK_PATH, {"kind": "delay", "delay": 30.0, "times": 1}, bulk_received, signal.SIGKILL),
-        (BULK_PATH, {"kind": "delay", "delay": HANG, "times": 1}, bulk_received, signal.SIGTERM),
+        (BULK_PATH, {"kind": "delay", "delay": HOLD, "times": 1}, bulk_received, signal.SIGKILL, False),
+        # Gainsight has the file; the stop comes while its answer is in flight, and the run waits for it.
+        (BULK_PATH, {"kind": "delay", "delay": HOLD, "times": 1}, answer_held, signal.SIGTERM, True),
         # Opt-in (-m more_kill_points): test_poison's redelivered-package test kills this same run.
         pytest.param(
             PEOPLE_PATH, {"kind": "delay", "delay": 0.05, "times": 10_000}, lambda gs: gs.count(path=PEOPLE_PATH) >= 8,
-            signal.SIGKILL, marks=pytest.mark.more_kill_points,
+            signal.SIGKILL, False, marks=pytest.mark.more_kill_points,
         ),
-        (PEOPLE_PATH, {"kind": "delay", "delay": 0.05, "times": 10_000}, lambda gs: gs.count(path=PEOPLE_PATH) >= 8, signal.SIGTERM),
-        (TIMELINE_PATH, {"kind": "delay", "delay": 0.1, "times": 10_000}, lambda gs: gs.count(path=TIMELINE_PATH) >= 4, signal.SIGKILL),
+        (
+            PEOPLE_PATH, {"kind": "delay", "delay": 0.05, "times": 10_000}, lambda gs: gs.count(path=PEOPLE_PATH) >= 8,
+            signal.SIGTERM, False,
+        ),
+        (
+            TIMELINE_PATH, {"kind": "delay", "delay": 0.1, "times": 10_000}, lambda gs: gs.count(path=TIMELINE_PATH) >= 4,
+            signal.SIGKILL, False,
+        ),
         # Ctrl-C twice: the second press while stopping changes nothing.
-        (TIMELINE_PATH, {"kind": "delay", "delay": 0.1, "times": 10_000}, lambda gs: gs.count(path=TIMELINE_PATH) >= 4, signal.SIGINT),
+        (
+            TIMELINE_PATH, {"kind": "delay", "delay": 0.1, "times": 10_000}, lambda gs: gs.count(path=TIMELINE_PATH) >= 4,
+            signal.SIGINT, False,
+        ),
     ],
     ids=[
         "kill-9-while-polling-bulk-status",
@@ -82,23 +93,27 @@ HANG = 3.0  # a SIGTERM/SIGINT run waits for the answer in flight: long enough t
         "kill-9-mid-timeline",
         "sigint-twice-mid-timeline",
     ],
-)
+)  # fmt: skip
 def test_killed_push_is_finished_by_the_next_run_exactly_once(
-    staged_project, gs_sandbox, project, path, fault, killed_when, stop_signal
+    staged_project, gs_sandbox, project, path, fault, killed_when, stop_signal, processing
 ):
     # 60 responses staged by an earlier `--stage-only` run: above BULK_MIN_ROWS (50 here: a Bulk
     # upload), from 20 people, and 15 Timeline calls to be killed among. The victim pushes them
     # (`--push-only`: the stage before a push is not what a kill during the push is about); the next
-    # run is the scheduled command, stage and push.
+    # run is the scheduled command, stage and push. Where the point is a run stopped while Gainsight
+    # processes the upload, the upload stays INIT for PROCESSING sandbox seconds, so the victim cannot
+    # see it finish whatever the timing; the test then moves the clock past it for the next run.
     cg = staged_project(responses=60, days=19, accounts=10, people=20)
-    gs = gs_sandbox()
+    gs = gs_sandbox(bulk_phase_seconds=PROCESSING) if processing else gs_sandbox()
     gs.add_fault(path=path, **fault)
     env = push_env(
         cg, gs, project, DESTINATION__GAINSIGHT__BULK_MIN_ROWS="50", DESTINATION__GAINSIGHT__TIMELINE_RECORDS_PER_CALL="4"
     )
     victim = start_cli("--push-only", cwd=project, env=env)
-    stopped = stop_and_collect(victim, lambda: killed_when(gs), stop_signal)
+    stopped = stop_and_collect(victim, lambda: killed_when(gs), stop_signal, delivered=lambda: gs.advance(HOLD))
     gs.clear_faults()
+    if processing:
+        gs.advance(2 * PROCESSING)  # Gainsight finishes the upload; the next run polls it to the end
 
     result = run_main(cwd=project, env=env)
 
@@ -110,7 +125,7 @@ def test_killed_push_is_finished_by_the_next_run_exactly_once(
     if path in (PEOPLE_PATH, TIMELINE_PATH) and stop_signal == signal.SIGKILL:
         # killed inside dlt's load step: its package goes first (a stopped run finishes the step)
         assert "re-delivering 1 package(s) an interrupted run left pending" in result.stderr
-    if path == STATUS_PATH or (path == BULK_PATH and stop_signal != signal.SIGKILL):
+    if processing:
         # the open upload is polled and reconciled, not sent again: a stopped run waited for the
         # statusId and booked it, so it knows the upload as well as a run killed while polling
         assert "finished 1 Bulk upload(s) left open by an earlier run" in result.stderr
