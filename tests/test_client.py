@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -14,12 +15,14 @@ from sources.customergauge.settings import RESPONSES_PATH
 from .conftest import CLIENT_ID, CLIENT_SECRET
 
 
-def client_for(sandbox, secret: str = CLIENT_SECRET, **policy) -> CustomerGaugeClient:
+def client_for(sandbox, secret: str = CLIENT_SECRET, sleep: Callable[[float], None] | None = None, **policy) -> CustomerGaugeClient:
+    """`sleep`: where the client's waits go (its injected clock), instead of really sleeping."""
     return CustomerGaugeClient(
         sandbox.base_url,
         sandbox.token_url,
         ClientCredentials(CLIENT_ID, secret),
         RetryPolicy(backoff=0.01, **policy),
+        **({"sleep": sleep} if sleep is not None else {}),
     )
 
 
@@ -61,10 +64,12 @@ def test_bad_credentials_are_reported_without_the_secret(cg_sandbox, caplog):
 def test_retry_after_is_honoured_and_logged(cg_sandbox, caplog):
     sandbox = cg_sandbox(responses=5)
     sandbox.add_fault(kind="status", status=429, retry_after=1, path=RESPONSES_PATH)
-    client = client_for(sandbox)
+    waits: list[float] = []
+    client = client_for(sandbox, sleep=waits.append)
     with caplog.at_level(logging.WARNING):
         client.get_page(RESPONSES_PATH, [])
     assert client.stats.retries == 1
+    assert waits == [1.0]  # the wait the server asked for, not the 0.01 s backoff
     assert "HTTP 429 on GET /v7/rest/sync/responses; retry 1/5 in 1.0 s" in caplog.text
 
 

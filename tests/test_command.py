@@ -101,6 +101,9 @@ def test_second_concurrent_run_fails_fast_on_the_lock(cg_sandbox, project):
         assert conn.execute("SELECT count(*), count(DISTINCT response_id) FROM nps.nps_responses").fetchone() == (300, 300)
 
 
+HOLD = 30.0  # sandbox seconds a page is held; the clock is frozen, so until the test moves it
+
+
 @pytest.mark.parametrize(
     "kill_after_requests, stop_signal",
     [
@@ -115,11 +118,18 @@ def test_second_concurrent_run_fails_fast_on_the_lock(cg_sandbox, project):
     ids=["kill-9-after-2", "kill-9-after-5", "sigterm-after-2", "sigint-twice-after-5"],
 )
 def test_killed_run_is_completed_by_the_next_with_no_duplicates(cg_sandbox, project, kill_after_requests, stop_signal):
-    sandbox = cg_sandbox(responses=6000, days=30)
-    sandbox.add_fault(kind="delay", delay=0.3, path=RESPONSES, times=50)
+    # The page after `kill_after_requests` answered ones is held on the frozen sandbox clock: the
+    # signal comes while it is in flight, and the test releases it once the signal is taken.
+    sandbox = cg_sandbox(responses=6000, days=30, time_scale=0)
+    sandbox.add_fault(kind="delay", delay=HOLD, path=RESPONSES, skip=kill_after_requests, times=1)
     env = cli_env(sandbox, project, SOURCES__CUSTOMERGAUGE__ROWS_PER_LOAD="1000")
     victim = start_cli("--stage-only", cwd=project, env=env)
-    stopped = stop_and_collect(victim, lambda: sandbox.count(path=RESPONSES) >= kill_after_requests, stop_signal)
+
+    def page_held() -> bool:
+        sandbox.clock.wait_for_sleepers(1, timeout=60)
+        return True
+
+    stopped = stop_and_collect(victim, page_held, stop_signal, delivered=lambda: sandbox.advance(HOLD))
     sandbox.clear_faults()
     assert_stopped_cleanly(stopped, stop_signal)
 

@@ -194,11 +194,12 @@ def test_quota_exhaustion_defers_and_the_next_run_completes(gs_sandbox, staged_c
 def test_rate_limits_and_server_errors_are_ridden_out(gs_sandbox, staged_connector):
     gs = gs_sandbox()
     # Gainsight sends no Retry-After; without one the client waits for the next minute window,
-    # which a test cannot afford. Sent here, it is honoured.
-    gs.add_fault(path="/v1/data/objects/query/", status=429, times=2, retry_after=0.2)
+    # which a test cannot afford. Sent here, it is honoured: "0" (whole seconds only; a fraction
+    # was rounded up to 1 s of real waiting), so the retry goes at once.
+    gs.add_fault(path="/v1/data/objects/query/", status=429, times=2, retry_after=0)
     gs.add_fault(path=f"/v1/data/objects/{RESPONSE_OBJECT}", status=503, times=1)  # an insert: reconciled
     gs.add_fault(path="/v1/peoplemgmt/", status=500, times=2)
-    gs.add_fault(path="/v1/ant/es/activity", status=429, times=1, retry_after=0.2)
+    gs.add_fault(path="/v1/ant/es/activity", status=429, times=1, retry_after=0)
     gs.add_fault(path="/v1/ant/es/activity", kind="drop", times=1)
     _, connector = staged_connector(gs)
 
