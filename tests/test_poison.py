@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.errors import ExitCode
 
-from .cli import push_env, run_main, start_cli, wait_for
+from .cli import push_env, run_main, start_cli
 from .conftest import NO_CLIENT_QUOTAS, read_only
 from .staged import push_only
 from .test_push_command import assert_exactly_once
@@ -283,11 +283,11 @@ def test_records_deferred_by_a_redelivered_package_and_the_fresh_outbox_count_on
     staged = 60  # above BULK_MIN_ROWS (50 here): the responses go in one Bulk upload
     cg = cg_sandbox(responses=staged, days=20, accounts=10)
     gs = gs_sandbox()
-    gs.add_fault(path=PEOPLE_PATH, kind="delay", delay=0.05, times=10_000)
+    gs.add_fault(path=PEOPLE_PATH, kind="delay", delay=60.0, skip=25, times=1)  # the 26th person's answer waits
     env = push_env(cg, gs, project, DESTINATION__GAINSIGHT__BULK_MIN_ROWS="50")
     victim = start_cli(cwd=project, env=env)
-    try:  # killed inside dlt's load step: its package stays pending
-        wait_for(lambda: gs.count(path=PEOPLE_PATH) >= 25, timeout=60)
+    try:  # killed inside dlt's load step, while that answer is held: its package stays pending
+        gs.clock.wait_for_sleepers(1, timeout=60)
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.wait()

@@ -39,49 +39,33 @@ def assert_exactly_once(project: Path, gs) -> None:
     assert set(companies.values()) == {1}
 
 
-def bulk_received(gs) -> bool:
-    """Gainsight has the file (the sandbox logs a request only once answered; this is on arrival)."""
-    return len(gs.bulk_executions()) >= 1
-
-
 def answer_held(gs) -> bool:
-    """The answer to the upload, or to its first status poll, is read and held on the sandbox clock."""
+    """The answer to the call the fault holds is read and held on the sandbox clock: Gainsight has
+    the request (an upload: the file, processing), the run waits for the answer."""
     gs.clock.wait_for_sleepers(1, timeout=60)
     return True
 
 
-HOLD = 30.0  # sandbox seconds a delayed answer is held: released by the test once a stop signal is taken
+HOLD = 30.0  # sandbox seconds the answer is held: released by the test once a stop signal is taken
 PROCESSING = 3600.0  # sandbox seconds the upload stays INIT where the run must stop while Gainsight processes it
 
 
 @pytest.mark.parametrize(
-    "path, fault, killed_when, stop_signal, processing",
+    "path, answered, stop_signal, processing",
     [
         # Gainsight answered with a statusId and is processing; the run dies while polling.
-        (STATUS_PATH, {"kind": "delay", "delay": HOLD, "times": 1}, answer_held, signal.SIGKILL, True),
-        (STATUS_PATH, {"kind": "delay", "delay": HOLD, "times": 1}, answer_held, signal.SIGTERM, True),
+        (STATUS_PATH, 0, signal.SIGKILL, True),
+        (STATUS_PATH, 0, signal.SIGTERM, True),
         # Gainsight has the file and is processing it; the answer with the statusId never arrives.
-        (BULK_PATH, {"kind": "delay", "delay": HOLD, "times": 1}, bulk_received, signal.SIGKILL, False),
+        (BULK_PATH, 0, signal.SIGKILL, False),
         # Gainsight has the file; the stop comes while its answer is in flight, and the run waits for it.
-        (BULK_PATH, {"kind": "delay", "delay": HOLD, "times": 1}, answer_held, signal.SIGTERM, True),
+        (BULK_PATH, 0, signal.SIGTERM, True),
         # Opt-in (-m more_kill_points): test_poison's redelivered-package test kills this same run.
-        pytest.param(
-            PEOPLE_PATH, {"kind": "delay", "delay": 0.05, "times": 10_000}, lambda gs: gs.count(path=PEOPLE_PATH) >= 8,
-            signal.SIGKILL, False, marks=pytest.mark.more_kill_points,
-        ),
-        (
-            PEOPLE_PATH, {"kind": "delay", "delay": 0.05, "times": 10_000}, lambda gs: gs.count(path=PEOPLE_PATH) >= 8,
-            signal.SIGTERM, False,
-        ),
-        (
-            TIMELINE_PATH, {"kind": "delay", "delay": 0.1, "times": 10_000}, lambda gs: gs.count(path=TIMELINE_PATH) >= 4,
-            signal.SIGKILL, False,
-        ),
+        pytest.param(PEOPLE_PATH, 8, signal.SIGKILL, False, marks=pytest.mark.more_kill_points),
+        (PEOPLE_PATH, 8, signal.SIGTERM, False),
+        (TIMELINE_PATH, 4, signal.SIGKILL, False),
         # Ctrl-C twice: the second press while stopping changes nothing.
-        (
-            TIMELINE_PATH, {"kind": "delay", "delay": 0.1, "times": 10_000}, lambda gs: gs.count(path=TIMELINE_PATH) >= 4,
-            signal.SIGINT, False,
-        ),
+        (TIMELINE_PATH, 4, signal.SIGINT, False),
     ],
     ids=[
         "kill-9-while-polling-bulk-status",
@@ -93,24 +77,25 @@ PROCESSING = 3600.0  # sandbox seconds the upload stays INIT where the run must 
         "kill-9-mid-timeline",
         "sigint-twice-mid-timeline",
     ],
-)  # fmt: skip
+)
 def test_killed_push_is_finished_by_the_next_run_exactly_once(
-    staged_project, gs_sandbox, project, path, fault, killed_when, stop_signal, processing
+    staged_project, gs_sandbox, project, path, answered, stop_signal, processing
 ):
     # 60 responses staged by an earlier `--stage-only` run: above BULK_MIN_ROWS (50 here: a Bulk
     # upload), from 20 people, and 15 Timeline calls to be killed among. The victim pushes them
     # (`--push-only`: the stage before a push is not what a kill during the push is about); the next
-    # run is the scheduled command, stage and push. Where the point is a run stopped while Gainsight
-    # processes the upload, the upload stays INIT for PROCESSING sandbox seconds, so the victim cannot
-    # see it finish whatever the timing; the test then moves the clock past it for the next run.
+    # run is the scheduled command, stage and push. The call after `answered` ones on `path` is held
+    # until the stop signal is taken, so the stop lands there whatever the timing; where the point is
+    # a run stopped while Gainsight processes the upload, the upload stays INIT for PROCESSING sandbox
+    # seconds, so the victim cannot see it finish; the test then moves the clock on for the next run.
     cg = staged_project(responses=60, days=19, accounts=10, people=20)
     gs = gs_sandbox(bulk_phase_seconds=PROCESSING) if processing else gs_sandbox()
-    gs.add_fault(path=path, **fault)
+    gs.add_fault(path=path, kind="delay", delay=HOLD, skip=answered, times=1)
     env = push_env(
         cg, gs, project, DESTINATION__GAINSIGHT__BULK_MIN_ROWS="50", DESTINATION__GAINSIGHT__TIMELINE_RECORDS_PER_CALL="4"
     )
     victim = start_cli("--push-only", cwd=project, env=env)
-    stopped = stop_and_collect(victim, lambda: killed_when(gs), stop_signal, delivered=lambda: gs.advance(HOLD))
+    stopped = stop_and_collect(victim, lambda: answer_held(gs), stop_signal, delivered=lambda: gs.advance(HOLD))
     gs.clear_faults()
     if processing:
         gs.advance(2 * PROCESSING)  # Gainsight finishes the upload; the next run polls it to the end
