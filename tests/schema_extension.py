@@ -5,8 +5,10 @@
 any other module imports it; then stages from a CustomerGauge sandbox whose responses carry the new
 property and pushes into a Gainsight sandbox whose response object has the new field. Its last line of output
 is one JSON object (the run summary comes before it): the exit code, the derived structures, and per response id the staged value and the
-value Gainsight holds. A fresh interpreter is the only honest way to show that every derived
-structure (staging schema, outbox select, field map, key registry) follows the one entry.
+value Gainsight holds. Only a process that has not imported the schema yet shows honestly that every
+derived structure (staging schema, outbox select, field map, key registry) follows the one entry: a
+fresh interpreter, or one forked from the test zygote (tests/zygote.py), which imports nothing that
+derives from the schema (checked below).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def load_extended_schema(entry: str) -> Any:
     """connector_common.schema with `entry` as the last item of PROPERTIES, installed in sys.modules."""
     import connector_common
 
+    if "connector_common.schema" in sys.modules:  # what derives from it would keep the shipped entries
+        raise SystemExit("connector_common.schema is imported already: run this in a process that has not")
     path = REPO / "connector_common" / "schema.py"
     source, count = re.subn(r"(\nPROPERTIES = \((?:\n    .*)*?)\n\)\n", rf"\1\n    {entry}\n)\n", path.read_text(), count=1)
     if count != 1:

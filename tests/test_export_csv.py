@@ -29,7 +29,7 @@ from pipelines.settings import RunSettings
 from sandbox.customergauge import CustomerGaugeSandbox, SeedSpec
 from sandbox.gainsight import BulkJob, GainsightSandbox
 
-from .cli import cli_env, run_main
+from .cli import cli_env, run_cli, run_main
 from .conftest import (
     ACCESS_KEY,
     BULK_JOB,
@@ -265,13 +265,11 @@ nps_to_gainsight.main(sys.argv[1:])
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before the rename", "after the rename, before the booking"])
-def test_a_kill_at_publication_loses_no_row(copy: Copy, after: bool):
-    # A child process each, because the point is a real kill -9 at that instant.
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_AT_THE_RENAME.format(repo=str(REPO), after=after), "export-csv", "--out",
-         str(copy.out)],
-        cwd=copy.project, env=copy.env, capture_output=True, text=True, timeout=120,
-    )
+def test_a_kill_at_publication_loses_no_row(copy: Copy, after: bool, tmp_path: Path):
+    # A child process each (forked from the zygote), because the point is a real kill -9 at that instant.
+    script = tmp_path / "killed_at_the_rename.py"
+    script.write_text(KILLED_AT_THE_RENAME.format(repo=str(REPO), after=after))
+    killed = run_cli("export-csv", "--out", str(copy.out), cwd=copy.project, env=copy.env, script=str(script))
 
     assert killed.returncode == -9, killed.stderr
     leftovers = list(copy.out.glob(".nps_responses_*.tmp"))

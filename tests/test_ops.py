@@ -58,13 +58,8 @@ try:
 except ValueError:
     logging.getLogger("nps.probe").exception("step failed")
 """
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={**cli_env(), "RUNTIME__LOG_LEVEL": "WARNING"},
-    )
+    (tmp_path / "probe.py").write_text(script)  # in a process of its own, forked from the zygote
+    result = run_cli(cwd=REPO, env={**cli_env(), "RUNTIME__LOG_LEVEL": "WARNING"}, script=str(tmp_path / "probe.py"))
 
     assert result.returncode == 0, result.stderr
     lines = json_lines(result.stderr)

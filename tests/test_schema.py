@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 
 from connector_common import schema
 from destinations.gainsight.preflight import EXPECTED
@@ -15,6 +13,7 @@ from pipelines.errors import ExitCode
 from sources.customergauge.mapping import NON_RESPONSE_SCHEMA, RESPONSE_SCHEMA
 from sources.customergauge.settings import DEFAULT_PROPERTY_MAP
 
+from .cli import run_cli
 from .conftest import REPO
 
 
@@ -40,10 +39,8 @@ def test_one_schema_entry_flows_from_customergauge_to_the_gainsight_record(tmp_p
     """README "Adding a property": the entry below is the whole change (plus the field in Gainsight)."""
     entry = '_property("region", "Region", "Region__gc")'
     env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.schema_extension", entry, str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    # in a process of its own, forked from the zygote (which has not imported the schema)
+    done = run_cli(entry, str(tmp_path), cwd=REPO, env=env, timeout=300, script=str(REPO / "tests" / "schema_extension.py"))
     assert done.returncode == 0, done.stderr
     flowed = json.loads(done.stdout.splitlines()[-1])  # after the run summary the command prints
 
