@@ -159,10 +159,10 @@ def test_quota_exhaustion_defers_and_the_next_run_completes(gs_sandbox, staged_c
     # With 10-row pages and three files, a full file is uploaded between pages (BulkBatcher.flush_full),
     # after the page that filled it is dropped; the second finds the quota used up, and the rows that
     # did not fit in it are deferred with the file's and every later page's.
-    # One Bulk upload per sandbox hour. An hour passes in six real minutes (at 60x, one minute: a run
-    # on a machine at load 15 took that long and saw its window roll by itself), so no run sees it
-    # roll; the loop below moves the sandbox an hour on. Bulk jobs still finish in 0.2 real seconds.
-    gs = gs_sandbox(quotas=True, quota_limits={("bulk", "hour"): 1, ("sync", "minute"): 100_000}, time_scale=10.0)
+    # One Bulk upload per sandbox hour, on a clock at real speed: no run sees the window roll by
+    # itself (at 60x one did, on a machine at load 15); the loop below moves the sandbox an hour on.
+    # Bulk jobs finish in 2 x bulk_phase_seconds all the same (gs_sandbox).
+    gs = gs_sandbox(quotas=True, quota_limits={("bulk", "hour"): 1, ("sync", "minute"): 100_000})
     _, connector = staged_connector(gs)  # 40 responses staged, nothing pushed
     connector = push_only(connector)
     options = {"bulk_min_rows": 20, "bulk_max_bytes": file_bytes}  # 40 rows need two files (three)
